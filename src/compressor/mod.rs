@@ -1,0 +1,1 @@
+//! compressor (under construction).

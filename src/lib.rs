@@ -1,0 +1,21 @@
+//! vzdump-qemu: the QEMU backup plumbing of Proxmox VE's `vzdump`, in Rust.
+//!
+//! The modules follow the steps of a backup as `PVE::VZDump::QemuServer` performs them:
+//! - [`qmp`]: a blocking QMP client over a unix socket (ids, events, fd passing, timeouts);
+//! - [`backup`]: Proxmox's `backup`, `query-backup` and `backup-cancel` commands, typed;
+//! - [`progress`]: the status-poll loop with the seed's log lines and errors;
+//! - [`compressor`]: the compressor behind a pipe, spawned without forking the caller;
+//! - [`ffi`]: the C API (header `include/vzdump_qemu.h`), on which the Perl shim builds.
+//!
+//! The library starts no threads, writes nothing to stdout or stderr, and keeps no global
+//! state besides a command id counter, so it is safe in processes that fork.
+
+pub mod backup;
+pub mod compressor;
+pub mod error;
+pub mod ffi;
+pub mod progress;
+pub mod qmp;
+pub mod wait;
+
+pub use error::{Error, Result};

@@ -1,0 +1,238 @@
+//! Splitting a byte stream into JSON objects.
+//!
+//! QEMU ends each message with CRLF, but pretty-printed monitors spread one object over
+//! several lines, and Proxmox's Perl client sends requests with no separator at all. So we
+//! split on balanced top-level objects (string- and escape-aware), which covers CRLF, LF,
+//! pretty output and back-to-back objects alike. Each byte is scanned once.
+
+/// Why the byte stream cannot be split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// One object grew past the size limit.
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Something other than whitespace stood between objects.
+    Garbage {
+        /// A short, escaped excerpt of the offending bytes.
+        excerpt: String,
+    },
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::TooLarge { limit } => {
+                write!(f, "message exceeds the size limit of {limit} bytes")
+            }
+            FrameError::Garbage { excerpt } => {
+                write!(f, "unexpected data outside a JSON object: '{excerpt}'")
+            }
+        }
+    }
+}
+
+/// Escapes up to 64 bytes for an error message: printable ASCII as is (quotes too, for
+/// readability), backslash and control characters escaped, other bytes as `\xNN`.
+pub fn excerpt(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    const MAX: usize = 64;
+    let mut out = String::new();
+    for &b in &bytes[..bytes.len().min(MAX)] {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\r' => out.push_str("\\r"),
+            b'\n' => out.push_str("\\n"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    if bytes.len() > MAX {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Incremental splitter: feed bytes with [`push`](Self::push), take whole objects with
+/// [`next_object`](Self::next_object).
+#[derive(Debug)]
+pub struct JsonSplitter {
+    buf: Vec<u8>,
+    /// Start of the unconsumed part of `buf`.
+    start: usize,
+    /// How far `buf` has been scanned.
+    scan: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    limit: usize,
+}
+
+impl JsonSplitter {
+    /// A splitter that refuses objects larger than `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        JsonSplitter {
+            buf: Vec::new(),
+            start: 0,
+            scan: 0,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            limit,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.scan = 0;
+            self.start = 0;
+        } else if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
+            self.buf.drain(..self.start);
+            self.scan -= self.start;
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes received but not yet returned as an object.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// The next complete object, if one has arrived.
+    pub fn next_object(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        while self.scan < self.buf.len() {
+            let b = self.buf[self.scan];
+            if self.depth == 0 {
+                match b {
+                    b' ' | b'\t' | b'\r' | b'\n' => {
+                        self.scan += 1;
+                        self.start = self.scan;
+                        continue;
+                    }
+                    b'{' => {}
+                    _ => {
+                        return Err(FrameError::Garbage {
+                            excerpt: excerpt(&self.buf[self.scan..]),
+                        })
+                    }
+                }
+            }
+            self.scan += 1;
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+            } else {
+                match b {
+                    b'"' => self.in_string = true,
+                    b'{' | b'[' => self.depth += 1,
+                    b'}' | b']' => {
+                        self.depth -= 1;
+                        if self.depth == 0 {
+                            let begin = self.start;
+                            self.start = self.scan;
+                            return Ok(Some(&self.buf[begin..self.scan]));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if self.scan - self.start > self.limit {
+                return Err(FrameError::TooLarge { limit: self.limit });
+            }
+        }
+        if self.buf.len() - self.start > self.limit {
+            return Err(FrameError::TooLarge { limit: self.limit });
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(s: &mut JsonSplitter) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(o) = s.next_object().unwrap() {
+            out.push(String::from_utf8(o.to_vec()).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn splits_crlf_lf_and_back_to_back() {
+        let mut s = JsonSplitter::new(1024);
+        s.push(b"{\"a\":1}\r\n{\"b\":2}\n{\"c\":{\"d\":[1,{}]}}{\"e\":3}");
+        assert_eq!(
+            all(&mut s),
+            ["{\"a\":1}", "{\"b\":2}", "{\"c\":{\"d\":[1,{}]}}", "{\"e\":3}"]
+        );
+    }
+
+    #[test]
+    fn braces_inside_strings_and_escapes_do_not_count() {
+        let mut s = JsonSplitter::new(1024);
+        s.push(br#"{"desc":"a } \" { b","x":"\\"}"#);
+        assert_eq!(all(&mut s), [r#"{"desc":"a } \" { b","x":"\\"}"#]);
+    }
+
+    #[test]
+    fn byte_by_byte_and_pretty_printed() {
+        let text = b"{\r\n  \"return\": {\r\n    \"x\": \"}\"\r\n  }\r\n}\r\n{\"id\":1}";
+        let mut s = JsonSplitter::new(1024);
+        let mut got = Vec::new();
+        for b in text {
+            s.push(&[*b]);
+            got.extend(all(&mut s));
+        }
+        assert_eq!(got.len(), 2);
+        assert!(got[0].starts_with('{') && got[0].ends_with('}'));
+        assert_eq!(got[1], "{\"id\":1}");
+    }
+
+    #[test]
+    fn garbage_between_objects_is_an_error() {
+        let mut s = JsonSplitter::new(1024);
+        s.push(b"{}\r\nhello\x01");
+        assert_eq!(s.next_object().unwrap(), Some(&b"{}"[..]));
+        assert_eq!(
+            s.next_object(),
+            Err(FrameError::Garbage {
+                excerpt: "hello\\x01".into()
+            })
+        );
+    }
+
+    #[test]
+    fn oversized_object_is_an_error_even_unfinished() {
+        let mut s = JsonSplitter::new(16);
+        s.push(b"{\"a\":\"0123456789abcdef\"");
+        assert_eq!(s.next_object(), Err(FrameError::TooLarge { limit: 16 }));
+        let mut s = JsonSplitter::new(16);
+        s.push(b"{\"a\":1}");
+        assert!(s.next_object().unwrap().is_some());
+    }
+
+    #[test]
+    fn keeps_partial_object_pending() {
+        let mut s = JsonSplitter::new(1024);
+        s.push(b"{\"a\":1}{\"b\"");
+        assert!(s.next_object().unwrap().is_some());
+        assert_eq!(s.next_object().unwrap(), None);
+        assert_eq!(s.pending(), b"{\"b\"");
+        s.push(b":2}");
+        assert_eq!(s.next_object().unwrap(), Some(&b"{\"b\":2}"[..]));
+    }
+}

@@ -1,0 +1,177 @@
+//! A blocking QMP client over a unix socket.
+//!
+//! QEMU's monitor serves one client at a time, and a Proxmox host's daemons query it all the
+//! time, so the normal way in is [`command`]: connect, negotiate, run one command, close
+//! (what qemu-server's `mon_cmd` does). [`Qmp`] keeps a connection open for callers that
+//! own a monitor, or for the few operations that need two commands on one connection
+//! (`getfd` followed by the `backup` that consumes the fd).
+//!
+//! Protocol rules kept here (see `docs/qmp-protocol.md`): every command carries an id and
+//! replies are matched by it; events are queued, never taken for replies; replies to other
+//! ids are dropped; an id-less error means QEMU could not parse our request, and the
+//! connection is closed; after EOF, reset, protocol error or timeout the connection is dead
+//! and every later call fails at once with the first cause (sticky error).
+
+mod client;
+pub mod framing;
+pub mod timeouts;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use client::{command, Event, Greeting, Qmp};
+
+/// Default directory of qemu-server's monitor sockets.
+pub const DEFAULT_RUN_DIR: &str = "/var/run/qemu-server";
+
+/// Which kind of monitor a socket belongs to; used in messages as qemu-server does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerKind {
+    /// The QMP monitor (`<vmid>.qmp`).
+    Qmp,
+    /// The guest agent (`<vmid>.qga`).
+    Qga,
+}
+
+impl fmt::Display for PeerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PeerKind::Qmp => "qmp",
+            PeerKind::Qga => "qga",
+        })
+    }
+}
+
+/// Where a monitor socket is, and how to name it in messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    vmid: Option<u32>,
+    path: PathBuf,
+    kind: PeerKind,
+}
+
+impl Peer {
+    /// The QMP socket of VM `vmid` in [`DEFAULT_RUN_DIR`].
+    pub fn vmid(vmid: u32) -> Self {
+        Self::vmid_in(vmid, Path::new(DEFAULT_RUN_DIR))
+    }
+
+    /// The QMP socket of VM `vmid` in `run_dir` (`<run_dir>/<vmid>.qmp`).
+    pub fn vmid_in(vmid: u32, run_dir: &Path) -> Self {
+        Peer {
+            vmid: Some(vmid),
+            path: run_dir.join(format!("{vmid}.qmp")),
+            kind: PeerKind::Qmp,
+        }
+    }
+
+    /// A QMP socket given by path.
+    pub fn path(path: impl Into<PathBuf>) -> Self {
+        Peer {
+            vmid: None,
+            path: path.into(),
+            kind: PeerKind::Qmp,
+        }
+    }
+
+    /// The socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The VM id, if the peer was given by one.
+    pub fn vm_id(&self) -> Option<u32> {
+        self.vmid
+    }
+
+    /// `VM 100 qmp socket`, or `qmp socket '<path>'` for a peer given by path.
+    pub fn socket_desc(&self) -> String {
+        match self.vmid {
+            Some(vmid) => format!("VM {vmid} {} socket", self.kind),
+            None => format!("{} socket '{}'", self.kind, self.path.display()),
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    /// `VM 100 qmp` (qemu-server's wording), or `qmp socket '<path>'`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.vmid {
+            Some(vmid) => write!(f, "VM {vmid} {}", self.kind),
+            None => write!(f, "{} socket '{}'", self.kind, self.path.display()),
+        }
+    }
+}
+
+/// QEMU's error classes; classes this library does not know are kept as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// `GenericError`.
+    GenericError,
+    /// `CommandNotFound` (also: command issued before negotiation).
+    CommandNotFound,
+    /// `DeviceNotActive`.
+    DeviceNotActive,
+    /// `DeviceNotFound`.
+    DeviceNotFound,
+    /// `KVMMissingCap`.
+    KvmMissingCap,
+    /// Any other class, verbatim.
+    Other(String),
+}
+
+impl ErrorClass {
+    /// Maps QEMU's class name.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "GenericError" => ErrorClass::GenericError,
+            "CommandNotFound" => ErrorClass::CommandNotFound,
+            "DeviceNotActive" => ErrorClass::DeviceNotActive,
+            "DeviceNotFound" => ErrorClass::DeviceNotFound,
+            "KVMMissingCap" => ErrorClass::KvmMissingCap,
+            other => ErrorClass::Other(other.to_string()),
+        }
+    }
+
+    /// QEMU's name of the class.
+    pub fn name(&self) -> &str {
+        match self {
+            ErrorClass::GenericError => "GenericError",
+            ErrorClass::CommandNotFound => "CommandNotFound",
+            ErrorClass::DeviceNotActive => "DeviceNotActive",
+            ErrorClass::DeviceNotFound => "DeviceNotFound",
+            ErrorClass::KvmMissingCap => "KVMMissingCap",
+            ErrorClass::Other(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Connection settings. Command timeouts are per call (see [`timeouts`]).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long to retry connecting while the socket's backlog is full.
+    pub connect_timeout: std::time::Duration,
+    /// How long the greeting and `qmp_capabilities` may take together.
+    pub handshake_timeout: std::time::Duration,
+    /// Largest accepted message in bytes (default 16 MiB).
+    pub max_message_size: usize,
+    /// How many events are kept; the oldest are dropped beyond it.
+    pub event_capacity: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            connect_timeout: timeouts::CONNECT,
+            handshake_timeout: timeouts::HANDSHAKE,
+            max_message_size: 16 * 1024 * 1024,
+            event_capacity: 256,
+        }
+    }
+}

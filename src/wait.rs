@@ -1,0 +1,95 @@
+//! Bounded waits that a signal interrupts.
+//!
+//! Every blocking wait of the library goes through here: `poll(2)` and `nanosleep` report
+//! `EINTR` even for handlers installed with `SA_RESTART`, and we pass that up as
+//! [`Interrupted`] instead of retrying, so that a caller such as the Perl shim gets control
+//! back to run its own signal handlers.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+/// A wait ended early because a signal arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
+
+/// How a wait for a file descriptor ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// The descriptor is ready for the requested events (or has an error or hang-up).
+    Ready,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+/// Milliseconds left until `deadline`, rounded up so that a wait never ends early.
+fn millis_until(deadline: Instant) -> libc::c_int {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let ms = left.as_nanos().div_ceil(1_000_000);
+    ms.min(libc::c_int::MAX as u128) as libc::c_int
+}
+
+/// Waits until `fd` is ready for `events` (`libc::POLLIN`, `libc::POLLOUT`) or `deadline`.
+pub fn poll_fd(
+    fd: BorrowedFd<'_>,
+    events: libc::c_short,
+    deadline: Instant,
+) -> std::result::Result<Readiness, WaitError> {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        let timeout = millis_until(deadline);
+        // SAFETY: one valid pollfd, count 1.
+        let rc = unsafe { libc::poll(&mut pfd, 1, timeout) };
+        if rc > 0 {
+            return Ok(Readiness::Ready);
+        }
+        if rc == 0 {
+            if Instant::now() >= deadline {
+                return Ok(Readiness::TimedOut);
+            }
+            // poll may return a little early on coarse clocks: wait out the rest.
+            continue;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINTR) {
+            return Err(WaitError::Interrupted);
+        }
+        return Err(WaitError::Io(err));
+    }
+}
+
+/// Why a wait failed.
+#[derive(Debug)]
+pub enum WaitError {
+    /// A signal arrived.
+    Interrupted,
+    /// `poll(2)` itself failed.
+    Io(std::io::Error),
+}
+
+/// Sleeps until `deadline`, returning early with [`Interrupted`] when a signal arrives.
+pub fn sleep_until(deadline: Instant) -> std::result::Result<(), Interrupted> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        let ts = libc::timespec {
+            tv_sec: left.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: valid timespec; the remainder is not needed (we recompute from deadline).
+        let rc = unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+        if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            return Err(Interrupted);
+        }
+    }
+}
+
+/// Sleeps for `duration`; see [`sleep_until`].
+pub fn sleep(duration: Duration) -> std::result::Result<(), Interrupted> {
+    sleep_until(Instant::now() + duration)
+}

@@ -1,0 +1,308 @@
+//! The QMP client against scripted peers, for what real QEMU will not do.
+
+mod support;
+
+use std::io::{IoSliceMut, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
+
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+use serde_json::json;
+use support::{negotiate, read_request, reply, signal_me_after, FakePeer, GREETING};
+use vzdump_qemu::qmp::framing::JsonSplitter;
+use vzdump_qemu::qmp::{Options, Peer, Qmp};
+use vzdump_qemu::Error;
+
+fn quick() -> Options {
+    Options {
+        handshake_timeout: Duration::from_millis(300),
+        ..Options::default()
+    }
+}
+
+fn connect(peer: &FakePeer, opts: &Options) -> vzdump_qemu::Result<Qmp> {
+    Qmp::connect(&Peer::path(&peer.socket), opts)
+}
+
+#[test]
+fn garbage_instead_of_greeting() {
+    let p = FakePeer::start(|mut s| {
+        s.write_all(b"HELLO\xff\x00 not json\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let err = connect(&p, &quick()).unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err}");
+    assert!(
+        err.to_string().ends_with(
+            "protocol error - unexpected data outside a JSON object: 'HELLO\\xff\\x00 not json\\r\\n'"
+        ),
+        "{err}"
+    );
+    p.join();
+}
+
+#[test]
+fn no_greeting_connection_closed() {
+    let p = FakePeer::start(drop);
+    let err = connect(&p, &quick()).unwrap_err();
+    assert!(
+        err.to_string().ends_with("handshake failed - no greeting: connection closed by peer"),
+        "{err}"
+    );
+    p.join();
+}
+
+#[test]
+fn silent_peer_times_out_on_greeting() {
+    let p = FakePeer::start(|_s| std::thread::sleep(Duration::from_millis(600)));
+    let err = connect(&p, &quick()).unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(err.to_string().contains("command 'greeting' failed - got timeout after 0.300s"));
+    p.join();
+}
+
+#[test]
+fn greeting_then_silence_times_out_on_negotiation() {
+    let p = FakePeer::start(|mut s| {
+        s.write_all(GREETING).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+    });
+    let err = connect(&p, &quick()).unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(err.to_string().contains("command 'qmp_capabilities' failed - got timeout"));
+    p.join();
+}
+
+#[test]
+fn greeting_not_understood() {
+    let p = FakePeer::start(|mut s| {
+        s.write_all(b"{\"QMP\": {\"capabilities\": []}}\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    let err = connect(&p, &quick()).unwrap_err();
+    assert!(err.to_string().contains("handshake failed - greeting not understood"), "{err}");
+    p.join();
+}
+
+#[test]
+fn foreign_id_and_events_are_not_taken_for_the_reply() {
+    let p = FakePeer::start(|mut s| {
+        let mut sp = negotiate(&mut s);
+        let req = read_request(&mut s, &mut sp).unwrap();
+        assert_eq!(req["execute"], "query-status");
+        let id = req["id"].as_str().unwrap();
+        assert!(id.starts_with(&format!("{}:", std::process::id())), "id is <pid>:<n>");
+        s.write_all(b"{\"return\": {\"status\": \"wrong\"}, \"id\": \"other:1\"}\r\n").unwrap();
+        s.write_all(b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 5, \"microseconds\": 6}}\r\n").unwrap();
+        s.write_all(b"{\"return\": {\"status\": \"no id match\"}, \"id\": 17}\r\n").unwrap();
+        reply(&mut s, &req, json!({"status": "running"}));
+    });
+    let mut c = connect(&p, &quick()).unwrap();
+    let v = c.execute("query-status", None, None).unwrap();
+    assert_eq!(v["status"], "running");
+    let events = c.take_events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].name, "STOP");
+    assert_eq!(events[0].timestamp, (5, 6));
+    p.join();
+}
+
+#[test]
+fn event_queue_is_bounded() {
+    let p = FakePeer::start(|mut s| {
+        let mut sp = negotiate(&mut s);
+        let req = read_request(&mut s, &mut sp).unwrap();
+        for i in 0..300 {
+            let ev = json!({"event": "E", "data": {"n": i}, "timestamp": {"seconds": 1, "microseconds": 2}});
+            s.write_all(format!("{ev}\r\n").as_bytes()).unwrap();
+        }
+        reply(&mut s, &req, json!({}));
+    });
+    let opts = Options {
+        event_capacity: 256,
+        ..quick()
+    };
+    let mut c = connect(&p, &opts).unwrap();
+    c.execute("x", None, None).unwrap();
+    let events = c.take_events();
+    assert_eq!(events.len(), 256);
+    assert_eq!(events[0].data["n"], 44, "the oldest were dropped");
+    assert_eq!(c.events_dropped(), 44);
+    p.join();
+}
+
+#[test]
+fn oversized_message_is_a_clear_error() {
+    let p = FakePeer::start(|mut s| {
+        let mut sp = negotiate(&mut s);
+        let req = read_request(&mut s, &mut sp).unwrap();
+        let big = "x".repeat(100_000);
+        let _ = s.write_all(format!("{{\"return\": \"{big}\", \"id\": {}}}\r\n", req["id"]).as_bytes());
+    });
+    let opts = Options {
+        max_message_size: 64 * 1024,
+        ..quick()
+    };
+    let mut c = connect(&p, &opts).unwrap();
+    let err = c.execute("x", None, None).unwrap_err();
+    assert!(
+        err.to_string().ends_with("protocol error - message exceeds the size limit of 65536 bytes"),
+        "{err}"
+    );
+    p.join();
+}
+
+#[test]
+fn half_a_message_then_close_is_disconnected_and_sticky() {
+    let p = FakePeer::start(|mut s| {
+        let mut sp = negotiate(&mut s);
+        let _req = read_request(&mut s, &mut sp).unwrap();
+        s.write_all(b"{\"return\": {\"sta").unwrap();
+    });
+    let mut c = connect(&p, &quick()).unwrap();
+    let err = c.execute("x", None, None).unwrap_err();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err}");
+    assert!(
+        err.to_string().ends_with(
+            "connection lost - connection closed by peer in the middle of a message: '{\"return\": {\"sta'"
+        ),
+        "{err}"
+    );
+    let again = c.execute("y", None, None).unwrap_err();
+    assert_eq!(again.to_string(), err.to_string());
+    p.join();
+}
+
+#[test]
+fn id_less_error_means_our_request_was_not_parsed() {
+    let p = FakePeer::start(|mut s| {
+        let mut sp = negotiate(&mut s);
+        let _req = read_request(&mut s, &mut sp).unwrap();
+        s.write_all(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n").unwrap();
+    });
+    let mut c = connect(&p, &quick()).unwrap();
+    let err = c.execute("x", None, None).unwrap_err();
+    assert!(
+        err.to_string().ends_with("protocol error - QEMU could not parse a request: JSON parse error"),
+        "{err}"
+    );
+    assert!(matches!(c.execute("y", None, None).unwrap_err(), Error::Disconnected { .. }));
+    p.join();
+}
+
+#[test]
+fn invalid_utf8_and_invalid_json_quote_an_excerpt() {
+    let p = FakePeer::start(|mut s| {
+        let mut sp = negotiate(&mut s);
+        let _req = read_request(&mut s, &mut sp).unwrap();
+        s.write_all(b"{\"return\": \"\xc3\x28\"}\r\n").unwrap();
+    });
+    let mut c = connect(&p, &quick()).unwrap();
+    let err = c.execute("x", None, None).unwrap_err().to_string();
+    assert!(err.contains("protocol error - invalid JSON ("), "{err}");
+    assert!(err.ends_with("'{\"return\": \"\\xc3(\"}'"), "{err}");
+    p.join();
+
+    let p = FakePeer::start(|mut s| {
+        let mut sp = negotiate(&mut s);
+        let _req = read_request(&mut s, &mut sp).unwrap();
+        s.write_all(b"{\"return\": nope}\r\n").unwrap();
+    });
+    let mut c = connect(&p, &quick()).unwrap();
+    let err = c.execute("x", None, None).unwrap_err().to_string();
+    assert!(err.contains("invalid JSON (expected ident"), "{err}");
+    p.join();
+}
+
+#[test]
+fn reply_without_return_or_error() {
+    let p = FakePeer::start(|mut s| {
+        let mut sp = negotiate(&mut s);
+        let req = read_request(&mut s, &mut sp).unwrap();
+        s.write_all(format!("{{\"id\": {}}}\r\n", req["id"]).as_bytes()).unwrap();
+    });
+    let mut c = connect(&p, &quick()).unwrap();
+    let err = c.execute("x", None, None).unwrap_err().to_string();
+    assert!(err.contains("reply to 'x' has neither 'return' nor a valid 'error'"), "{err}");
+    p.join();
+}
+
+#[test]
+fn signal_during_wait_returns_interrupted() {
+    let p = FakePeer::start(|mut s| {
+        let mut sp = negotiate(&mut s);
+        let _req = read_request(&mut s, &mut sp).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+    });
+    let mut c = connect(&p, &quick()).unwrap();
+    let sender = signal_me_after(Duration::from_millis(100));
+    let err = c.execute("x", None, Some(Duration::from_secs(20))).unwrap_err();
+    sender.join().unwrap();
+    assert!(err.is_interrupted(), "{err}");
+    p.join();
+}
+
+#[test]
+fn fd_travels_in_the_same_sendmsg_as_the_command() {
+    let p = FakePeer::start(|mut s| {
+        let sp = negotiate(&mut s);
+        assert!(sp.pending().iter().all(u8::is_ascii_whitespace));
+        let mut buf = [0u8; 4096];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<UnixAddr>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
+        let fds: Vec<_> = msg
+            .cmsgs()
+            .unwrap()
+            .flat_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds,
+                _ => vec![],
+            })
+            .collect();
+        let n = msg.bytes;
+        assert_eq!(fds.len(), 1, "exactly one fd with the getfd bytes");
+        let mut split = JsonSplitter::new(4096);
+        split.push(&buf[..n]);
+        let req: serde_json::Value = serde_json::from_slice(split.next_object().unwrap().unwrap()).unwrap();
+        assert_eq!(req["execute"], "getfd");
+        assert_eq!(req["arguments"]["fdname"], "backup");
+        // The received fd is the pipe: write through it.
+        nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fds[0]) }, b"hi").unwrap();
+        nix::unistd::close(fds[0]).unwrap();
+        reply(&mut s, &req, json!({}));
+    });
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let mut c = connect(&p, &quick()).unwrap();
+    c.execute_with_fd("getfd", Some(json!({"fdname": "backup"})), w.as_fd(), None).unwrap();
+    drop(w);
+    let mut got = [0u8; 8];
+    let n = nix::unistd::read(&r, &mut got).unwrap();
+    assert_eq!(&got[..n], b"hi");
+    p.join();
+}
+
+#[test]
+fn connection_is_refused_after_fork() {
+    let p = FakePeer::start(|mut s| {
+        let _sp = negotiate(&mut s);
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let mut c = connect(&p, &quick()).unwrap();
+    // SAFETY: the child only calls async-signal-safe-enough code and _exit.
+    match unsafe { libc::fork() } {
+        0 => {
+            let code = match c.execute("x", None, None) {
+                Err(Error::InvalidArgument(m)) if m.contains("connect again after fork") => 0,
+                _ => 1,
+            };
+            unsafe { libc::_exit(code) };
+        }
+        pid => {
+            let mut status = 0;
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        }
+    }
+    drop(c);
+    p.join();
+}

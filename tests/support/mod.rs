@@ -1,0 +1,176 @@
+//! Test support: real QEMU as a direct child, scripted fake peers, temp dirs, signals.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vzdump_qemu::qmp::framing::JsonSplitter;
+
+/// A directory under /tmp removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let template = format!("/tmp/vzq-{tag}-XXXXXX\0");
+        let mut buf = template.into_bytes();
+        // SAFETY: NUL-terminated, writable template.
+        let p = unsafe { libc::mkdtemp(buf.as_mut_ptr() as *mut libc::c_char) };
+        assert!(!p.is_null(), "mkdtemp failed");
+        buf.pop();
+        TempDir(PathBuf::from(String::from_utf8(buf).unwrap()))
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Real QEMU (`-machine none -S`) with a QMP unix socket, killed and reaped on drop.
+pub struct Qemu {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: TempDir,
+}
+
+impl Qemu {
+    /// Starts QEMU and waits until its socket accepts connections. A missing QEMU fails
+    /// the test: real-peer tests never skip.
+    pub fn start() -> Qemu {
+        let dir = TempDir::new("qemu");
+        let socket = dir.path().join("q.sock");
+        let child = Command::new("qemu-system-x86_64")
+            .args(["-machine", "none", "-nodefaults", "-display", "none", "-S", "-qmp"])
+            .arg(format!("unix:{},server=on,wait=off", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("qemu-system-x86_64 must be installed (run scripts/install-deps.sh)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "QEMU socket did not appear");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Qemu { child, socket, dir }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scripted QMP peer on a unix socket: the script gets each accepted connection.
+pub struct FakePeer {
+    pub socket: PathBuf,
+    pub dir: TempDir,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakePeer {
+    pub fn start<F>(script: F) -> FakePeer
+    where
+        F: FnOnce(UnixStream) + Send + 'static,
+    {
+        let dir = TempDir::new("fake");
+        let socket = dir.path().join("fake.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let thread = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            script(stream);
+        });
+        FakePeer {
+            socket,
+            dir,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits for the script to end and propagates its panics (failed asserts).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            t.join().expect("fake peer script failed");
+        }
+    }
+}
+
+pub const GREETING: &[u8] =
+    b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 11}, \"package\": \"pve-qemu-kvm_11.0.0-2\"}, \"capabilities\": []}}\r\n";
+
+/// Reads one JSON request from a fake peer's stream.
+pub fn read_request(stream: &mut UnixStream, splitter: &mut JsonSplitter) -> Option<Value> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(obj) = splitter.next_object().unwrap() {
+            return Some(serde_json::from_slice(obj).unwrap());
+        }
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        splitter.push(&buf[..n]);
+    }
+}
+
+/// Sends the greeting and answers `qmp_capabilities`, returning the splitter for more.
+pub fn negotiate(stream: &mut UnixStream) -> JsonSplitter {
+    let mut sp = JsonSplitter::new(1 << 20);
+    stream.write_all(GREETING).unwrap();
+    let req = read_request(stream, &mut sp).expect("qmp_capabilities");
+    assert_eq!(req["execute"], "qmp_capabilities");
+    reply(stream, &req, serde_json::json!({}));
+    sp
+}
+
+/// Writes `{"return": value, "id": <id of req>}`.
+pub fn reply(stream: &mut UnixStream, req: &Value, value: Value) {
+    let msg = serde_json::json!({"return": value, "id": req["id"]});
+    stream.write_all(format!("{msg}\r\n").as_bytes()).unwrap();
+}
+
+extern "C" fn noop_handler(_: libc::c_int) {}
+
+/// Installs a no-op SIGUSR1 handler without SA_RESTART, as Perl's handlers behave.
+pub fn install_sigusr1_handler() {
+    // SAFETY: sigaction with a zeroed struct and a valid handler.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = noop_handler as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = 0;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+}
+
+/// Sends SIGUSR1 to the calling thread after `delay`, from a helper thread.
+pub fn signal_me_after(delay: Duration) -> JoinHandle<()> {
+    install_sigusr1_handler();
+    // SAFETY: pthread_self is always valid.
+    let me = unsafe { libc::pthread_self() } as usize;
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        // SAFETY: the target thread is alive: it waits for this signal.
+        unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
+    })
+}
