@@ -174,3 +174,113 @@ pub fn signal_me_after(delay: Duration) -> JoinHandle<()> {
         unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
     })
 }
+
+/// Path of the built simulator binary (`make test` builds the workspace first).
+pub fn sim_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("PVE_QMP_SIM") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let bin = target.join("debug").join("pve-qmp-sim");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p pve-qmp-sim` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// `pve-qmp-sim` as a direct child on a socket in a temp dir; killed and reaped on drop.
+pub struct Sim {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: TempDir,
+}
+
+impl Sim {
+    /// Starts the simulator with extra `args` (`--socket` is added) and waits for its socket.
+    pub fn start(args: &[&str]) -> Sim {
+        let dir = TempDir::new("sim");
+        let socket = dir.path().join("sim.qmp");
+        Self::start_at(dir, socket, args)
+    }
+
+    /// Like [`Sim::start`], with the socket at `<dir>/<vmid>.qmp` so a vmid peer finds it.
+    pub fn start_vmid(vmid: u32, args: &[&str]) -> Sim {
+        let dir = TempDir::new("sim");
+        let socket = dir.path().join(format!("{vmid}.qmp"));
+        Self::start_at(dir, socket, args)
+    }
+
+    fn start_at(dir: TempDir, socket: PathBuf, args: &[&str]) -> Sim {
+        let child = Command::new(sim_binary())
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pve-qmp-sim");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "simulator socket did not come up");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // That probe connection was served and closed; the simulator accepts the next.
+        Sim { child, socket, dir }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    format!("{:x}", h.finalize())
+}
+
+/// A sparse raw image with random data in some regions, zeros written in others, holes
+/// elsewhere, and a marker in the last bytes; `size` need not be a multiple of 64 KiB.
+pub fn make_disk(path: &Path, size: u64, seed: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(size).unwrap();
+    let mut x = seed | 1;
+    let mut rand_block = |len: usize| {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect::<Vec<u8>>()
+    };
+    let mb = 1024 * 1024;
+    let mut off = 0;
+    while off + mb <= size {
+        match (off / mb) % 4 {
+            0 => f.write_all_at(&rand_block(mb as usize / 2), off + 4096).unwrap(),
+            2 => f.write_all_at(&vec![0u8; 65536], off).unwrap(),
+            _ => {}
+        }
+        off += 4 * mb;
+    }
+    let tail = b"END-OF-DISK";
+    f.write_all_at(tail, size - tail.len() as u64).unwrap();
+}
