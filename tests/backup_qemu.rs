@@ -14,8 +14,14 @@ fn starting_a_backup_on_stock_qemu_says_no_proxmox_support() {
     let q = Qemu::start();
     let peer = Peer::path(&q.socket);
     let (_r, w) = nix::unistd::pipe().unwrap();
-    let err = backup::start_vma(&peer, &Options::default(), w.as_fd(), &VmaParams::default(), None)
-        .unwrap_err();
+    let err = backup::start_vma(
+        &peer,
+        &Options::default(),
+        w.as_fd(),
+        &VmaParams::default(),
+        None,
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::NoProxmoxSupport { .. }), "{err}");
     assert_eq!(err.class(), Some(&ErrorClass::CommandNotFound));
     assert_eq!(

@@ -46,7 +46,8 @@ fn no_greeting_connection_closed() {
     let p = FakePeer::start(drop);
     let err = connect(&p, &quick()).unwrap_err();
     assert!(
-        err.to_string().ends_with("handshake failed - no greeting: connection closed by peer"),
+        err.to_string()
+            .ends_with("handshake failed - no greeting: connection closed by peer"),
         "{err}"
     );
     p.join();
@@ -57,7 +58,9 @@ fn silent_peer_times_out_on_greeting() {
     let p = FakePeer::start(|_s| std::thread::sleep(Duration::from_millis(600)));
     let err = connect(&p, &quick()).unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(err.to_string().contains("command 'greeting' failed - got timeout after 0.300s"));
+    assert!(err
+        .to_string()
+        .contains("command 'greeting' failed - got timeout after 0.300s"));
     p.join();
 }
 
@@ -69,18 +72,25 @@ fn greeting_then_silence_times_out_on_negotiation() {
     });
     let err = connect(&p, &quick()).unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(err.to_string().contains("command 'qmp_capabilities' failed - got timeout"));
+    assert!(err
+        .to_string()
+        .contains("command 'qmp_capabilities' failed - got timeout"));
     p.join();
 }
 
 #[test]
 fn greeting_not_understood() {
     let p = FakePeer::start(|mut s| {
-        s.write_all(b"{\"QMP\": {\"capabilities\": []}}\r\n").unwrap();
+        s.write_all(b"{\"QMP\": {\"capabilities\": []}}\r\n")
+            .unwrap();
         std::thread::sleep(Duration::from_millis(100));
     });
     let err = connect(&p, &quick()).unwrap_err();
-    assert!(err.to_string().contains("handshake failed - greeting not understood"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("handshake failed - greeting not understood"),
+        "{err}"
+    );
     p.join();
 }
 
@@ -91,10 +101,18 @@ fn foreign_id_and_events_are_not_taken_for_the_reply() {
         let req = read_request(&mut s, &mut sp).unwrap();
         assert_eq!(req["execute"], "query-status");
         let id = req["id"].as_str().unwrap();
-        assert!(id.starts_with(&format!("{}:", std::process::id())), "id is <pid>:<n>");
-        s.write_all(b"{\"return\": {\"status\": \"wrong\"}, \"id\": \"other:1\"}\r\n").unwrap();
-        s.write_all(b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 5, \"microseconds\": 6}}\r\n").unwrap();
-        s.write_all(b"{\"return\": {\"status\": \"no id match\"}, \"id\": 17}\r\n").unwrap();
+        assert!(
+            id.starts_with(&format!("{}:", std::process::id())),
+            "id is <pid>:<n>"
+        );
+        s.write_all(b"{\"return\": {\"status\": \"wrong\"}, \"id\": \"other:1\"}\r\n")
+            .unwrap();
+        s.write_all(
+            b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 5, \"microseconds\": 6}}\r\n",
+        )
+        .unwrap();
+        s.write_all(b"{\"return\": {\"status\": \"no id match\"}, \"id\": 17}\r\n")
+            .unwrap();
         reply(&mut s, &req, json!({"status": "running"}));
     });
     let mut c = connect(&p, &quick()).unwrap();
@@ -137,7 +155,8 @@ fn oversized_message_is_a_clear_error() {
         let mut sp = negotiate(&mut s);
         let req = read_request(&mut s, &mut sp).unwrap();
         let big = "x".repeat(100_000);
-        let _ = s.write_all(format!("{{\"return\": \"{big}\", \"id\": {}}}\r\n", req["id"]).as_bytes());
+        let _ =
+            s.write_all(format!("{{\"return\": \"{big}\", \"id\": {}}}\r\n", req["id"]).as_bytes());
     });
     let opts = Options {
         max_message_size: 64 * 1024,
@@ -146,7 +165,8 @@ fn oversized_message_is_a_clear_error() {
     let mut c = connect(&p, &opts).unwrap();
     let err = c.execute("x", None, None).unwrap_err();
     assert!(
-        err.to_string().ends_with("protocol error - message exceeds the size limit of 65536 bytes"),
+        err.to_string()
+            .ends_with("protocol error - message exceeds the size limit of 65536 bytes"),
         "{err}"
     );
     p.join();
@@ -178,15 +198,22 @@ fn id_less_error_means_our_request_was_not_parsed() {
     let p = FakePeer::start(|mut s| {
         let mut sp = negotiate(&mut s);
         let _req = read_request(&mut s, &mut sp).unwrap();
-        s.write_all(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n").unwrap();
+        s.write_all(
+            b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n",
+        )
+        .unwrap();
     });
     let mut c = connect(&p, &quick()).unwrap();
     let err = c.execute("x", None, None).unwrap_err();
     assert!(
-        err.to_string().ends_with("protocol error - QEMU could not parse a request: JSON parse error"),
+        err.to_string()
+            .ends_with("protocol error - QEMU could not parse a request: JSON parse error"),
         "{err}"
     );
-    assert!(matches!(c.execute("y", None, None).unwrap_err(), Error::Disconnected { .. }));
+    assert!(matches!(
+        c.execute("y", None, None).unwrap_err(),
+        Error::Disconnected { .. }
+    ));
     p.join();
 }
 
@@ -219,11 +246,15 @@ fn reply_without_return_or_error() {
     let p = FakePeer::start(|mut s| {
         let mut sp = negotiate(&mut s);
         let req = read_request(&mut s, &mut sp).unwrap();
-        s.write_all(format!("{{\"id\": {}}}\r\n", req["id"]).as_bytes()).unwrap();
+        s.write_all(format!("{{\"id\": {}}}\r\n", req["id"]).as_bytes())
+            .unwrap();
     });
     let mut c = connect(&p, &quick()).unwrap();
     let err = c.execute("x", None, None).unwrap_err().to_string();
-    assert!(err.contains("reply to 'x' has neither 'return' nor a valid 'error'"), "{err}");
+    assert!(
+        err.contains("reply to 'x' has neither 'return' nor a valid 'error'"),
+        "{err}"
+    );
     p.join();
 }
 
@@ -236,7 +267,9 @@ fn signal_during_wait_returns_interrupted() {
     });
     let mut c = connect(&p, &quick()).unwrap();
     let sender = signal_me_after(Duration::from_millis(100));
-    let err = c.execute("x", None, Some(Duration::from_secs(20))).unwrap_err();
+    let err = c
+        .execute("x", None, Some(Duration::from_secs(20)))
+        .unwrap_err();
     sender.join().unwrap();
     assert!(err.is_interrupted(), "{err}");
     p.join();
@@ -250,7 +283,8 @@ fn fd_travels_in_the_same_sendmsg_as_the_command() {
         let mut buf = [0u8; 4096];
         let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<UnixAddr>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
+        let msg = recvmsg::<UnixAddr>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+            .unwrap();
         let fds: Vec<_> = msg
             .cmsgs()
             .unwrap()
@@ -263,17 +297,23 @@ fn fd_travels_in_the_same_sendmsg_as_the_command() {
         assert_eq!(fds.len(), 1, "exactly one fd with the getfd bytes");
         let mut split = JsonSplitter::new(4096);
         split.push(&buf[..n]);
-        let req: serde_json::Value = serde_json::from_slice(split.next_object().unwrap().unwrap()).unwrap();
+        let req: serde_json::Value =
+            serde_json::from_slice(split.next_object().unwrap().unwrap()).unwrap();
         assert_eq!(req["execute"], "getfd");
         assert_eq!(req["arguments"]["fdname"], "backup");
         // The received fd is the pipe: write through it.
-        nix::unistd::write(unsafe { std::os::fd::BorrowedFd::borrow_raw(fds[0]) }, b"hi").unwrap();
+        nix::unistd::write(
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fds[0]) },
+            b"hi",
+        )
+        .unwrap();
         nix::unistd::close(fds[0]).unwrap();
         reply(&mut s, &req, json!({}));
     });
     let (r, w) = nix::unistd::pipe().unwrap();
     let mut c = connect(&p, &quick()).unwrap();
-    c.execute_with_fd("getfd", Some(json!({"fdname": "backup"})), w.as_fd(), None).unwrap();
+    c.execute_with_fd("getfd", Some(json!({"fdname": "backup"})), w.as_fd(), None)
+        .unwrap();
     drop(w);
     let mut got = [0u8; 8];
     let n = nix::unistd::read(&r, &mut got).unwrap();

@@ -41,7 +41,11 @@ fn status_transitions_and_events_kept_in_queue() {
     let s = c.execute("query-status", None, None).unwrap();
     assert_eq!(s["status"], "paused");
     let names: Vec<String> = c.take_events().into_iter().map(|e| e.name).collect();
-    assert_eq!(names, ["RESUME", "STOP"], "events interleaved with replies are queued");
+    assert_eq!(
+        names,
+        ["RESUME", "STOP"],
+        "events interleaved with replies are queued"
+    );
     assert!(c.take_events().is_empty());
 }
 
@@ -89,23 +93,41 @@ fn getfd_closefd_and_fdsets() {
     let mut c = connect(&q);
     let (r, w) = nix::unistd::pipe().unwrap();
     let args = json!({"fdname": "bkpipe"});
-    assert_eq!(c.execute_with_fd("getfd", Some(args), w.as_fd(), None).unwrap(), json!({}));
-    assert_eq!(c.execute("closefd", Some(json!({"fdname": "bkpipe"})), None).unwrap(), json!({}));
-    let err = c.execute("closefd", Some(json!({"fdname": "bkpipe"})), None).unwrap_err();
+    assert_eq!(
+        c.execute_with_fd("getfd", Some(args), w.as_fd(), None)
+            .unwrap(),
+        json!({})
+    );
+    assert_eq!(
+        c.execute("closefd", Some(json!({"fdname": "bkpipe"})), None)
+            .unwrap(),
+        json!({})
+    );
+    let err = c
+        .execute("closefd", Some(json!({"fdname": "bkpipe"})), None)
+        .unwrap_err();
     assert_eq!(err.class(), Some(&ErrorClass::GenericError));
     assert_eq!(err.desc(), "File descriptor named 'bkpipe' not found");
 
     // getfd without an fd: QEMU says so.
-    let err = c.execute("getfd", Some(json!({"fdname": "x"})), None).unwrap_err();
+    let err = c
+        .execute("getfd", Some(json!({"fdname": "x"})), None)
+        .unwrap_err();
     assert_eq!(err.desc(), "No file descriptor supplied via SCM_RIGHTS");
 
     let added = c
-        .execute_with_fd("add-fd", Some(json!({"fdset-id": 7, "opaque": "t"})), r.as_fd(), None)
+        .execute_with_fd(
+            "add-fd",
+            Some(json!({"fdset-id": 7, "opaque": "t"})),
+            r.as_fd(),
+            None,
+        )
         .unwrap();
     assert_eq!(added["fdset-id"], 7);
     let sets = c.execute("query-fdsets", None, None).unwrap();
     assert!(sets.as_array().unwrap().iter().any(|s| s["fdset-id"] == 7));
-    c.execute("remove-fd", Some(json!({"fdset-id": 7})), None).unwrap();
+    c.execute("remove-fd", Some(json!({"fdset-id": 7})), None)
+        .unwrap();
     let sets = c.execute("query-fdsets", None, None).unwrap();
     assert!(!sets.as_array().unwrap().iter().any(|s| s["fdset-id"] == 7));
 }
@@ -121,7 +143,9 @@ fn qemu_killed_during_command_gives_disconnected_promptly() {
         // SAFETY: kill(2) of the test's own child.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     });
-    let err = c.execute("query-status", None, Some(Duration::from_secs(60))).unwrap_err();
+    let err = c
+        .execute("query-status", None, Some(Duration::from_secs(60)))
+        .unwrap_err();
     killer.join().unwrap();
     assert!(
         matches!(err, Error::Disconnected { ref reason, .. }
@@ -139,10 +163,14 @@ fn signal_during_wait_interrupts_and_late_reply_is_dropped() {
     let mut c = connect(&q);
     q.signal(libc::SIGSTOP);
     let sender = signal_me_after(Duration::from_millis(200));
-    let err = c.execute("query-status", None, Some(Duration::from_secs(30))).unwrap_err();
+    let err = c
+        .execute("query-status", None, Some(Duration::from_secs(30)))
+        .unwrap_err();
     sender.join().unwrap();
     assert!(err.is_interrupted(), "{err}");
-    assert!(err.to_string().ends_with("command 'query-status' interrupted by signal"));
+    assert!(err
+        .to_string()
+        .ends_with("command 'query-status' interrupted by signal"));
     q.signal(libc::SIGCONT);
     // The reply to the interrupted query-status arrives first and is dropped by id.
     let v = c.execute("query-version", None, None).unwrap();
@@ -154,7 +182,9 @@ fn command_timeout_closes_connection_and_says_outcome_unknown() {
     let q = Qemu::start();
     let mut c = connect(&q);
     q.signal(libc::SIGSTOP);
-    let err = c.execute("query-status", None, Some(Duration::from_millis(200))).unwrap_err();
+    let err = c
+        .execute("query-status", None, Some(Duration::from_millis(200)))
+        .unwrap_err();
     q.signal(libc::SIGCONT);
     assert!(err.is_timeout());
     assert!(
@@ -183,7 +213,13 @@ fn second_client_is_served_while_library_runs_one_shot_operations() {
             };
             let mut ok = 0;
             while !stop.load(Ordering::Relaxed) {
-                let r = qmp::command(&peer, "query-status", None, Some(Duration::from_secs(1)), &opts);
+                let r = qmp::command(
+                    &peer,
+                    "query-status",
+                    None,
+                    Some(Duration::from_secs(1)),
+                    &opts,
+                );
                 if let Err(e) = r {
                     panic!("status client failed after {ok} queries: {e}");
                 }
@@ -201,8 +237,10 @@ fn second_client_is_served_while_library_runs_one_shot_operations() {
         qmp::command(&peer, "query-version", None, None, &Options::default()).unwrap();
         // getfd + closefd: two commands, one connection, closed at once.
         let mut c = Qmp::connect(&peer, &Options::default()).unwrap();
-        c.execute_with_fd("getfd", Some(json!({"fdname": "b"})), w.as_fd(), None).unwrap();
-        c.execute("closefd", Some(json!({"fdname": "b"})), None).unwrap();
+        c.execute_with_fd("getfd", Some(json!({"fdname": "b"})), w.as_fd(), None)
+            .unwrap();
+        c.execute("closefd", Some(json!({"fdname": "b"})), None)
+            .unwrap();
         drop(c);
         ops += 4;
     }
@@ -216,7 +254,9 @@ fn second_client_is_served_while_library_runs_one_shot_operations() {
 fn bad_arguments_are_rejected_before_sending() {
     let q = Qemu::start();
     let mut c = connect(&q);
-    let err = c.execute("query-status", Some(json!([1, 2])), None).unwrap_err();
+    let err = c
+        .execute("query-status", Some(json!([1, 2])), None)
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     assert!(c.execute("query-status", None, None).is_ok());
 }

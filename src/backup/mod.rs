@@ -47,7 +47,13 @@ pub fn start_vma(
     let mut qmp = Qmp::connect(peer, options)?;
     let getfd = serde_json::json!({ "fdname": FDNAME });
     qmp.execute_until("getfd", Some(getfd), Some(target), deadline, budget)?;
-    let reply = qmp.execute_until("backup", Some(params.to_arguments()), None, deadline, budget);
+    let reply = qmp.execute_until(
+        "backup",
+        Some(params.to_arguments()),
+        None,
+        deadline,
+        budget,
+    );
     job_uuid(no_support_if_missing(reply, "backup")?)
 }
 
@@ -60,16 +66,19 @@ pub fn start_pbs(
     timeout: Option<Duration>,
 ) -> Result<String> {
     let timeout = timeout.unwrap_or(timeouts::PBS_BACKUP_START);
-    let reply = qmp::command(peer, "backup", Some(params.to_arguments()), Some(timeout), options);
+    let reply = qmp::command(
+        peer,
+        "backup",
+        Some(params.to_arguments()),
+        Some(timeout),
+        options,
+    );
     job_uuid(no_support_if_missing(reply, "backup")?)
 }
 
 /// `query-backup` on its own connection (10 min timeout, as qemu-server).
 pub fn query(peer: &Peer, options: &Options) -> Result<BackupStatus> {
-    let reply = no_support_if_missing(
-        qmp::command(peer, "query-backup", None, None, options),
-        "query-backup",
-    )?;
+    let reply = query_raw(peer, options)?;
     serde_json::from_value(reply.clone()).map_err(|e| Error::Protocol {
         peer: peer.clone(),
         reason: format!(
@@ -77,6 +86,14 @@ pub fn query(peer: &Peer, options: &Options) -> Result<BackupStatus> {
             qmp::framing::excerpt(reply.to_string().as_bytes())
         ),
     })
+}
+
+/// `query-backup` on its own connection, QEMU's reply object as it came.
+pub fn query_raw(peer: &Peer, options: &Options) -> Result<Value> {
+    no_support_if_missing(
+        qmp::command(peer, "query-backup", None, None, options),
+        "query-backup",
+    )
 }
 
 /// `backup-cancel` on its own connection (10 min timeout). See the module docs for the
@@ -139,7 +156,12 @@ mod tests {
     #[test]
     fn uuid_is_taken_from_the_reply() {
         assert_eq!(job_uuid(json!({"UUID": "abc"})).unwrap(), "abc");
-        for bad in [json!({}), json!({"UUID": ""}), json!({"UUID": 5}), json!(null)] {
+        for bad in [
+            json!({}),
+            json!({"UUID": ""}),
+            json!({"UUID": 5}),
+            json!(null),
+        ] {
             assert_eq!(
                 job_uuid(bad).unwrap_err().to_string(),
                 "got no uuid for backup task"

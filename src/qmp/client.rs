@@ -161,7 +161,13 @@ impl Qmp {
         timeout: Option<Duration>,
     ) -> Result<Value> {
         let timeout = timeout.unwrap_or_else(|| timeouts::for_command(command));
-        self.call(command, arguments, Some(fd), Instant::now() + timeout, timeout)
+        self.call(
+            command,
+            arguments,
+            Some(fd),
+            Instant::now() + timeout,
+            timeout,
+        )
     }
 
     /// Like [`execute`](Self::execute) with an absolute deadline shared by several commands
@@ -295,7 +301,11 @@ impl Qmp {
 
     fn push_event(&mut self, name: String, obj: &mut Map<String, Value>) {
         let ts = obj.get("timestamp");
-        let part = |k: &str| ts.and_then(|t| t.get(k)).and_then(Value::as_i64).unwrap_or(-1);
+        let part = |k: &str| {
+            ts.and_then(|t| t.get(k))
+                .and_then(Value::as_i64)
+                .unwrap_or(-1)
+        };
         let timestamp = (part("seconds"), part("microseconds"));
         let event = Event {
             name,
@@ -395,9 +405,9 @@ impl Qmp {
                     if let Err(e) = self.wait(libc::POLLOUT, deadline, command, timeout) {
                         if sent > 0 && e.is_interrupted() {
                             // Half a command on the wire: the stream cannot be resynchronised.
-                            return Err(self.disconnected(format!(
-                                "interrupted while sending '{command}'"
-                            )));
+                            return Err(
+                                self.disconnected(format!("interrupted while sending '{command}'"))
+                            );
                         }
                         return Err(e);
                     }
@@ -410,7 +420,9 @@ impl Qmp {
                     )))
                 }
                 Err(e) => {
-                    return Err(self.disconnected(format!("sending '{command}' failed: {}", e.desc())))
+                    return Err(
+                        self.disconnected(format!("sending '{command}' failed: {}", e.desc()))
+                    )
                 }
             }
         }
@@ -418,7 +430,12 @@ impl Qmp {
     }
 
     /// Reads until one whole JSON message is available and parses it.
-    fn read_message(&mut self, deadline: Instant, command: &str, timeout: Duration) -> Result<Value> {
+    fn read_message(
+        &mut self,
+        deadline: Instant,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<Value> {
         let mut chunk = [0u8; 64 * 1024];
         loop {
             match self.splitter.next_object() {

@@ -20,16 +20,39 @@ pub const HANDSHAKE: Duration = Duration::from_secs(5);
 /// The timeout qemu-server uses for `command` when its caller passes none.
 pub fn for_command(command: &str) -> Duration {
     let secs = match command {
-        "query-backup" | "backup-cancel" | "query-block-jobs" | "query-savevm" | "savevm-start"
-        | "savevm-end" | "block-job-cancel" | "guest-shutdown" | "block-commit"
-        | "block-export-del" | "block-stream" | "blockdev-del" | "blockdev-mirror"
-        | "blockdev-remove-medium" | "blockdev-reopen" | "job-complete" | "drive-mirror"
+        "query-backup"
+        | "backup-cancel"
+        | "query-block-jobs"
+        | "query-savevm"
+        | "savevm-start"
+        | "savevm-end"
+        | "block-job-cancel"
+        | "guest-shutdown"
+        | "block-commit"
+        | "block-export-del"
+        | "block-stream"
+        | "blockdev-del"
+        | "blockdev-mirror"
+        | "blockdev-remove-medium"
+        | "blockdev-reopen"
+        | "job-complete"
+        | "drive-mirror"
         | "guest-fstrim" => 10 * MIN,
-        "query-migrate" | "guest-fsfreeze-freeze" | "blockdev-snapshot-internal-sync"
+        "query-migrate"
+        | "guest-fsfreeze-freeze"
+        | "blockdev-snapshot-internal-sync"
         | "blockdev-snapshot-delete-internal-sync" => 60 * MIN,
         "guest-fsfreeze-thaw" => 3 * MIN,
-        "blockdev-add" | "blockdev-insert-medium" | "block-export-add" | "device_add"
-        | "device_del" | "netdev_add" | "netdev_del" | "object-add" | "object-del" | "quit" => MIN,
+        "blockdev-add"
+        | "blockdev-insert-medium"
+        | "block-export-add"
+        | "device_add"
+        | "device_del"
+        | "netdev_add"
+        | "netdev_del"
+        | "object-add"
+        | "object-del"
+        | "quit" => MIN,
         c if c.starts_with("eject") || c.starts_with("change") => MIN,
         _ => return DEFAULT,
     };
@@ -46,7 +69,10 @@ mod tests {
         assert_eq!(for_command("backup"), Duration::from_secs(5));
         assert_eq!(for_command("query-backup"), Duration::from_secs(600));
         assert_eq!(for_command("backup-cancel"), Duration::from_secs(600));
-        assert_eq!(for_command("guest-fsfreeze-freeze"), Duration::from_secs(3600));
+        assert_eq!(
+            for_command("guest-fsfreeze-freeze"),
+            Duration::from_secs(3600)
+        );
         assert_eq!(for_command("guest-fsfreeze-thaw"), Duration::from_secs(180));
         assert_eq!(for_command("eject"), Duration::from_secs(60));
         assert_eq!(for_command("change-vnc-password"), Duration::from_secs(60));

@@ -1,0 +1,59 @@
+//! Result codes of the C API.
+
+use crate::error::Error;
+
+/// Result of every C API function: `VZDUMP_QEMU_OK` or one of the error codes below.
+pub type vzdump_qemu_result = u32;
+
+/// Success.
+pub const VZDUMP_QEMU_OK: vzdump_qemu_result = 0;
+/// A required pointer argument was NULL.
+pub const VZDUMP_QEMU_NULL_PARAMETER: vzdump_qemu_result = 1;
+/// An argument was invalid: not UTF-8, bad JSON, out of range, a closed fd.
+pub const VZDUMP_QEMU_INVALID_PARAMETER: vzdump_qemu_result = 2;
+/// The library panicked; the operation did not complete. Please report it.
+pub const VZDUMP_QEMU_PANIC: vzdump_qemu_result = 3;
+/// The monitor socket could not be connected.
+pub const VZDUMP_QEMU_CONNECT: vzdump_qemu_result = 10;
+/// The QMP greeting or capabilities negotiation failed.
+pub const VZDUMP_QEMU_HANDSHAKE: vzdump_qemu_result = 11;
+/// QEMU answered with an error (class and description in the message).
+pub const VZDUMP_QEMU_COMMAND: vzdump_qemu_result = 12;
+/// No reply in time; the command may still run in QEMU; the connection was closed.
+pub const VZDUMP_QEMU_TIMEOUT: vzdump_qemu_result = 13;
+/// A signal interrupted a wait; retry or give up after handling it.
+pub const VZDUMP_QEMU_INTERRUPTED: vzdump_qemu_result = 14;
+/// The connection is gone (EOF, reset, earlier failure); sticky for the handle.
+pub const VZDUMP_QEMU_DISCONNECTED: vzdump_qemu_result = 15;
+/// The peer sent something that is not QMP.
+pub const VZDUMP_QEMU_PROTOCOL: vzdump_qemu_result = 16;
+/// An operating system call failed.
+pub const VZDUMP_QEMU_IO: vzdump_qemu_result = 17;
+/// A backup-level failure with the seed's text (e.g. `got no uuid for backup task`).
+pub const VZDUMP_QEMU_BACKUP: vzdump_qemu_result = 18;
+/// The running QEMU has no Proxmox backup support (CommandNotFound).
+pub const VZDUMP_QEMU_NO_PROXMOX_SUPPORT: vzdump_qemu_result = 19;
+/// The status-poll loop ended with an error (seed texts: uuid, status, byte count).
+pub const VZDUMP_QEMU_POLL: vzdump_qemu_result = 20;
+/// The compressor failed (spawn error or wrong exit status).
+pub const VZDUMP_QEMU_COMPRESSOR: vzdump_qemu_result = 21;
+/// The caller's cancel check or a callback asked to stop.
+pub const VZDUMP_QEMU_CANCELLED: vzdump_qemu_result = 22;
+
+/// The code for a library error.
+pub(crate) fn code_of(err: &Error) -> vzdump_qemu_result {
+    match err {
+        Error::Connect { .. } => VZDUMP_QEMU_CONNECT,
+        Error::Handshake { .. } => VZDUMP_QEMU_HANDSHAKE,
+        Error::Command { .. } => VZDUMP_QEMU_COMMAND,
+        Error::Timeout { .. } => VZDUMP_QEMU_TIMEOUT,
+        Error::Interrupted { .. } => VZDUMP_QEMU_INTERRUPTED,
+        Error::Disconnected { .. } => VZDUMP_QEMU_DISCONNECTED,
+        Error::Protocol { .. } => VZDUMP_QEMU_PROTOCOL,
+        Error::InvalidArgument(_) => VZDUMP_QEMU_INVALID_PARAMETER,
+        Error::Io { .. } => VZDUMP_QEMU_IO,
+        Error::Backup(_) => VZDUMP_QEMU_BACKUP,
+        Error::NoProxmoxSupport { .. } => VZDUMP_QEMU_NO_PROXMOX_SUPPORT,
+        Error::Cancelled => VZDUMP_QEMU_CANCELLED,
+    }
+}
