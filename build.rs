@@ -19,17 +19,11 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("vzdump_qemu.h");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is readable");
-    // Parse only the C API's files: no `cargo metadata` run, no network, no lock file.
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(crate_dir.join("src/ffi"))
-        .expect("src/ffi exists")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-        .collect();
-    sources.sort();
-    let mut builder = cbindgen::Builder::new().with_config(config);
-    for src in sources {
-        builder = builder.with_src(src);
-    }
+    // Parse only the C API (src/ffi/mod.rs and the modules it declares): no
+    // `cargo metadata` run, no network, no lock file.
+    let builder = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(crate_dir.join("src/ffi/mod.rs"));
     let bindings = match builder.generate() {
         Ok(b) => b,
         // A syntax error is better reported by rustc itself.

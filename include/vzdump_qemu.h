@@ -27,6 +27,37 @@
 #include <stdint.h>
 
 /**
+ * Log level of an informational line (`INFO:` in a vzdump task log).
+ */
+#define VZDUMP_QEMU_LOG_INFO 0
+
+/**
+ * Log level of a warning (`WARN:`).
+ */
+#define VZDUMP_QEMU_LOG_WARN 1
+
+/**
+ * Log level of an error (`ERROR:`).
+ */
+#define VZDUMP_QEMU_LOG_ERR 2
+
+/**
+ * Status lines of the 2020 seed (`status: 3% (…)`).
+ */
+#define VZDUMP_QEMU_STYLE_SEED 0
+
+/**
+ * Status lines of today's qemu-server (`  3% (1.0 GiB of 32.0 GiB) …`).
+ */
+#define VZDUMP_QEMU_STYLE_CURRENT 1
+
+/**
+ * A running compressor. Free it with `vzdump_qemu_compressor_free`, which kills and reaps
+ * it if it still runs, so no zombie is left.
+ */
+typedef struct vzdump_qemu_compressor vzdump_qemu_compressor;
+
+/**
  * An open QMP connection. It blocks every other client of the monitor until freed, so
  * free it as soon as the operation is done.
  */
@@ -40,9 +71,26 @@ typedef struct vzdump_qemu_conn vzdump_qemu_conn;
 typedef struct vzdump_qemu_peer vzdump_qemu_peer;
 
 /**
+ * The state of one job's status-poll loop (start time, last printed line).
+ */
+typedef struct vzdump_qemu_poll vzdump_qemu_poll;
+
+/**
  * Result of every C API function: `VZDUMP_QEMU_OK` or one of the error codes below.
  */
 typedef uint32_t vzdump_qemu_result;
+
+/**
+ * Receives one log line (no prefix, no newline; valid during the call). Return 0 to go
+ * on; non-zero stops the loop with `VZDUMP_QEMU_CANCELLED` (e.g. when a Perl callback died).
+ */
+typedef uint32_t (*vzdump_qemu_log_callback)(void *userdata, uint32_t level, const char *line);
+
+/**
+ * Asked at least every 100 ms while the loop runs: return true to stop it
+ * (`VZDUMP_QEMU_CANCELLED`).
+ */
+typedef bool (*vzdump_qemu_cancel_callback)(void *userdata);
 
 /**
  * Success.
@@ -134,59 +182,6 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Starts a VMA backup into `target_fd` (output file or compressor pipe write end):
- * `getfd` (name `backup`) and `backup` on one connection, within `budget_ms` (0: 30 s).
- * `params_json` is NULL or an object with optional `config-file`, `firewall-file`,
- * `devlist` (strings) and `bwlimit` (KiB/s). On success `*out_uuid` gets the job UUID.
- * As in the seed, an error reply of QEMU is reported with QEMU's bare description.
- *
- * # Safety
- * Pointers are NULL or valid; strings NUL-terminated; `target_fd` open during the call.
- */
-vzdump_qemu_result vzdump_qemu_backup_start_vma(const struct vzdump_qemu_peer *peer,
-                                                int32_t target_fd,
-                                                const char *params_json,
-                                                uint64_t budget_ms,
-                                                char **out_uuid,
-                                                char **error);
-
-/**
- * Starts a backup to a Proxmox Backup Server, waiting up to `timeout_ms` (0: 125 s).
- * `params_json` holds the `backup` arguments by their QMP names: required `backup-file`
- * (repository), `backup-id`, `backup-time`; optional `password`, `fingerprint`,
- * `config-file`, `firewall-file`, `devlist`, `keyfile`, `key-password`, `master-keyfile`,
- * `backup-ns`, `encrypt`, `compress`, `use-dirty-bitmap`, `fleecing`, `max-workers`,
- * `speed`. Passwords never appear in messages.
- *
- * # Safety
- * Pointers are NULL or valid; strings NUL-terminated.
- */
-vzdump_qemu_result vzdump_qemu_backup_start_pbs(const struct vzdump_qemu_peer *peer,
-                                                const char *params_json,
-                                                uint64_t timeout_ms,
-                                                char **out_uuid,
-                                                char **error);
-
-/**
- * `query-backup` on its own connection; `*out_json` gets QEMU's reply object.
- *
- * # Safety
- * Pointers are NULL or valid.
- */
-vzdump_qemu_result vzdump_qemu_backup_query(const struct vzdump_qemu_peer *peer,
-                                            char **out_json,
-                                            char **error);
-
-/**
- * `backup-cancel` on its own connection. Note QEMU's quirk: cancelling a job that already
- * ended `done` turns its status into `error` / `backup canceled`.
- *
- * # Safety
- * Pointers are NULL or valid.
- */
-vzdump_qemu_result vzdump_qemu_backup_cancel(const struct vzdump_qemu_peer *peer, char **error);
-
-/**
  * Version of the loaded library, e.g. `vzdump-qemu 0.1.0` (static; do not free).
  */
 const char *vzdump_qemu_version(void);
@@ -245,126 +240,103 @@ vzdump_qemu_result vzdump_qemu_backup_query(const struct vzdump_qemu_peer *peer,
 vzdump_qemu_result vzdump_qemu_backup_cancel(const struct vzdump_qemu_peer *peer, char **error);
 
 /**
- * A peer for VM `vmid`: socket `<run_dir>/<vmid>.qmp`, `run_dir` NULL meaning
- * `/var/run/qemu-server`. Messages name it as qemu-server does (`VM 100 qmp`).
+ * Spawns `command` (Perl `exec STRING` semantics: through `/bin/sh -c` when it has shell
+ * metacharacters, else split on whitespace and found in PATH) with stdin the read end of
+ * a new pipe and stdout `output_fd`, without forking the caller. `*out_write_fd` gets the
+ * pipe's write end (close-on-exec), which the caller owns and closes once QEMU has its
+ * copy. `pipe_size` 0 takes the library default (1 MiB). An exec failure is reported
+ * here: `fork compressor '<command>' failed: <reason>`.
  *
  * # Safety
- * `run_dir` is NULL or NUL-terminated; `out` and `error` are NULL or writable.
+ * Pointers are NULL or valid; `command` NUL-terminated; `output_fd` open during the call.
  */
-vzdump_qemu_result vzdump_qemu_peer_new_vmid(uint32_t vmid,
-                                             const char *run_dir,
-                                             struct vzdump_qemu_peer **out,
-                                             char **error);
-
-/**
- * A peer for the QMP socket at `path`.
- *
- * # Safety
- * `path` is NUL-terminated; `out` and `error` are NULL or writable.
- */
-vzdump_qemu_result vzdump_qemu_peer_new_path(const char *path,
-                                             struct vzdump_qemu_peer **out,
-                                             char **error);
-
-/**
- * Sets the connect and handshake timeouts in milliseconds (0 keeps the default, 5 s).
- *
- * # Safety
- * `peer` is NULL or a live peer handle not used by another thread.
- */
-vzdump_qemu_result vzdump_qemu_peer_set_timeouts(struct vzdump_qemu_peer *peer,
-                                                 uint64_t connect_ms,
-                                                 uint64_t handshake_ms,
-                                                 char **error);
-
-/**
- * Frees a peer. NULL is ignored.
- *
- * # Safety
- * `peer` is NULL or a live peer handle, not used afterwards.
- */
-void vzdump_qemu_peer_free(struct vzdump_qemu_peer *peer);
-
-/**
- * Runs one command on its own connection (connect, negotiate, execute, close), as
- * qemu-server's `mon_cmd`. `arguments_json` is a JSON object or NULL; `timeout_ms` 0 uses
- * qemu-server's timeout for the command. On success `*out_json` receives the `return`
- * value as JSON (free with `vzdump_qemu_string_free`).
- *
- * # Safety
- * Pointers are NULL or valid as documented; strings NUL-terminated.
- */
-vzdump_qemu_result vzdump_qemu_command(const struct vzdump_qemu_peer *peer,
-                                       const char *command,
-                                       const char *arguments_json,
-                                       uint64_t timeout_ms,
-                                       char **out_json,
-                                       char **error);
-
-/**
- * Opens a connection and negotiates capabilities. Only for callers that own the
- * monitor: QEMU serves nobody else until `vzdump_qemu_conn_free`.
- *
- * # Safety
- * `peer` is NULL or live; `out` and `error` are NULL or writable.
- */
-vzdump_qemu_result vzdump_qemu_conn_open(const struct vzdump_qemu_peer *peer,
-                                         struct vzdump_qemu_conn **out,
-                                         char **error);
-
-/**
- * Runs a command on an open connection; see `vzdump_qemu_command`. With `fd` >= 0 the
- * descriptor is passed along by SCM_RIGHTS (for `getfd` and `add-fd`); -1 sends none.
- *
- * # Safety
- * Pointers are NULL or valid as documented; strings NUL-terminated.
- */
-vzdump_qemu_result vzdump_qemu_conn_execute(struct vzdump_qemu_conn *conn,
-                                            const char *command,
-                                            const char *arguments_json,
-                                            int32_t fd,
-                                            uint64_t timeout_ms,
-                                            char **out_json,
-                                            char **error);
-
-/**
- * Registers `fd` in QEMU under `fdname` (`getfd` with SCM_RIGHTS). The caller keeps its
- * own copy of `fd`.
- *
- * # Safety
- * Pointers are NULL or valid; strings NUL-terminated.
- */
-vzdump_qemu_result vzdump_qemu_conn_getfd(struct vzdump_qemu_conn *conn,
-                                          const char *fdname,
-                                          int32_t fd,
-                                          char **error);
-
-/**
- * Takes the events received so far as a JSON array of
- * `{"event", "data", "timestamp": {"seconds", "microseconds"}}` objects.
- *
- * # Safety
- * Pointers are NULL or valid.
- */
-vzdump_qemu_result vzdump_qemu_conn_take_events(struct vzdump_qemu_conn *conn,
-                                                char **out_json,
+vzdump_qemu_result vzdump_qemu_compressor_spawn(const char *command,
+                                                int32_t output_fd,
+                                                size_t pipe_size,
+                                                struct vzdump_qemu_compressor **out,
+                                                int32_t *out_write_fd,
                                                 char **error);
 
 /**
- * Closes and frees a connection. NULL is ignored.
+ * The compressor's process id; -1 for NULL or a compressor already reaped.
  *
  * # Safety
- * `conn` is NULL or a live connection handle, not used afterwards.
+ * `c` is NULL or a live handle.
  */
-void vzdump_qemu_conn_free(struct vzdump_qemu_conn *conn);
+int32_t vzdump_qemu_compressor_pid(const struct vzdump_qemu_compressor *c);
 
 /**
- * Frees a string the library returned (results and error messages). NULL is ignored.
+ * Waits up to `timeout_ms` (0: 10 minutes) for the compressor to exit. OK on exit code
+ * 0; `VZDUMP_QEMU_COMPRESSOR` with `<command> failed - wrong exit status <n>` (plus
+ * ` (signal <n>)`); `VZDUMP_QEMU_TIMEOUT` or `VZDUMP_QEMU_INTERRUPTED` leave it running
+ * (wait again, or kill it).
  *
  * # Safety
- * `s` is NULL or a pointer the library returned and that was not freed yet.
+ * `c` is NULL or a live handle used by no other thread.
  */
-void vzdump_qemu_string_free(char *s);
+vzdump_qemu_result vzdump_qemu_compressor_wait(struct vzdump_qemu_compressor *c,
+                                               uint64_t timeout_ms,
+                                               char **error);
+
+/**
+ * Kills the compressor (SIGKILL) and reaps it: the error path.
+ *
+ * # Safety
+ * `c` is NULL or a live handle used by no other thread.
+ */
+vzdump_qemu_result vzdump_qemu_compressor_kill(struct vzdump_qemu_compressor *c, char **error);
+
+/**
+ * Frees the handle, killing and reaping a compressor that still runs. NULL is ignored.
+ *
+ * # Safety
+ * `c` is NULL or a live handle, not used afterwards.
+ */
+void vzdump_qemu_compressor_free(struct vzdump_qemu_compressor *c);
+
+/**
+ * Prepares the loop for job `job_uuid` (style `VZDUMP_QEMU_STYLE_*`); its clock starts
+ * now. `interval_ms` is the steady-state time between queries, 0 for 1 s.
+ *
+ * # Safety
+ * Pointers are NULL or valid; `job_uuid` NUL-terminated.
+ */
+vzdump_qemu_result vzdump_qemu_poll_new(const struct vzdump_qemu_peer *peer,
+                                        const char *job_uuid,
+                                        uint32_t style,
+                                        uint64_t interval_ms,
+                                        struct vzdump_qemu_poll **out,
+                                        char **error);
+
+/**
+ * Runs (or, after `VZDUMP_QEMU_INTERRUPTED`, resumes) the loop until the job ends.
+ * Returns OK when it is done, after logging the summary; `*out_progress_json` (may be
+ * NULL) then gets `{"percent","transferred","total","target","zero","reused","duration"}`.
+ * `VZDUMP_QEMU_POLL` carries the seed's die text (`got unexpected uuid`, the job's
+ * errmsg or `unknown error`, `got unexpected status '<s>'`,
+ * `got wrong number of transfered bytes (<a> != <b>)`). `VZDUMP_QEMU_CANCELLED` when
+ * `log_cb` returned non-zero or `cancel_cb` true. With `cancel_on_error`, every failure
+ * but `VZDUMP_QEMU_INTERRUPTED` first sends `backup-cancel`, logging
+ * `aborting backup job` (and a cancel failure at error level), as the seed does.
+ *
+ * # Safety
+ * `poll` is NULL or live; the callbacks are NULL or valid with `userdata`.
+ */
+vzdump_qemu_result vzdump_qemu_poll_run(struct vzdump_qemu_poll *poll,
+                                        vzdump_qemu_log_callback log_cb,
+                                        vzdump_qemu_cancel_callback cancel_cb,
+                                        void *userdata,
+                                        bool cancel_on_error,
+                                        char **out_progress_json,
+                                        char **error);
+
+/**
+ * Frees the loop state. NULL is ignored.
+ *
+ * # Safety
+ * `poll` is NULL or a live handle, not used afterwards.
+ */
+void vzdump_qemu_poll_free(struct vzdump_qemu_poll *poll);
 
 /**
  * A peer for VM `vmid`: socket `<run_dir>/<vmid>.qmp`, `run_dir` NULL meaning

@@ -99,6 +99,12 @@ pub enum Error {
         /// QEMU's description (`The command <name> has not been found`).
         desc: String,
     },
+    /// The status-poll loop ended with an error (exact seed texts).
+    #[error(transparent)]
+    Poll(#[from] crate::progress::PollError),
+    /// The compressor failed (exact seed texts).
+    #[error(transparent)]
+    Compressor(#[from] crate::compressor::CompressorError),
     /// The caller's cancel check asked to stop.
     #[error("operation cancelled by caller")]
     Cancelled,
@@ -125,12 +131,20 @@ impl Error {
 
     /// True if the error is a signal interruption.
     pub fn is_interrupted(&self) -> bool {
-        matches!(self, Error::Interrupted { .. })
+        match self {
+            Error::Interrupted { .. } => true,
+            Error::Compressor(c) => c.is_interrupted(),
+            _ => false,
+        }
     }
 
     /// True if the error is a command timeout (qemu-server's `error-is-timeout`).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Compressor(c) => c.is_timeout(),
+            _ => false,
+        }
     }
 }
 

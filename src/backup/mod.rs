@@ -12,6 +12,7 @@
 //!   Cancel only a job you still consider running.
 
 mod params;
+mod poll;
 mod secret;
 pub mod status;
 
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub use params::{PbsParams, VmaParams};
+pub use poll::{abort_job, poll_or_cancel, Poller};
 pub use secret::Secret;
 pub use status::BackupStatus;
 

@@ -7,6 +7,8 @@
 #![allow(non_camel_case_types)]
 
 pub mod backup;
+pub mod compressor;
+pub mod poll;
 pub mod qmp;
 pub mod result;
 pub mod strings;

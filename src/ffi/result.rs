@@ -54,6 +54,10 @@ pub(crate) fn code_of(err: &Error) -> vzdump_qemu_result {
         Error::Io { .. } => VZDUMP_QEMU_IO,
         Error::Backup(_) => VZDUMP_QEMU_BACKUP,
         Error::NoProxmoxSupport { .. } => VZDUMP_QEMU_NO_PROXMOX_SUPPORT,
+        Error::Poll(_) => VZDUMP_QEMU_POLL,
+        Error::Compressor(c) if c.is_interrupted() => VZDUMP_QEMU_INTERRUPTED,
+        Error::Compressor(c) if c.is_timeout() => VZDUMP_QEMU_TIMEOUT,
+        Error::Compressor(_) => VZDUMP_QEMU_COMPRESSOR,
         Error::Cancelled => VZDUMP_QEMU_CANCELLED,
     }
 }

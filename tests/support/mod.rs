@@ -49,7 +49,15 @@ impl Qemu {
         let dir = TempDir::new("qemu");
         let socket = dir.path().join("q.sock");
         let child = Command::new("qemu-system-x86_64")
-            .args(["-machine", "none", "-nodefaults", "-display", "none", "-S", "-qmp"])
+            .args([
+                "-machine",
+                "none",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-S",
+                "-qmp",
+            ])
             .arg(format!("unix:{},server=on,wait=off", socket.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -226,7 +234,10 @@ impl Sim {
             .expect("start pve-qmp-sim");
         let deadline = Instant::now() + Duration::from_secs(10);
         while UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "simulator socket did not come up");
+            assert!(
+                Instant::now() < deadline,
+                "simulator socket did not come up"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         // That probe connection was served and closed; the simulator accepts the next.
@@ -275,7 +286,9 @@ pub fn make_disk(path: &Path, size: u64, seed: u64) {
     let mut off = 0;
     while off + mb <= size {
         match (off / mb) % 4 {
-            0 => f.write_all_at(&rand_block(mb as usize / 2), off + 4096).unwrap(),
+            0 => f
+                .write_all_at(&rand_block(mb as usize / 2), off + 4096)
+                .unwrap(),
             2 => f.write_all_at(&vec![0u8; 65536], off).unwrap(),
             _ => {}
         }

@@ -1,0 +1,412 @@
+/*
+ * Exercises every export of libvzdump_qemu against real peers: pve-qmp-sim (Proxmox
+ * backup commands), real QEMU (stock QMP) and real compressors, plus every bad-input case.
+ * Usage: test_api SIM_SOCKET QEMU_SOCKET WORKDIR
+ * Prints "N passed, N failed" and exits non-zero on any failure.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "vzdump_qemu.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                                 \
+    do {                                                                                 \
+        if (cond) {                                                                      \
+            passed++;                                                                    \
+        } else {                                                                         \
+            failed++;                                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);              \
+            fprintf(stderr, __VA_ARGS__);                                                \
+            fputc('\n', stderr);                                                         \
+        }                                                                                \
+    } while (0)
+
+/* Checks a result code and, on failure, that the message contains `needle`. */
+static void expect(vzdump_qemu_result got, vzdump_qemu_result want, char *err,
+                   const char *needle, const char *what)
+{
+    CHECK(got == want, "%s: result %u, want %u (%s)", what, got, want, err ? err : "-");
+    if (needle) {
+        CHECK(err && strstr(err, needle), "%s: message '%s' lacks '%s'", what,
+              err ? err : "(null)", needle);
+    } else {
+        CHECK(err == NULL, "%s: unexpected message '%s'", what, err);
+    }
+    vzdump_qemu_string_free(err);
+}
+
+struct log_state {
+    int lines;
+    int status_lines;
+    int stop_after;
+    char last[512];
+};
+
+static uint32_t log_cb(void *userdata, uint32_t level, const char *line)
+{
+    struct log_state *st = userdata;
+    st->lines++;
+    if (strncmp(line, "status: ", 8) == 0)
+        st->status_lines++;
+    snprintf(st->last, sizeof st->last, "%u %s", level, line);
+    return st->stop_after && st->lines >= st->stop_after;
+}
+
+static bool cancel_now(void *userdata)
+{
+    int *calls = userdata;
+    return ++*calls > 1;
+}
+
+static void test_bad_input(void)
+{
+    vzdump_qemu_peer *peer = NULL;
+    char *err = NULL;
+
+    CHECK(strncmp(vzdump_qemu_version(), "vzdump-qemu ", 12) == 0, "%s", vzdump_qemu_version());
+    expect(vzdump_qemu_peer_new_path(NULL, &peer, &err), VZDUMP_QEMU_NULL_PARAMETER, err,
+           "path must not be NULL", "NULL path");
+    CHECK(peer == NULL, "output written on failure");
+    err = NULL;
+    expect(vzdump_qemu_peer_new_path("/x", NULL, &err), VZDUMP_QEMU_NULL_PARAMETER, err,
+           "out must not be NULL", "NULL out");
+    err = NULL;
+    expect(vzdump_qemu_peer_new_path("/tmp/\xff\xfe", &peer, &err),
+           VZDUMP_QEMU_INVALID_PARAMETER, err, "not valid UTF-8", "bad UTF-8");
+    /* A NULL error slot is allowed. */
+    CHECK(vzdump_qemu_peer_new_path(NULL, &peer, NULL) == VZDUMP_QEMU_NULL_PARAMETER, "no err");
+    err = NULL;
+    expect(vzdump_qemu_peer_new_vmid(100, "/nonexistent-dir", &peer, &err), VZDUMP_QEMU_OK,
+           err, NULL, "vmid peer");
+    char *json = NULL;
+    err = NULL;
+    expect(vzdump_qemu_command(peer, "query-status", NULL, 0, &json, &err), VZDUMP_QEMU_CONNECT,
+           err, "unable to connect to VM 100 qmp socket - No such file or directory",
+           "missing socket");
+    CHECK(json == NULL, "no output on failure");
+    err = NULL;
+    expect(vzdump_qemu_command(NULL, "query-status", NULL, 0, &json, &err),
+           VZDUMP_QEMU_NULL_PARAMETER, err, "peer must not be NULL", "NULL peer");
+    err = NULL;
+    expect(vzdump_qemu_peer_set_timeouts(NULL, 1, 1, &err), VZDUMP_QEMU_NULL_PARAMETER, err,
+           "peer", "set_timeouts NULL");
+    err = NULL;
+    expect(vzdump_qemu_poll_new(peer, "u", 7, 0, NULL, &err), VZDUMP_QEMU_NULL_PARAMETER, err,
+           "out must not be NULL", "poll_new NULL out");
+    vzdump_qemu_poll *poll = NULL;
+    err = NULL;
+    expect(vzdump_qemu_poll_new(peer, "u", 7, 0, &poll, &err), VZDUMP_QEMU_INVALID_PARAMETER,
+           err, "style 7", "bad style");
+    err = NULL;
+    expect(vzdump_qemu_poll_run(NULL, log_cb, NULL, NULL, false, NULL, &err),
+           VZDUMP_QEMU_NULL_PARAMETER, err, "poll must not be NULL", "poll_run NULL");
+    vzdump_qemu_compressor *comp = NULL;
+    int32_t wfd = -1;
+    err = NULL;
+    expect(vzdump_qemu_compressor_spawn("zstd", 9999, 0, &comp, &wfd, &err),
+           VZDUMP_QEMU_INVALID_PARAMETER, err, "9999", "compressor bad fd");
+    CHECK(vzdump_qemu_compressor_pid(NULL) == -1, "pid of NULL");
+    err = NULL;
+    expect(vzdump_qemu_compressor_wait(NULL, 0, &err), VZDUMP_QEMU_NULL_PARAMETER, err,
+           "must not be NULL", "wait NULL");
+    err = NULL;
+    expect(vzdump_qemu_compressor_kill(NULL, &err), VZDUMP_QEMU_NULL_PARAMETER, err,
+           "must not be NULL", "kill NULL");
+    int out = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    err = NULL;
+    expect(vzdump_qemu_compressor_spawn("nonexistent-compressor-xyz", out, 0, &comp, &wfd, &err),
+           VZDUMP_QEMU_COMPRESSOR, err,
+           "fork compressor 'nonexistent-compressor-xyz' failed: No such file or directory",
+           "missing compressor");
+    CHECK(comp == NULL && wfd == -1, "outputs untouched on failure");
+    /* A failing compressor reports the seed's text. */
+    err = NULL;
+    expect(vzdump_qemu_compressor_spawn("sh -c 'exit 3'", out, 0, &comp, &wfd, &err),
+           VZDUMP_QEMU_OK, err, NULL, "spawn sh");
+    close(wfd);
+    err = NULL;
+    expect(vzdump_qemu_compressor_wait(comp, 5000, &err), VZDUMP_QEMU_COMPRESSOR, err,
+           "sh -c 'exit 3' failed - wrong exit status 3", "exit 3");
+    vzdump_qemu_compressor_free(comp);
+    /* Free of a running compressor kills and reaps it. */
+    err = NULL;
+    expect(vzdump_qemu_compressor_spawn("sleep 30", out, 0, &comp, &wfd, &err), VZDUMP_QEMU_OK,
+           err, NULL, "spawn sleep");
+    int pid = vzdump_qemu_compressor_pid(comp);
+    vzdump_qemu_compressor_free(comp);
+    CHECK(kill(pid, 0) == -1 && errno == ESRCH, "compressor %d reaped on free", pid);
+    close(wfd);
+    close(out);
+
+    vzdump_qemu_peer_free(peer);
+    vzdump_qemu_peer_free(NULL);
+    vzdump_qemu_conn_free(NULL);
+    vzdump_qemu_poll_free(NULL);
+    vzdump_qemu_compressor_free(NULL);
+    vzdump_qemu_string_free(NULL);
+}
+
+static void test_qemu(const char *sock)
+{
+    vzdump_qemu_peer *peer = NULL;
+    char *err = NULL, *json = NULL;
+    expect(vzdump_qemu_peer_new_path(sock, &peer, &err), VZDUMP_QEMU_OK, err, NULL, "peer");
+    err = NULL;
+    expect(vzdump_qemu_command(peer, "query-status", NULL, 0, &json, &err), VZDUMP_QEMU_OK, err,
+           NULL, "query-status");
+    CHECK(json && strstr(json, "\"prelaunch\""), "status %s", json ? json : "(null)");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    err = NULL;
+    expect(vzdump_qemu_command(peer, "query-status", "{", 0, &json, &err),
+           VZDUMP_QEMU_INVALID_PARAMETER, err, "not valid JSON", "bad JSON");
+    err = NULL;
+    expect(vzdump_qemu_command(peer, "query-status", "[1]", 0, &json, &err),
+           VZDUMP_QEMU_INVALID_PARAMETER, err, "must be a JSON object", "array args");
+    err = NULL;
+    expect(vzdump_qemu_command(peer, "nope", NULL, 0, &json, &err), VZDUMP_QEMU_COMMAND, err,
+           "command 'nope' failed - The command nope has not been found", "unknown command");
+    int p[2];
+    CHECK(pipe2(p, O_CLOEXEC) == 0, "pipe");
+    char *uuid = NULL;
+    err = NULL;
+    expect(vzdump_qemu_backup_start_vma(peer, p[1], NULL, 0, &uuid, &err),
+           VZDUMP_QEMU_NO_PROXMOX_SUPPORT, err, "has no Proxmox backup support", "stock backup");
+    err = NULL;
+    expect(vzdump_qemu_backup_query(peer, &json, &err), VZDUMP_QEMU_NO_PROXMOX_SUPPORT, err,
+           "query-backup", "stock query-backup");
+
+    vzdump_qemu_conn *conn = NULL;
+    err = NULL;
+    expect(vzdump_qemu_conn_open(peer, &conn, &err), VZDUMP_QEMU_OK, err, NULL, "conn_open");
+    err = NULL;
+    expect(vzdump_qemu_conn_getfd(conn, "bk", p[1], &err), VZDUMP_QEMU_OK, err, NULL, "getfd");
+    err = NULL;
+    expect(vzdump_qemu_conn_getfd(conn, "bk", 9999, &err), VZDUMP_QEMU_INVALID_PARAMETER, err,
+           "9999", "getfd bad fd");
+    err = NULL;
+    expect(vzdump_qemu_conn_execute(conn, "closefd", "{\"fdname\":\"bk\"}", -1, 0, &json, &err),
+           VZDUMP_QEMU_OK, err, NULL, "closefd");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    err = NULL;
+    expect(vzdump_qemu_conn_execute(conn, "add-fd", "{\"fdset-id\":3}", p[0], 0, &json, &err),
+           VZDUMP_QEMU_OK, err, NULL, "add-fd");
+    CHECK(json && strstr(json, "\"fdset-id\":3"), "add-fd %s", json ? json : "(null)");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    err = NULL;
+    expect(vzdump_qemu_conn_execute(conn, "remove-fd", "{\"fdset-id\":3}", -1, 0, &json, &err),
+           VZDUMP_QEMU_OK, err, NULL, "remove-fd");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    err = NULL;
+    expect(vzdump_qemu_conn_execute(conn, "cont", NULL, -1, 0, &json, &err), VZDUMP_QEMU_OK,
+           err, NULL, "cont");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    err = NULL;
+    expect(vzdump_qemu_conn_execute(conn, "stop", NULL, -1, 0, &json, &err), VZDUMP_QEMU_OK,
+           err, NULL, "stop");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    err = NULL;
+    expect(vzdump_qemu_conn_take_events(conn, &json, &err), VZDUMP_QEMU_OK, err, NULL, "events");
+    CHECK(json && strstr(json, "\"RESUME\"") && strstr(json, "\"STOP\""), "events %s",
+          json ? json : "(null)");
+    vzdump_qemu_string_free(json);
+    vzdump_qemu_conn_free(conn);
+    close(p[0]);
+    close(p[1]);
+    vzdump_qemu_peer_free(peer);
+}
+
+/* A peer that greets, negotiates and hangs up: later calls get the sticky error. */
+static void test_disconnected(const char *dir)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/hangup.sock", dir);
+    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    CHECK(bind(ls, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(ls, 1) == 0, "listen");
+    pid_t child = fork();
+    if (child == 0) {
+        int c = accept(ls, NULL, NULL);
+        const char *greet = "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, "
+                            "\"major\": 11}, \"package\": \"\"}, \"capabilities\": []}}\r\n";
+        (void)!write(c, greet, strlen(greet));
+        char buf[512], reply[600];
+        ssize_t n = read(c, buf, sizeof buf - 1);
+        buf[n > 0 ? n : 0] = 0;
+        char *id = strstr(buf, "\"id\":");
+        snprintf(reply, sizeof reply, "{\"return\": {}, %s", id ? id : "}");
+        (void)!write(c, reply, strlen(reply));
+        (void)!read(c, buf, sizeof buf);
+        _exit(0);
+    }
+    vzdump_qemu_peer *peer = NULL;
+    vzdump_qemu_conn *conn = NULL;
+    char *err = NULL, *json = NULL;
+    expect(vzdump_qemu_peer_new_path(path, &peer, &err), VZDUMP_QEMU_OK, err, NULL, "peer");
+    err = NULL;
+    expect(vzdump_qemu_conn_open(peer, &conn, &err), VZDUMP_QEMU_OK, err, NULL, "open fake");
+    err = NULL;
+    expect(vzdump_qemu_conn_execute(conn, "x", NULL, -1, 0, &json, &err),
+           VZDUMP_QEMU_DISCONNECTED, err, "connection closed by peer", "hangup");
+    err = NULL;
+    expect(vzdump_qemu_conn_execute(conn, "y", NULL, -1, 0, &json, &err),
+           VZDUMP_QEMU_DISCONNECTED, err, "connection closed by peer", "sticky");
+    vzdump_qemu_conn_free(conn);
+    vzdump_qemu_peer_free(peer);
+    waitpid(child, NULL, 0);
+    close(ls);
+    unlink(path);
+}
+
+static void test_sim_backup(const char *sock, const char *dir)
+{
+    vzdump_qemu_peer *peer = NULL;
+    char *err = NULL, *uuid = NULL, *json = NULL;
+    expect(vzdump_qemu_peer_new_path(sock, &peer, &err), VZDUMP_QEMU_OK, err, NULL, "sim peer");
+    err = NULL;
+    expect(vzdump_qemu_peer_set_timeouts(peer, 2000, 2000, &err), VZDUMP_QEMU_OK, err, NULL,
+           "timeouts");
+
+    char path[256];
+    snprintf(path, sizeof path, "%s/c-api.vma.zst", dir);
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    vzdump_qemu_compressor *comp = NULL;
+    int32_t wfd = -1;
+    err = NULL;
+    expect(vzdump_qemu_compressor_spawn("zstd -q --threads=1", out, 0, &comp, &wfd, &err),
+           VZDUMP_QEMU_OK, err, NULL, "spawn zstd");
+    close(out);
+    CHECK(vzdump_qemu_compressor_pid(comp) > 0, "pid");
+    err = NULL;
+    expect(vzdump_qemu_backup_start_vma(peer, wfd, "{\"devlist\": \"drive-scsi0\", \"bwlimit\": 0}",
+                                        0, &uuid, &err),
+           VZDUMP_QEMU_OK, err, NULL, "start vma");
+    close(wfd);
+    CHECK(uuid && strlen(uuid) == 36, "uuid %s", uuid ? uuid : "(null)");
+
+    vzdump_qemu_poll *poll = NULL;
+    err = NULL;
+    expect(vzdump_qemu_poll_new(peer, uuid, VZDUMP_QEMU_STYLE_SEED, 0, &poll, &err),
+           VZDUMP_QEMU_OK, err, NULL, "poll_new");
+    struct log_state st = {0};
+    err = NULL;
+    expect(vzdump_qemu_poll_run(poll, log_cb, NULL, &st, true, &json, &err), VZDUMP_QEMU_OK,
+           err, NULL, "poll_run");
+    CHECK(json && strstr(json, "\"percent\":100"), "progress %s", json ? json : "(null)");
+    CHECK(st.status_lines >= 1, "status lines %d", st.status_lines);
+    CHECK(strstr(st.last, "0 transferred ") != NULL, "summary line '%s'", st.last);
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    vzdump_qemu_poll_free(poll);
+    err = NULL;
+    expect(vzdump_qemu_compressor_wait(comp, 0, &err), VZDUMP_QEMU_OK, err, NULL, "zstd exit");
+    vzdump_qemu_compressor_free(comp);
+    err = NULL;
+    expect(vzdump_qemu_backup_query(peer, &json, &err), VZDUMP_QEMU_OK, err, NULL, "query");
+    CHECK(json && strstr(json, "\"status\":\"done\"") && strstr(json, uuid), "done %s",
+          json ? json : "(null)");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+
+    /* A poll for another uuid fails with the seed's text. */
+    err = NULL;
+    expect(vzdump_qemu_poll_new(peer, "00000000-0000-0000-0000-000000000000",
+                                VZDUMP_QEMU_STYLE_CURRENT, 0, &poll, &err),
+           VZDUMP_QEMU_OK, err, NULL, "poll_new other");
+    err = NULL;
+    expect(vzdump_qemu_poll_run(poll, log_cb, NULL, &st, false, NULL, &err), VZDUMP_QEMU_POLL,
+           err, "got unexpected uuid", "wrong uuid");
+    vzdump_qemu_poll_free(poll);
+    vzdump_qemu_string_free(uuid);
+    uuid = NULL;
+
+    /* Cancel through the cancel check, with cancel_on_error: QEMU reports backup canceled. */
+    int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    err = NULL;
+    expect(vzdump_qemu_backup_start_vma(peer, fd, "{\"bwlimit\": 1024}", 0, &uuid, &err),
+           VZDUMP_QEMU_OK, err, NULL, "start slow");
+    close(fd);
+    err = NULL;
+    expect(vzdump_qemu_poll_new(peer, uuid, VZDUMP_QEMU_STYLE_SEED, 0, &poll, &err),
+           VZDUMP_QEMU_OK, err, NULL, "poll_new slow");
+    int calls = 0;
+    struct log_state st2 = {0};
+    err = NULL;
+    expect(vzdump_qemu_poll_run(poll, log_cb, cancel_now, &calls, true, NULL, &err),
+           VZDUMP_QEMU_CANCELLED, err, "cancelled", "cancel check");
+    (void)st2;
+    vzdump_qemu_poll_free(poll);
+    err = NULL;
+    expect(vzdump_qemu_backup_query(peer, &json, &err), VZDUMP_QEMU_OK, err, NULL, "query 2");
+    CHECK(json && strstr(json, "backup canceled"), "canceled %s", json ? json : "(null)");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    err = NULL;
+    expect(vzdump_qemu_backup_cancel(peer, &err), VZDUMP_QEMU_OK, err, NULL, "cancel again");
+    vzdump_qemu_string_free(uuid);
+    uuid = NULL;
+
+    err = NULL;
+    expect(vzdump_qemu_backup_start_pbs(peer, "{\"backup-file\": \"root@pam@localhost:store\"}",
+                                        0, &uuid, &err),
+           VZDUMP_QEMU_INVALID_PARAMETER, err, "missing parameter 'backup-id'", "pbs missing id");
+    err = NULL;
+    expect(vzdump_qemu_backup_start_pbs(peer,
+                                        "{\"backup-file\": \"root@pam@localhost:store\", "
+                                        "\"backup-id\": \"100\", \"backup-time\": 1700000000, "
+                                        "\"password\": \"c-secret-pw\", \"bogus\": 1}",
+                                        0, &uuid, &err),
+           VZDUMP_QEMU_INVALID_PARAMETER, err, "unknown parameter 'bogus'", "pbs bogus");
+    err = NULL;
+    expect(vzdump_qemu_backup_start_pbs(peer,
+                                        "{\"backup-file\": \"root@pam@localhost:store\", "
+                                        "\"backup-id\": \"100\", \"backup-time\": 1700000000, "
+                                        "\"password\": \"c-secret-pw\"}",
+                                        0, &uuid, &err),
+           VZDUMP_QEMU_OK, err, NULL, "pbs start");
+    CHECK(uuid && strlen(uuid) == 36, "pbs uuid");
+    err = NULL;
+    expect(vzdump_qemu_poll_new(peer, uuid, VZDUMP_QEMU_STYLE_CURRENT, 0, &poll, &err),
+           VZDUMP_QEMU_OK, err, NULL, "poll pbs");
+    struct log_state st3 = {.stop_after = 1};
+    err = NULL;
+    vzdump_qemu_result r = vzdump_qemu_poll_run(poll, log_cb, NULL, &st3, false, NULL, &err);
+    /* Either the callback stopped it, or the job was done before the first line. */
+    CHECK(r == VZDUMP_QEMU_CANCELLED || r == VZDUMP_QEMU_OK, "pbs poll %u %s", r, err ? err : "");
+    vzdump_qemu_string_free(err);
+    vzdump_qemu_poll_free(poll);
+    vzdump_qemu_string_free(uuid);
+    vzdump_qemu_peer_free(peer);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s SIM_SOCKET QEMU_SOCKET WORKDIR\n", argv[0]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    test_bad_input();
+    test_qemu(argv[2]);
+    test_disconnected(argv[3]);
+    test_sim_backup(argv[1], argv[3]);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
