@@ -1,1 +1,171 @@
-fn main() {}
+//! `pve-qmp-sim`: a simulator of Proxmox VE's QEMU as its QMP monitor shows it, for testing
+//! backup clients (vzdump's QEMU plugin and its Rust rewrite) without a VM.
+//!
+//! Covered, with QEMU's wire behaviour and texts (see `docs/pve-backup-qmp.md` 2–8, 15 and
+//! `docs/qmp-protocol.md` 1–2): the greeting and capabilities negotiation, one client at a
+//! time, input split on balanced JSON objects, ids echoed, QAPI argument errors, member order
+//! of QEMU's output; `getfd`/`closefd` with SCM_RIGHTS; `backup` (VMA into a passed fd, a
+//! FIFO or a new file; PBS with simulated progress and dirty bitmaps), `query-backup`,
+//! `backup-cancel` (with the cancel-after-done quirk), `query-proxmox-support`,
+//! `query-pbs-bitmap-info`, `query-status`, `cont`, `stop`, `query-version`, `quit`, and
+//! STOP/RESUME/SHUTDOWN plus optional block job events. Faults can be injected: death,
+//! job and write errors, wrong uuid, hung or garbled replies, slow replies, bad counters.
+//!
+//! Not covered: there is no guest and no block layer. Devices are raw files read as they
+//! are or generated data; nothing talks to a Proxmox Backup Server (PBS backups only
+//! count); no `exec:` or `/dev/fdset` targets, `add-fd`, fleecing images beyond a size
+//! check, backup-access API, `query-commands` or other QEMU commands; no QGA socket.
+//! `max-workers`, `compress`, `keyfile` and the other PBS options are accepted, not used.
+
+mod args;
+mod backup;
+mod disk;
+mod dispatch;
+mod fds;
+mod input;
+mod job;
+mod monitor;
+mod output;
+mod qapi;
+mod qjson;
+mod state;
+mod target;
+mod worker;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::exit;
+use std::sync::Arc;
+
+use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
+
+use crate::args::{Config, Mode};
+use crate::disk::Disk;
+use crate::monitor::Served;
+use crate::state::Sim;
+
+fn main() {
+    let mode = match args::parse(std::env::args().skip(1)) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("pve-qmp-sim: {e}\nTry 'pve-qmp-sim --help'.");
+            exit(2);
+        }
+    };
+    match mode {
+        Mode::Help => print!("{}", args::USAGE),
+        Mode::DumpGenDisk { name, size, path } => {
+            if let Err(e) = disk::dump_generated(&name, size, &path) {
+                eprintln!("pve-qmp-sim: writing {} failed: {e}", path.display());
+                exit(1);
+            }
+        }
+        Mode::Serve(cfg) => serve(cfg),
+    }
+}
+
+fn serve(cfg: Config) -> ! {
+    // A simulator started by a test must not outlive it.
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        eprintln!("pve-qmp-sim: prctl(PR_SET_PDEATHSIG) failed: {e}");
+    }
+    // SAFETY: installs SIG_IGN, no handler code runs. QEMU ignores SIGPIPE, so a reader
+    // that went away shows up as EPIPE on write (Rust's runtime does the same; stated here
+    // so the behaviour does not depend on it).
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) } {
+        eprintln!("pve-qmp-sim: ignoring SIGPIPE failed: {e}");
+    }
+    let disks: Vec<Disk> = match cfg.disks.iter().map(Disk::open).collect() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("pve-qmp-sim: {e}");
+            exit(2);
+        }
+    };
+    // Sizes and their sum travel as QAPI 'int' (i64).
+    let total = disks
+        .iter()
+        .try_fold(0u64, |sum, d| sum.checked_add(d.size));
+    if total.is_none_or(|t| t > i64::MAX as u64) {
+        eprintln!("pve-qmp-sim: the disks are too large together (limit 2^63-1 bytes)");
+        exit(2);
+    }
+    let record = match &cfg.record {
+        Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!(
+                    "pve-qmp-sim: cannot open record file {}: {e}",
+                    path.display()
+                );
+                exit(2);
+            }
+        },
+        None => None,
+    };
+    let socket = cfg.socket.clone();
+    let listener = match bind(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("pve-qmp-sim: {e}");
+            exit(1);
+        }
+    };
+    if let Err(e) = exit_on_signals(socket.clone()) {
+        let _ = std::fs::remove_file(&socket);
+        eprintln!("pve-qmp-sim: cannot set up signal handling: {e}");
+        exit(1);
+    }
+    let sim = Arc::new(Sim::new(cfg, disks, record));
+    // One client at a time: the next one waits in the listen backlog, as with QEMU.
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                if let Served::Quit = monitor::serve(&sim, stream) {
+                    break;
+                }
+            }
+            Err(e) => {
+                eprintln!("pve-qmp-sim: accept failed: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&socket);
+    exit(0);
+}
+
+/// Binds the socket, replacing a stale socket file (nobody listening) but nothing else.
+fn bind(path: &Path) -> Result<UnixListener, String> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!("{} exists and is not a socket", path.display()));
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!("{} is in use by a running server", path.display()));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+    }
+    UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+}
+
+/// SIGTERM and SIGINT end the process cleanly (socket removed). They are blocked in every
+/// thread (threads inherit the mask) and taken by a dedicated thread with `sigwait`.
+fn exit_on_signals(socket: PathBuf) -> std::io::Result<()> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if set.wait().is_ok() {
+                let _ = std::fs::remove_file(&socket);
+                exit(0);
+            }
+        })?;
+    Ok(())
+}

@@ -56,6 +56,13 @@ pub fn start_vma(
         deadline,
         budget,
     );
+    if let Err(Error::Command { .. }) = reply {
+        // QEMU keeps named fds past the connection: a refused backup would leave it holding
+        // our pipe's write end, and the compressor would never see EOF. Best effort; the
+        // start's own error is what the caller needs.
+        let closefd = serde_json::json!({ "fdname": FDNAME });
+        let _ = qmp.execute_until("closefd", Some(closefd), None, deadline, budget);
+    }
     job_uuid(no_support_if_missing(reply, "backup")?)
 }
 

@@ -64,7 +64,8 @@ impl std::fmt::Debug for Qmp {
 }
 
 /// Runs one command on its own connection (connect, negotiate, execute, close), as
-/// qemu-server's `mon_cmd` does. `timeout` defaults to qemu-server's value for the command.
+/// qemu-server's `mon_cmd` does. `timeout` defaults to `options.command_timeout`, else to
+/// qemu-server's value for the command.
 pub fn command(
     peer: &Peer,
     command: &str,
@@ -139,14 +140,15 @@ impl Qmp {
     }
 
     /// Runs `command` and returns its `return` value. `arguments` must be a JSON object.
-    /// `timeout` defaults to qemu-server's value for the command ([`timeouts::for_command`]).
+    /// `timeout` defaults to the options' `command_timeout`, else to qemu-server's value for
+    /// the command ([`timeouts::for_command`]).
     pub fn execute(
         &mut self,
         command: &str,
         arguments: Option<Value>,
         timeout: Option<Duration>,
     ) -> Result<Value> {
-        let timeout = timeout.unwrap_or_else(|| timeouts::for_command(command));
+        let timeout = self.timeout_for(command, timeout);
         self.call(command, arguments, None, Instant::now() + timeout, timeout)
     }
 
@@ -181,6 +183,13 @@ impl Qmp {
         budget: Duration,
     ) -> Result<Value> {
         self.call(command, arguments, fd, deadline, budget)
+    }
+
+    /// The caller's timeout, else the options' override, else qemu-server's table.
+    fn timeout_for(&self, command: &str, timeout: Option<Duration>) -> Duration {
+        timeout
+            .or(self.options.command_timeout)
+            .unwrap_or_else(|| timeouts::for_command(command))
     }
 
     /// Takes the events received so far, oldest first.

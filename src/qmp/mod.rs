@@ -163,6 +163,9 @@ pub struct Options {
     pub max_message_size: usize,
     /// How many events are kept; the oldest are dropped beyond it.
     pub event_capacity: usize,
+    /// Replaces qemu-server's per-command timeouts ([`timeouts::for_command`]) for calls
+    /// that pass none; `None` keeps the table.
+    pub command_timeout: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -172,6 +175,7 @@ impl Default for Options {
             handshake_timeout: timeouts::HANDSHAKE,
             max_message_size: 16 * 1024 * 1024,
             event_capacity: 256,
+            command_timeout: None,
         }
     }
 }

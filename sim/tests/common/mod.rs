@@ -1,0 +1,354 @@
+//! Test helpers: the simulator as a child process, a raw QMP client, temp dirs, images.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use serde_json::{json, Value};
+
+/// Guard against a broken simulator hanging a test forever (not a timing assertion).
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A directory under /tmp, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("pve-qmp-sim-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The simulator binary built with this package.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_pve-qmp-sim")
+}
+
+/// A running simulator; killed and reaped on drop.
+pub struct Sim {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: TempDir,
+}
+
+impl Sim {
+    /// Starts `pve-qmp-sim --socket <dir>/sim.qmp ARGS` and waits until it accepts.
+    pub fn start(args: &[&str]) -> Sim {
+        let dir = TempDir::new("sim");
+        Sim::start_in(dir, args)
+    }
+
+    /// Like [`Sim::start`] in a given directory (for args that name files in it).
+    pub fn start_in(dir: TempDir, args: &[&str]) -> Sim {
+        let socket = dir.join("sim.qmp");
+        let child = Command::new(binary())
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pve-qmp-sim");
+        let deadline = Instant::now() + PATIENCE;
+        // The probe connection is served and closed like any other.
+        while UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "simulator socket did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Sim { child, socket, dir }
+    }
+
+    /// A connected client that has read the greeting and negotiated.
+    pub fn client(&self) -> Client {
+        let mut c = self.raw_client();
+        let greeting = c.message();
+        assert!(greeting.get("QMP").is_some(), "{greeting}");
+        c.ok("qmp_capabilities", json!({}));
+        c
+    }
+
+    /// A connected client, nothing read or sent yet.
+    pub fn raw_client(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "simulator did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw QMP client: messages are read as CRLF-terminated lines.
+pub struct Client {
+    pub stream: UnixStream,
+    buf: Vec<u8>,
+    next_id: u64,
+    /// Events seen while waiting for replies.
+    pub events: Vec<Value>,
+}
+
+impl Client {
+    pub fn connect(path: &Path) -> Client {
+        let stream = UnixStream::connect(path).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+            next_id: 0,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends `bytes` in one sendmsg with `fd` as SCM_RIGHTS, as PVE::IPCC::sendfd does.
+    pub fn send_with_fd(&mut self, bytes: &[u8], fd: &OwnedFd) {
+        let fds = [fd.as_raw_fd()];
+        let iov = [std::io::IoSlice::new(bytes)];
+        let n = sendmsg::<()>(
+            self.stream.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(n, bytes.len());
+    }
+
+    /// The next line as sent (without CRLF); panics on EOF. Every line must end in CRLF.
+    pub fn line(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf[..p].to_vec();
+                self.buf.drain(..p + 2);
+                return line;
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("read from simulator");
+            assert!(
+                n > 0,
+                "EOF; pending {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next message, parsed.
+    pub fn message(&mut self) -> Value {
+        let line = self.line();
+        serde_json::from_slice(&line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&line)))
+    }
+
+    /// The next message that is not an event (events are kept in `events`).
+    pub fn reply(&mut self) -> Value {
+        loop {
+            let m = self.message();
+            if m.get("event").is_some() {
+                self.events.push(m);
+            } else {
+                return m;
+            }
+        }
+    }
+
+    /// Sends a command with a fresh numeric id and returns the whole reply (id checked).
+    pub fn cmd(&mut self, execute: &str, args: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let req = json!({"execute": execute, "arguments": args, "id": id});
+        self.send(req.to_string().as_bytes());
+        let r = self.reply();
+        assert_eq!(r["id"], json!(id), "{r}");
+        r
+    }
+
+    /// A command that must succeed; returns its `return`.
+    pub fn ok(&mut self, execute: &str, args: Value) -> Value {
+        let r = self.cmd(execute, args);
+        assert!(r.get("return").is_some(), "{execute}: {r}");
+        r["return"].clone()
+    }
+
+    /// A command that must fail; returns (class, desc).
+    pub fn err(&mut self, execute: &str, args: Value) -> (String, String) {
+        let r = self.cmd(execute, args);
+        let e = r.get("error").unwrap_or_else(|| panic!("{execute}: {r}"));
+        (
+            e["class"].as_str().unwrap().to_string(),
+            e["desc"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// `getfd NAME` with `fd` attached.
+    pub fn getfd(&mut self, name: &str, fd: &OwnedFd) {
+        let req = json!({"execute": "getfd", "arguments": {"fdname": name}, "id": "fd"});
+        self.send_with_fd(req.to_string().as_bytes(), fd);
+        let r = self.reply();
+        assert_eq!(r, json!({"return": {}, "id": "fd"}));
+    }
+
+    /// Polls `query-backup` until the job is no longer active.
+    pub fn wait_backup_end(&mut self) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let st = self.ok("query-backup", json!({}));
+            if st["status"] != "active" {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "backup did not end: {st}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Polls `query-backup` until `pred` holds.
+    pub fn wait_backup(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let st = self.ok("query-backup", json!({}));
+            if pred(&st) {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "condition not reached: {st}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// A pipe whose read end is drained into a Vec by a thread.
+pub struct PipeSink {
+    pub write: Option<OwnedFd>,
+    reader: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl PipeSink {
+    pub fn new() -> PipeSink {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut f = std::fs::File::from(r);
+            let mut v = Vec::new();
+            f.read_to_end(&mut v).unwrap();
+            v
+        });
+        PipeSink {
+            write: Some(w),
+            reader: Some(reader),
+        }
+    }
+
+    /// The write end (to pass with getfd).
+    pub fn fd(&self) -> &OwnedFd {
+        self.write.as_ref().unwrap()
+    }
+
+    /// Closes our write end and returns everything read until EOF.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.write = None;
+        self.reader.take().unwrap().join().unwrap()
+    }
+}
+
+/// A raw image with random data, written zeros and holes; `size` need not be a multiple
+/// of 64 KiB.
+pub fn make_disk(path: &Path, size: u64, seed: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(size).unwrap();
+    let mut x = seed | 1;
+    let mut random = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let mb = 1u64 << 20;
+    let mut off = 0;
+    while off + mb <= size {
+        if (off / mb) % 3 == 0 {
+            f.write_all_at(&random(300_000), off + 4096).unwrap();
+        } else if (off / mb) % 3 == 1 {
+            f.write_all_at(&vec![0u8; 65536], off).unwrap();
+        }
+        off += mb;
+    }
+    f.write_all_at(b"END-OF-DISK", size - 11).unwrap();
+}
+
+/// QEMU's VMA zero-byte count of an image: 4096 per all-zero 4 KiB block of each
+/// zero-padded 64 KiB cluster.
+pub fn vma_zero_bytes(data: &[u8]) -> u64 {
+    let mut zero = 0;
+    for cluster in data.chunks(65536) {
+        let mut padded = cluster.to_vec();
+        padded.resize(65536, 0);
+        zero += padded
+            .chunks(4096)
+            .filter(|b| b.iter().all(|&x| x == 0))
+            .count() as u64
+            * 4096;
+    }
+    zero
+}
+
+/// The data of a generated device, via `--dump-gen-disk`.
+pub fn generated(name: &str, size: &str, dir: &TempDir) -> Vec<u8> {
+    let path = dir.join(&format!("gen-{name}.raw"));
+    let st = Command::new(binary())
+        .arg("--dump-gen-disk")
+        .arg(format!("{name}={size}"))
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::read(path).unwrap()
+}

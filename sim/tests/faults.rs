@@ -1,0 +1,198 @@
+//! Every fault flag once.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use common::{PipeSink, Sim};
+use serde_json::json;
+
+const DISK: &[&str] = &["--gen-disk", "drive-scsi0=8M"];
+
+fn sim(flags: &[&str]) -> Sim {
+    let mut args = DISK.to_vec();
+    args.extend_from_slice(flags);
+    Sim::start(&args)
+}
+
+/// Starts a VMA backup into a fresh pipe; returns the pipe and the uuid.
+fn start_backup(c: &mut common::Client) -> (PipeSink, String) {
+    let sink = PipeSink::new();
+    c.getfd("backup", sink.fd());
+    let r = c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    (sink, r["UUID"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn die_at_exits_with_9_mid_stream() {
+    let mut sim = sim(&["--fault-die-at", "50"]);
+    let mut c = sim.client();
+    let (sink, _) = start_backup(&mut c);
+    assert_eq!(sim.wait().code(), Some(9));
+    let data = sink.finish();
+    assert!(!data.is_empty() && vma::verify(&data[..]).is_err());
+    // The connection is gone with the process: EOF.
+    let mut buf = [0u8; 64];
+    assert!(matches!(
+        std::io::Read::read(&mut c.stream, &mut buf),
+        Ok(0) | Err(_)
+    ));
+    // Its socket file stays behind, as after a crash.
+    assert!(sim.socket.exists());
+}
+
+#[test]
+fn error_at_fails_the_job_with_the_given_or_default_message() {
+    for (flag, msg) in [
+        (
+            "40:backup write to server failed",
+            "backup write to server failed",
+        ),
+        ("40", "job failed with err -5 - Input/output error"),
+    ] {
+        let sim = sim(&["--fault-error-at", flag]);
+        let mut c = sim.client();
+        let (sink, _) = start_backup(&mut c);
+        let st = c.wait_backup_end();
+        assert_eq!(st["status"], "error");
+        assert_eq!(st["errmsg"], msg);
+        let transferred = st["transferred"].as_u64().unwrap();
+        let total = st["total"].as_u64().unwrap();
+        assert!(
+            transferred * 100 >= 40 * total && transferred < total,
+            "{st}"
+        );
+        assert!(
+            vma::verify(&sink.finish()[..]).is_err(),
+            "writer closed early"
+        );
+    }
+}
+
+#[test]
+fn write_error_at_is_an_eio_of_the_vma_writer() {
+    let sim = sim(&["--fault-write-error-at", "10"]);
+    let mut c = sim.client();
+    let (sink, _) = start_backup(&mut c);
+    let st = c.wait_backup_end();
+    assert_eq!(st["status"], "error");
+    assert_eq!(
+        st["errmsg"],
+        "vma_queue_write: write error - Input/output error"
+    );
+    assert!(vma::verify(&sink.finish()[..]).is_err());
+}
+
+#[test]
+fn wrong_uuid_in_query_backup_only() {
+    let sim = sim(&["--fault-wrong-uuid"]);
+    let mut c = sim.client();
+    let (sink, uuid) = start_backup(&mut c);
+    let st = c.wait_backup_end();
+    assert_eq!(st["status"], "done");
+    let reported = st["uuid"].as_str().unwrap();
+    assert_eq!(reported.len(), 36);
+    assert_ne!(reported, uuid);
+    // The archive carries the uuid `backup` returned.
+    let info = vma::verify(&sink.finish()[..]).unwrap();
+    let hex: String = info
+        .header
+        .uuid
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hex, uuid.replace('-', ""));
+}
+
+#[test]
+fn hang_wedges_that_connection_only() {
+    let sim = sim(&["--fault-hang", "query-backup"]);
+    let mut c = sim.client();
+    c.send(br#"{"execute":"query-backup","id":1}{"execute":"query-status","id":2}"#);
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let err = std::io::Read::read(&mut c.stream, &mut buf).unwrap_err();
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut
+    ));
+    drop(c);
+    // The next client is served (after the wedged one gave up).
+    let mut c = sim.client();
+    assert_eq!(c.ok("query-status", json!({}))["running"], true);
+}
+
+#[test]
+fn garbage_reply_then_normal_service() {
+    let sim = sim(&["--fault-garbage", "query-status"]);
+    let mut c = sim.client();
+    c.send(br#"{"execute":"query-status","id":1}"#);
+    let line = c.line();
+    assert!(serde_json::from_slice::<serde_json::Value>(&line).is_err());
+    assert!(!line.is_empty());
+    assert_eq!(c.ok("query-version", json!({}))["qemu"]["major"], 11);
+}
+
+#[test]
+fn garbage_reply_to_backup_still_starts_it() {
+    let sim = sim(&["--fault-garbage", "backup"]);
+    let mut c = sim.client();
+    let sink = PipeSink::new();
+    c.getfd("backup", sink.fd());
+    c.send(br#"{"execute":"backup","arguments":{"backup-file":"/dev/fdname/backup"},"id":1}"#);
+    assert!(serde_json::from_slice::<serde_json::Value>(&c.line()).is_err());
+    assert_eq!(c.wait_backup_end()["status"], "done");
+    vma::verify(&sink.finish()[..]).unwrap();
+}
+
+#[test]
+fn slow_replies_come_late_but_right() {
+    let sim = sim(&["--fault-slow-ms", "150"]);
+    let mut c = sim.client(); // greeting is not delayed, qmp_capabilities is
+    let begun = Instant::now();
+    assert_eq!(c.ok("query-status", json!({}))["running"], true);
+    assert!(begun.elapsed() >= Duration::from_millis(150));
+}
+
+#[test]
+fn count_mismatch_at_done() {
+    let sim = sim(&["--fault-count-mismatch"]);
+    let mut c = sim.client();
+    let (sink, _) = start_backup(&mut c);
+    let st = c.wait_backup_end();
+    assert_eq!(st["status"], "done");
+    assert_eq!(st["transferred"], (8 << 20) - 65536);
+    assert_eq!(st["total"], 8 << 20);
+    vma::verify(&sink.finish()[..]).unwrap();
+}
+
+#[test]
+fn finishing_phase_is_visible_and_cancelable() {
+    let sim = sim(&["--finishing-ms", "60000"]);
+    let mut c = sim.client();
+    let (sink, _) = start_backup(&mut c);
+    let st = c.wait_backup(|st| st["finishing"] == true);
+    assert_eq!(st["status"], "active");
+    assert_eq!(st["transferred"], st["total"]);
+    assert!(st.get("end-time").is_none());
+    c.ok("backup-cancel", json!({}));
+    let st = c.ok("query-backup", json!({}));
+    assert_eq!(st["status"], "error");
+    assert_eq!(st["errmsg"], "backup canceled");
+    assert_eq!(st["finishing"], false);
+    assert!(vma::verify(&sink.finish()[..]).is_err(), "never finished");
+}
+
+#[test]
+fn finishing_then_done() {
+    let sim = sim(&["--finishing-ms", "50"]);
+    let mut c = sim.client();
+    let (sink, _) = start_backup(&mut c);
+    let st = c.wait_backup_end();
+    assert_eq!(st["status"], "done");
+    assert_eq!(st["finishing"], false);
+    vma::verify(&sink.finish()[..]).unwrap();
+}

@@ -1,0 +1,517 @@
+//! Backups through the library against `pve-qmp-sim`: VMA streams that reproduce their
+//! source disks, PBS arguments on the wire, cancel, the status loop and every fault flag.
+
+mod support;
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{make_disk, sha256_file, signal_me_after, Sim};
+use vzdump_qemu::backup::{self, PbsParams, Poller, Secret, VmaParams};
+use vzdump_qemu::progress::{Level, Style};
+use vzdump_qemu::qmp::{Options, Peer};
+use vzdump_qemu::Error;
+
+/// A pipe whose read end a thread drains into `path`, as a compressor would.
+fn pipe_to_file(path: &Path) -> (OwnedFd, JoinHandle<u64>) {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let mut out = File::create(path).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut r = File::from(r);
+        std::io::copy(&mut r, &mut out).unwrap()
+    });
+    (w, reader)
+}
+
+fn peer(sim: &Sim) -> Peer {
+    Peer::path(&sim.socket)
+}
+
+/// Runs the status loop to its end, collecting lines.
+fn poll(
+    peer: &Peer,
+    uuid: &str,
+    style: Style,
+) -> (Result<vzdump_qemu::progress::Completed, Error>, Vec<String>) {
+    let mut lines = Vec::new();
+    let mut poller = Poller::new(peer, &Options::default(), uuid, style, None);
+    let outcome = poller.run(
+        &mut |_l: Level, s: &str| lines.push(s.to_string()),
+        &mut || false,
+    );
+    (outcome, lines)
+}
+
+fn start_to_file(sim: &Sim, archive: &Path, params: &VmaParams) -> (String, JoinHandle<u64>) {
+    let (w, reader) = pipe_to_file(archive);
+    let uuid = backup::start_vma(&peer(sim), &Options::default(), w.as_fd(), params, None).unwrap();
+    drop(w);
+    (uuid, reader)
+}
+
+#[test]
+fn vma_backup_reproduces_a_disk_with_holes() {
+    let sim_dir = support::TempDir::new("disks");
+    let disk = sim_dir.path().join("disk0.raw");
+    make_disk(&disk, 24 * 1024 * 1024 + 12345, 7);
+    let conf = sim_dir.path().join("qemu-server.conf");
+    std::fs::write(&conf, "name: test\nscsi0: local:vm-100-disk-0,size=24M\n").unwrap();
+    let sim = Sim::start(&["--disk", &format!("drive-scsi0={}", disk.display())]);
+    let archive = sim_dir.path().join("backup.vma");
+    let params = VmaParams {
+        config_file: Some(conf.display().to_string()),
+        devlist: Some("drive-scsi0".into()),
+        ..VmaParams::default()
+    };
+    let (uuid, reader) = start_to_file(&sim, &archive, &params);
+    let (outcome, lines) = poll(&peer(&sim), &uuid, Style::Seed);
+    let done = outcome.unwrap();
+    assert_eq!(done.progress.transferred, done.progress.total);
+    assert!(
+        lines.last().unwrap().starts_with("transferred 25 MB in "),
+        "{lines:?}"
+    );
+    reader.join().unwrap();
+
+    let out = sim_dir.path().join("extract");
+    let info = vma::extract_to_dir(File::open(&archive).unwrap(), &out).unwrap();
+    let hex: String = info
+        .header
+        .uuid
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hex, uuid.replace('-', ""), "archive uuid is the job uuid");
+    assert_eq!(info.header.configs[0].name, "qemu-server.conf");
+    assert_eq!(
+        sha256_file(&out.join("disk-drive-scsi0.raw")),
+        sha256_file(&disk),
+        "extracted disk equals the source"
+    );
+}
+
+#[test]
+fn vma_backup_of_two_disks_through_zstd() {
+    let dir = support::TempDir::new("two");
+    let (d0, d1) = (dir.path().join("a.raw"), dir.path().join("b.raw"));
+    make_disk(&d0, 9 * 1024 * 1024, 1);
+    make_disk(&d1, 5 * 1024 * 1024 + 4096 * 3 + 17, 2);
+    let sim = Sim::start(&[
+        "--disk",
+        &format!("drive-scsi0={}", d0.display()),
+        "--disk",
+        &format!("drive-virtio1={}", d1.display()),
+    ]);
+    let archive = dir.path().join("b.vma.zst");
+    let out = File::create(&archive).unwrap();
+    let spec = vzdump_qemu::compressor::CommandSpec::Line("zstd -q --threads=1".into());
+    let (mut zstd, w) =
+        vzdump_qemu::compressor::Compressor::spawn(&spec, out.as_fd(), &Default::default())
+            .unwrap();
+    let uuid = backup::start_vma(
+        &peer(&sim),
+        &Options::default(),
+        w.as_fd(),
+        &VmaParams::default(),
+        None,
+    )
+    .unwrap();
+    drop(w);
+    let (outcome, _) = poll(&peer(&sim), &uuid, Style::Current);
+    outcome.unwrap();
+    zstd.wait(Duration::from_secs(60)).unwrap();
+
+    let raw = dir.path().join("b.vma");
+    let status = std::process::Command::new("zstd")
+        .args(["-q", "-d", "-f", "-o"])
+        .arg(&raw)
+        .arg(&archive)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ex = dir.path().join("x");
+    let info = vma::extract_to_dir(File::open(&raw).unwrap(), &ex).unwrap();
+    assert_eq!(info.header.devices.len(), 2);
+    assert_eq!(
+        sha256_file(&ex.join("disk-drive-scsi0.raw")),
+        sha256_file(&d0)
+    );
+    assert_eq!(
+        sha256_file(&ex.join("disk-drive-virtio1.raw")),
+        sha256_file(&d1)
+    );
+}
+
+#[test]
+fn pbs_start_sends_exactly_the_arguments_and_hides_the_password() {
+    let dir = support::TempDir::new("pbs");
+    let record = dir.path().join("record.jsonl");
+    let sim = Sim::start(&[
+        "--gen-disk",
+        "drive-scsi0=64M",
+        "--record",
+        &record.display().to_string(),
+    ]);
+    let params = PbsParams {
+        repository: "backup@pbs@pbs.example:8007:store1".into(),
+        backup_id: "100".into(),
+        backup_time: 1_764_300_000,
+        password: Some(Secret::new("pbs-pass-XYZ")),
+        fingerprint: Some("aa:bb".into()),
+        config_file: None,
+        firewall_file: None,
+        devlist: Some("drive-scsi0".into()),
+        keyfile: Some("/etc/pve/priv/storage/pbs.enc".into()),
+        key_password: Some(Secret::new("key-pass-XYZ")),
+        master_keyfile: Some("/etc/pve/priv/storage/pbs.master.pem".into()),
+        encrypt: Some(true),
+        compress: Some(false),
+        backup_ns: Some("ns1".into()),
+        use_dirty_bitmap: Some(true),
+        max_workers: Some(4),
+        fleecing: Some(false),
+        speed: Some(1 << 30),
+    };
+    let uuid = backup::start_pbs(&peer(&sim), &Options::default(), &params, None).unwrap();
+    let (outcome, lines) = poll(&peer(&sim), &uuid, Style::Current);
+    outcome.unwrap();
+    let requests: Vec<Value> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let start = requests.iter().find(|r| r["execute"] == "backup").unwrap();
+    assert_eq!(
+        start["arguments"],
+        json!({
+            "format": "pbs", "backup-file": "backup@pbs@pbs.example:8007:store1",
+            "backup-id": "100", "backup-time": 1_764_300_000i64, "password": "pbs-pass-XYZ",
+            "fingerprint": "aa:bb", "devlist": "drive-scsi0",
+            "keyfile": "/etc/pve/priv/storage/pbs.enc", "key-password": "key-pass-XYZ",
+            "master-keyfile": "/etc/pve/priv/storage/pbs.master.pem", "backup-ns": "ns1",
+            "encrypt": true, "compress": false, "use-dirty-bitmap": true, "fleecing": false,
+            "max-workers": 4, "speed": 1_073_741_824i64
+        })
+    );
+    let all_text = format!("{lines:?} {params:?}");
+    assert!(!all_text.contains("pass-XYZ"), "secret leaked: {all_text}");
+
+    // An error reply for a start must not carry the password either.
+    let bad = PbsParams {
+        devlist: Some("drive-nope".into()),
+        ..params.clone()
+    };
+    let err = backup::start_pbs(&peer(&sim), &Options::default(), &bad, None).unwrap_err();
+    assert_eq!(err.desc(), "Device 'drive-nope' not found");
+    assert!(!format!("{err} {err:?}").contains("pass-XYZ"));
+}
+
+#[test]
+fn pbs_start_waits_for_a_slow_server_connection() {
+    let sim = Sim::start(&[
+        "--gen-disk",
+        "drive-scsi0=16M",
+        "--pbs-connect-delay-ms",
+        "1500",
+    ]);
+    let params = PbsParams {
+        repository: "root@pam@h:s".into(),
+        backup_id: "1".into(),
+        backup_time: 1,
+        password: Some(Secret::new("x")),
+        ..PbsParams::default()
+    };
+    // Longer than qemu-server's 5 s default would allow if it were, say, 6 s: PBS start
+    // uses its own 125 s timeout, so a slow connect still succeeds.
+    assert_eq!(
+        backup::start_pbs(&peer(&sim), &Options::default(), &params, None)
+            .unwrap()
+            .len(),
+        36
+    );
+    // With a budget shorter than the connect delay the start times out, outcome unknown.
+    let err = backup::start_pbs(
+        &peer(&sim),
+        &Options::default(),
+        &params,
+        Some(Duration::from_millis(300)),
+    )
+    .unwrap_err();
+    assert!(
+        err.is_timeout() || matches!(err, Error::Command { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn cancel_during_backup_and_the_quirk_after_done() {
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=64M", "--rate", "8M"]);
+    let dir = support::TempDir::new("cancel");
+    let (uuid, reader) = start_to_file(&sim, &dir.path().join("c.vma"), &VmaParams::default());
+    std::thread::sleep(Duration::from_millis(300));
+    backup::cancel(&peer(&sim), &Options::default()).unwrap();
+    reader.join().unwrap(); // the stream was closed: the reader saw EOF
+    let (outcome, lines) = poll(&peer(&sim), &uuid, Style::Seed);
+    let err = outcome.unwrap_err();
+    assert_eq!(err.to_string(), "backup canceled");
+    assert!(
+        lines.last().unwrap().starts_with("status: "),
+        "final line printed: {lines:?}"
+    );
+
+    // A finished job turns into error/backup canceled when cancelled (QEMU's quirk).
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=4M"]);
+    let (uuid, reader) = start_to_file(&sim, &dir.path().join("d.vma"), &VmaParams::default());
+    poll(&peer(&sim), &uuid, Style::Seed).0.unwrap();
+    reader.join().unwrap();
+    backup::cancel(&peer(&sim), &Options::default()).unwrap();
+    let status = backup::query(&peer(&sim), &Options::default()).unwrap();
+    assert_eq!(status.status.as_deref(), Some("error"));
+    assert_eq!(status.errmsg.as_deref(), Some("backup canceled"));
+}
+
+#[test]
+fn second_backup_while_one_runs_gives_qemus_error() {
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=64M", "--rate", "4M"]);
+    let dir = support::TempDir::new("twice");
+    let (_uuid, _reader) = start_to_file(&sim, &dir.path().join("1.vma"), &VmaParams::default());
+    let (w, _r2) = pipe_to_file(&dir.path().join("2.vma"));
+    let err = backup::start_vma(
+        &peer(&sim),
+        &Options::default(),
+        w.as_fd(),
+        &VmaParams::default(),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.desc(),
+        "previous backup for target 'Proxmox' not finished"
+    );
+    backup::cancel(&peer(&sim), &Options::default()).unwrap();
+}
+
+/// Starts a VMA backup of a generated disk under `faults` and runs the seed loop.
+fn faulty_run(
+    faults: &[&str],
+    style: Style,
+) -> (Result<vzdump_qemu::progress::Completed, Error>, Vec<String>) {
+    let mut args = vec!["--gen-disk", "drive-scsi0=32M", "--rate", "32M"];
+    args.extend_from_slice(faults);
+    let sim = Sim::start(&args);
+    let dir = support::TempDir::new("fault");
+    let (uuid, reader) = start_to_file(&sim, &dir.path().join("f.vma"), &VmaParams::default());
+    let result = poll(&peer(&sim), &uuid, style);
+    drop(sim);
+    let _ = reader.join();
+    result
+}
+
+#[test]
+fn fault_error_status_ends_with_errmsg() {
+    let (outcome, _) = faulty_run(&["--fault-error-at", "30"], Style::Seed);
+    assert_eq!(
+        outcome.unwrap_err().to_string(),
+        "job failed with err -5 - Input/output error"
+    );
+    let (outcome, _) = faulty_run(&["--fault-write-error-at", "40"], Style::Current);
+    assert_eq!(
+        outcome.unwrap_err().to_string(),
+        "vma_queue_write: write error - Input/output error"
+    );
+}
+
+#[test]
+fn fault_wrong_uuid_and_count_mismatch() {
+    let (outcome, lines) = faulty_run(&["--fault-wrong-uuid"], Style::Seed);
+    assert_eq!(outcome.unwrap_err().to_string(), "got unexpected uuid");
+    assert!(
+        lines.is_empty(),
+        "uuid is checked before any line: {lines:?}"
+    );
+    let (outcome, lines) = faulty_run(&["--fault-count-mismatch"], Style::Seed);
+    assert_eq!(
+        outcome.unwrap_err().to_string(),
+        "got wrong number of transfered bytes (33554432 != 33488896)"
+    );
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with("status: 99% (33488896/33554432)"),
+        "{lines:?}"
+    );
+    // Today's qemu-server accepts the mismatch.
+    let (outcome, _) = faulty_run(&["--fault-count-mismatch"], Style::Current);
+    outcome.unwrap();
+}
+
+#[test]
+fn fault_qemu_dies_mid_backup_ends_the_loop_promptly() {
+    let started = Instant::now();
+    let (outcome, _) = faulty_run(&["--fault-die-at", "50"], Style::Seed);
+    let err = outcome.unwrap_err();
+    assert!(
+        matches!(err, Error::Connect { .. } | Error::Disconnected { .. }),
+        "{err}"
+    );
+    // Bounded by the run itself, not by a 10-minute command timeout.
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn fault_hang_garbage_and_slow_replies() {
+    let sim = Sim::start(&[
+        "--gen-disk",
+        "drive-scsi0=4M",
+        "--fault-hang",
+        "query-backup",
+    ]);
+    let options = Options {
+        command_timeout: Some(Duration::from_millis(500)),
+        ..Options::default()
+    };
+    let err = backup::query(&peer(&sim), &options).unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(err
+        .to_string()
+        .contains("command 'query-backup' failed - got timeout"));
+
+    let sim = Sim::start(&[
+        "--gen-disk",
+        "drive-scsi0=4M",
+        "--fault-garbage",
+        "query-backup",
+    ]);
+    let err = backup::query(&peer(&sim), &Options::default()).unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err}");
+
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=4M", "--fault-slow-ms", "200"]);
+    let status = backup::query(&peer(&sim), &Options::default()).unwrap();
+    assert_eq!(
+        status,
+        vzdump_qemu::backup::BackupStatus::default(),
+        "nothing ran yet"
+    );
+}
+
+#[test]
+fn status_loop_queries_at_most_about_once_per_second() {
+    let dir = support::TempDir::new("count");
+    let record = dir.path().join("r.jsonl");
+    let sim = Sim::start(&[
+        "--gen-disk",
+        "drive-scsi0=64M",
+        "--rate",
+        "16M",
+        "--record",
+        &record.display().to_string(),
+    ]);
+    let (uuid, reader) = start_to_file(&sim, &dir.path().join("q.vma"), &VmaParams::default());
+    let started = Instant::now();
+    let (outcome, lines) = poll(&peer(&sim), &uuid, Style::Seed);
+    let elapsed = started.elapsed();
+    outcome.unwrap();
+    reader.join().unwrap();
+    let queries = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"query-backup\""))
+        .count();
+    assert!(
+        queries as f64 <= elapsed.as_secs_f64() + 10.0,
+        "{queries} queries in {elapsed:?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("status: ")), "{lines:?}");
+    assert!(
+        lines.last().unwrap().starts_with("transferred 67 MB in "),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn signal_during_the_loop_interrupts_and_resumes() {
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=32M", "--rate", "8M"]);
+    let dir = support::TempDir::new("sig");
+    let (uuid, reader) = start_to_file(&sim, &dir.path().join("s.vma"), &VmaParams::default());
+    let mut poller = Poller::new(&peer(&sim), &Options::default(), &uuid, Style::Seed, None);
+    let mut lines = Vec::new();
+    let sender = signal_me_after(Duration::from_millis(1300));
+    let err = poller
+        .run(
+            &mut |_l: Level, s: &str| lines.push(s.to_string()),
+            &mut || false,
+        )
+        .unwrap_err();
+    sender.join().unwrap();
+    assert!(err.is_interrupted(), "{err}");
+    // The loop state survived: resuming finishes the job with its summary.
+    poller
+        .run(
+            &mut |_l: Level, s: &str| lines.push(s.to_string()),
+            &mut || false,
+        )
+        .unwrap();
+    assert!(
+        lines.last().unwrap().starts_with("transferred 33 MB in "),
+        "{lines:?}"
+    );
+    reader.join().unwrap();
+}
+
+#[test]
+fn unexpected_status_from_a_scripted_peer() {
+    let peer_sock = support::FakePeer::start(|mut s| {
+        let mut sp = support::negotiate(&mut s);
+        let req = support::read_request(&mut s, &mut sp).unwrap();
+        support::reply(
+            &mut s,
+            &req,
+            json!({"status": "paused", "uuid": "u", "total": 10, "transferred": 5}),
+        );
+    });
+    let p = Peer::path(&peer_sock.socket);
+    let (outcome, lines) = poll(&p, "u", Style::Seed);
+    assert_eq!(
+        outcome.unwrap_err().to_string(),
+        "got unexpected status 'paused'"
+    );
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    peer_sock.join();
+}
+
+#[test]
+fn seed_era_simulator_has_no_finishing_field() {
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=4M", "--seed-era"]);
+    let reply = backup::query_raw(&peer(&sim), &Options::default()).unwrap();
+    assert_eq!(
+        reply,
+        json!({}),
+        "seed-era QEMU has no mandatory 'finishing'"
+    );
+    let mut buf = Vec::new();
+    let _ = File::open("/dev/null").unwrap().read_to_end(&mut buf);
+}
+
+#[test]
+fn refused_start_releases_the_pipe_so_the_reader_sees_eof() {
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=4M"]);
+    let dir = support::TempDir::new("refused");
+    let (w, reader) = pipe_to_file(&dir.path().join("r.vma"));
+    let params = VmaParams {
+        devlist: Some("drive-missing".into()),
+        ..VmaParams::default()
+    };
+    let err =
+        backup::start_vma(&peer(&sim), &Options::default(), w.as_fd(), &params, None).unwrap_err();
+    assert_eq!(err.desc(), "Device 'drive-missing' not found");
+    drop(w);
+    // Without the closefd after the refusal, QEMU would keep the write end and this join
+    // would hang forever.
+    assert_eq!(reader.join().unwrap(), 0);
+}
