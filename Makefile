@@ -1,29 +1,56 @@
-# vzdump-qemu: build, test, install, demo. `make test` and `make demo` install what they
-# need first (scripts/install-deps.sh; needs root on a fresh Debian 12 machine).
+# vzdump-qemu: build, test, install, demo.
+#
+#   make demo      the main job: a verified vzdump-style backup through Perl, Rust, the
+#                  simulator and a compressor (options: DISK= COMPRESS= STYLE= BWLIMIT=)
+#   make demo-c    the same through the C API alone
+#   make test      every test; what CI runs (.ci/run)
+#
+# Both install what they need first (scripts/install-deps.sh; root on a fresh Debian 12).
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 RELEASE_LIB := target/release/libvzdump_qemu.so
+CFLAGS_STRICT := -std=c99 -Wall -Wextra -Werror -pedantic
+# A hung test must fail the run, not stall CI.
+TIMEOUT := timeout --kill-after=30
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build test test-rust lint header-check symbols-check install clean
+.PHONY: all deps build release perl demo demo-c test lint header-check symbols-check \
+	test-rust test-c test-perl test-demo install clean
 
 all: build
 
 deps:
 	./scripts/install-deps.sh
 
-build: deps
+# Release library (with its soname link, which cargo does not make), simulator, CLI.
+release:
 	$(CARGO) build --workspace --release
+	ln -sf libvzdump_qemu.so target/release/libvzdump_qemu.so.0
+
+perl: release
+	cd perl && VZDUMP_QEMU_PROFILE=release perl Makefile.PL >/dev/null && $(MAKE) -s >/dev/null
+
+tests/c/build/demo: examples/demo.c include/vzdump_qemu.h release
+	mkdir -p tests/c/build
+	gcc $(CFLAGS_STRICT) -D_POSIX_C_SOURCE=200809L -Iinclude examples/demo.c \
+	  -Ltarget/release -lvzdump_qemu -Wl,-rpath,$(CURDIR)/target/release -o $@
+
+build: deps release perl tests/c/build/demo
+
+demo: build
+	./scripts/demo.sh
+
+demo-c: build
+	DEMO_VARIANT=c ./scripts/demo.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The committed header must be what cbindgen makes of the sources.
-header-check:
-	$(CARGO) build --release -p vzdump-qemu
+header-check: release
 	git diff --exit-code -- include/vzdump_qemu.h || \
 	  { echo "include/vzdump_qemu.h is out of date: commit the regenerated header" >&2; exit 1; }
 
@@ -32,10 +59,21 @@ symbols-check: header-check
 
 test-rust:
 	$(CARGO) build --workspace --all-targets
-	$(CARGO) test --workspace
+	$(TIMEOUT) 900 $(CARGO) test --workspace
 
-install:
-	$(CARGO) build --release -p vzdump-qemu
+test-c: release
+	$(TIMEOUT) 600 ./tests/c/run.sh
+
+test-perl: perl
+	cd perl && $(TIMEOUT) 600 prove -b t/
+
+test-demo: build
+	$(TIMEOUT) 600 ./scripts/test-demo.sh
+
+# Everything CI runs.
+test: deps lint symbols-check test-rust test-c test-perl test-demo
+
+install: release
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 0755 $(RELEASE_LIB) $(DESTDIR)$(PREFIX)/lib/libvzdump_qemu.so.0
 	ln -sf libvzdump_qemu.so.0 $(DESTDIR)$(PREFIX)/lib/libvzdump_qemu.so
@@ -43,8 +81,7 @@ install:
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' vzdump-qemu.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/vzdump-qemu.pc
 
-# Everything CI runs.
-test: deps lint symbols-check test-rust
-
 clean:
 	$(CARGO) clean
+	-cd perl && [ -f Makefile ] && $(MAKE) -s clean >/dev/null
+	rm -rf tests/c/build

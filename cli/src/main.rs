@@ -7,7 +7,7 @@
 //! vzdump-qemu [PEER] backup --output FILE [--compress C] [--style S] [--bwlimit KIB]
 //!                          [--devlist LIST] [--config FILE] [--firewall FILE]
 //! vzdump-qemu [PEER] probe [--interval-ms N]
-//! vzdump-qemu verify ARCHIVE [--compare NAME=IMAGE]...
+//! vzdump-qemu verify ARCHIVE [--extract DIR] [--compare NAME=IMAGE]...
 //! PEER: --vmid N [--run-dir DIR] | --socket PATH
 //! ```
 
@@ -32,10 +32,11 @@ const USAGE: &str = "usage:
   vzdump-qemu PEER probe [--interval-ms N]
                                           query-status every N ms (default 100) until
                                           SIGINT/SIGTERM, then print the longest wait
-  vzdump-qemu verify ARCHIVE [--compare NAME=IMAGE]...
+  vzdump-qemu verify ARCHIVE [--extract DIR] [--compare NAME=IMAGE]...
                                           check a VMA archive (zstd, gzip or lzop
-                                          compressed, or plain; '-' for stdin), and that
-                                          device NAME equals IMAGE byte for byte
+                                          compressed, or plain; '-' for stdin), keep its
+                                          files in DIR, and check that device NAME equals
+                                          IMAGE byte for byte
 PEER: --vmid N [--run-dir DIR] | --socket PATH";
 
 /// A command-line failure: message and exit code.

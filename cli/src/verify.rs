@@ -74,8 +74,10 @@ pub fn run(args: &mut Args) -> Result<(), Failure> {
         .shift()
         .ok_or_else(|| Failure("verify needs an ARCHIVE".into(), 2))?;
     let mut compare = Vec::new();
+    let mut keep = None;
     while let Some(arg) = args.shift() {
         match arg.as_str() {
+            "--extract" => keep = Some(PathBuf::from(args.value("--extract")?)),
             "--compare" => {
                 let spec = args.value("--compare")?;
                 let (name, image) = spec.split_once('=').ok_or_else(|| {
@@ -89,10 +91,11 @@ pub fn run(args: &mut Args) -> Result<(), Failure> {
     let (input, child) = open(&archive)?;
     let scratch =
         Scratch(std::env::temp_dir().join(format!("vzdump-qemu-verify-{}", std::process::id())));
-    let info = if compare.is_empty() {
+    let target = keep.as_deref().unwrap_or(&scratch.0);
+    let info = if compare.is_empty() && keep.is_none() {
         vma::verify(input)
     } else {
-        vma::extract_to_dir(input, &scratch.0)
+        vma::extract_to_dir(input, target)
     }
     .map_err(|e| {
         Failure(
@@ -127,7 +130,7 @@ pub fn run(args: &mut Args) -> Result<(), Failure> {
     }
     let mut mismatches = 0;
     for (name, image) in compare {
-        let extracted = scratch.0.join(format!("disk-{name}.raw"));
+        let extracted = target.join(format!("disk-{name}.raw"));
         if !extracted.exists() {
             return Err(Failure(format!("device '{name}' is not in the archive"), 1));
         }

@@ -1,0 +1,509 @@
+package PVE::RS::VZDump::Qemu;
+
+use strict;
+use warnings;
+
+use Exporter qw(import);
+use JSON::PP;
+use Scalar::Util qw(blessed looks_like_number openhandle);
+use XSLoader;
+
+our $VERSION = '0.1.0';
+XSLoader::load('PVE::RS::VZDump::Qemu', $VERSION);
+
+our @EXPORT_OK = qw(
+    mon_cmd
+    backup_start_vma backup_start_pbs backup_cancel backup_query
+    query_backup_status_loop
+    fork_compressor_pipe wait_compressor kill_compressor
+);
+our %EXPORT_TAGS = (all => \@EXPORT_OK);
+
+# Where VM monitor sockets are: <RUN_DIR>/<vmid>.qmp. Tests point it elsewhere.
+our $RUN_DIR = '/var/run/qemu-server';
+
+# Bytes in and out (the C API speaks UTF-8 JSON); stable key order for readable traces.
+my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
+
+# Compressors started by fork_compressor_pipe, by pid: the handle kills and reaps its
+# process when freed, so it is kept until wait_compressor or kill_compressor.
+my %COMPRESSORS;
+
+# Commands whose `fd` argument is a descriptor to pass along (as PVE::QMPClient does).
+my %FD_COMMANDS = map { $_ => 1 } qw(getfd add-fd);
+
+# Run by the XS under G_EVAL while the library waits: Perl dispatches pending signal
+# handlers when it runs this, so a handler that dies is caught there.
+sub _dispatch_signals { return; }
+
+sub _describe {
+    my ($value) = @_;
+    return 'undef' if !defined($value);
+    return 'a ' . ref($value) . ' object' if blessed($value);
+    return (ref($value) =~ /^[AEIOU]/ ? 'an ' : 'a ') . ref($value) . ' reference' if ref($value);
+    return "'$value'";
+}
+
+sub _check_hash {
+    my ($func, $what, $value) = @_;
+    return {} if !defined($value);
+    die "$func: $what must be a hash reference, got " . _describe($value) . "\n"
+        if ref($value) ne 'HASH';
+    return $value;
+}
+
+sub _check_opts {
+    my ($func, $opts, @known) = @_;
+    my %known = map { $_ => 1 } @known;
+    for my $key (sort keys %$opts) {
+        die "$func: unknown option '$key'\n" if !$known{$key};
+    }
+}
+
+# Seconds (fractions allowed) to milliseconds; undef stays undef (library default).
+sub _ms {
+    my ($func, $what, $secs) = @_;
+    return undef if !defined($secs);
+    die "$func: $what must be a number of seconds, got " . _describe($secs) . "\n"
+        if ref($secs) || !looks_like_number($secs) || $secs < 0;
+    my $ms = int($secs * 1000);
+    return ($ms == 0 && $secs > 0) ? 1 : $ms;
+}
+
+# A descriptor number from a number or an open Perl file handle.
+sub _fileno {
+    my ($func, $what, $fh) = @_;
+    if (ref($fh) eq 'GLOB' || ref(\$fh) eq 'GLOB' || (blessed($fh) && $fh->isa('IO::Handle'))) {
+        my $fd = openhandle($fh) ? fileno($fh) : undef;
+        die "$func: $what is not an open file handle\n" if !defined($fd) || $fd < 0;
+        return $fd;
+    }
+    die "$func: $what must be a file descriptor number or file handle, got "
+        . _describe($fh) . "\n" if ref($fh);
+    return $fh;
+}
+
+# A log sink for the library: a coderef as is, or a vzdump plugin object's methods.
+sub _log_sink {
+    my ($func, $log) = @_;
+    return $log if ref($log) eq 'CODE';
+    if (blessed($log) && $log->can('loginfo') && $log->can('logerr')) {
+        return sub {
+            my ($level, $line) = @_;
+            if ($level eq 'err') {
+                $log->logerr($line);
+            } elsif ($level eq 'warn' && $log->can('log_warn')) {
+                $log->log_warn($line);
+            } elsif ($level eq 'warn' && $log->can('log')) {
+                $log->log('warn', $line);
+            } else {
+                $log->loginfo($line);
+            }
+        };
+    }
+    die "$func: the log sink must be a code reference or an object with loginfo and"
+        . " logerr methods, got " . _describe($log) . "\n";
+}
+
+sub mon_cmd {
+    my ($target, $command, %args) = @_;
+
+    my $ms = _ms('mon_cmd', 'timeout', delete $args{timeout});
+    die "mon_cmd: guest agent commands are not supported ('$command')\n"
+        if defined($command) && !ref($command) && $command =~ /^guest-/;
+    if (defined($command) && !ref($command) && $FD_COMMANDS{$command} && defined($args{fd})) {
+        # Passing a descriptor needs a connection object: open one for this command only.
+        my $conn = PVE::RS::VZDump::Qemu::Conn->new($target);
+        return _conn_execute($conn, 'mon_cmd', $command, $ms, %args);
+    }
+    my $json = %args ? $JSON->encode(\%args) : undef;
+    return $JSON->decode(_command($target, $RUN_DIR, $command, $json, $ms));
+}
+
+# Runs a command on a connection; `fd` of getfd/add-fd goes by SCM_RIGHTS.
+sub _conn_execute {
+    my ($conn, $func, $command, $ms, %args) = @_;
+    my $fd;
+    if (defined($command) && !ref($command) && $FD_COMMANDS{$command}) {
+        $fd = _fileno($func, 'fd', delete $args{fd});
+    }
+    my $json = %args ? $JSON->encode(\%args) : undef;
+    return $JSON->decode(PVE::RS::VZDump::Qemu::Conn::_execute($conn, $command, $json, $fd, $ms));
+}
+
+sub backup_start_vma {
+    my ($target, $fd, $params, %opts) = @_;
+
+    _check_opts('backup_start_vma', \%opts, 'timeout');
+    $params = _check_hash('backup_start_vma', 'the parameters', $params);
+    $fd = _fileno('backup_start_vma', 'the output', $fd);
+    my $ms = _ms('backup_start_vma', 'timeout', $opts{timeout});
+    return _backup_start_vma($target, $RUN_DIR, $fd, $JSON->encode($params), $ms);
+}
+
+sub backup_start_pbs {
+    my ($target, $params, %opts) = @_;
+
+    _check_opts('backup_start_pbs', \%opts, 'timeout');
+    die "backup_start_pbs: the parameters must be a hash reference, got "
+        . _describe($params) . "\n" if ref($params) ne 'HASH';
+    my $ms = _ms('backup_start_pbs', 'timeout', $opts{timeout});
+    return _backup_start_pbs($target, $RUN_DIR, $JSON->encode($params), $ms);
+}
+
+sub backup_cancel {
+    my ($target) = @_;
+    _backup_cancel($target, $RUN_DIR);
+    return;
+}
+
+sub backup_query {
+    my ($target) = @_;
+    return $JSON->decode(_backup_query($target, $RUN_DIR));
+}
+
+sub query_backup_status_loop {
+    my ($target, $job_uuid, $log, %opts) = @_;
+
+    my $func = 'query_backup_status_loop';
+    _check_opts($func, \%opts, qw(style interval cancel_on_error));
+    my $sink = _log_sink($func, $log);
+    my $poll = PVE::RS::VZDump::Qemu::Poll->_new(
+        $target, $RUN_DIR, $job_uuid, $opts{style}, _ms($func, 'interval', $opts{interval}),
+    );
+    my $progress = PVE::RS::VZDump::Qemu::Poll::_run($poll, $sink, $opts{cancel_on_error});
+    return defined($progress) ? $JSON->decode($progress) : undef;
+}
+
+sub fork_compressor_pipe {
+    my ($comp, $outfileno, %opts) = @_;
+
+    _check_opts('fork_compressor_pipe', \%opts, 'pipe_size');
+    $outfileno = _fileno('fork_compressor_pipe', 'the output', $outfileno);
+    my ($handle, $fd) = PVE::RS::VZDump::Qemu::Compressor->_spawn(
+        $comp, $outfileno, $opts{pipe_size},
+    );
+    my $pid = $handle->pid;
+    $COMPRESSORS{$pid} = $handle;
+    return ($pid, $fd);
+}
+
+sub wait_compressor {
+    my ($comp, $cpid) = @_;
+
+    my $handle = defined($cpid) ? $COMPRESSORS{$cpid} : undef;
+    if (!$handle) {
+        # Not ours (e.g. forked by the seed's own code): wait for it as the seed does.
+        die "wait_compressor: no such compressor process " . _describe($cpid) . "\n"
+            if !defined($cpid) || ref($cpid) || !looks_like_number($cpid) || $cpid <= 0;
+        if (waitpid($cpid, 0) > 0) {
+            my ($ec, $signal) = ($? >> 8, $? & 127);
+            die "$comp failed - wrong exit status $ec" . ($signal ? " (signal $signal)\n" : "\n")
+                if $ec || $signal;
+        }
+        return;
+    }
+    my $ok = eval {
+        # The library waits up to 10 minutes per call; the seed waits without a limit.
+        1 while !$handle->_wait(undef);
+        1;
+    };
+    my $err = $@;
+    delete $COMPRESSORS{$cpid} if $handle->_done;
+    die $err if !$ok;
+    return;
+}
+
+sub kill_compressor {
+    my ($cpid) = @_;
+
+    my $handle = defined($cpid) ? delete $COMPRESSORS{$cpid} : undef;
+    if (!$handle) {
+        die "kill_compressor: no such compressor process " . _describe($cpid) . "\n"
+            if !defined($cpid) || ref($cpid) || !looks_like_number($cpid) || $cpid <= 0;
+        kill(9, $cpid);
+        waitpid($cpid, 0);
+        return;
+    }
+    $handle->_kill();
+    return;
+}
+
+package PVE::RS::VZDump::Qemu::Conn;
+
+use strict;
+use warnings;
+
+# A copy in a new interpreter thread would free the same handle twice.
+sub CLONE_SKIP { return 1; }
+
+sub new {
+    my ($class, $target) = @_;
+    return _open($class, $target, $PVE::RS::VZDump::Qemu::RUN_DIR);
+}
+
+sub cmd {
+    my ($self, $command, %args) = @_;
+
+    my $ms = PVE::RS::VZDump::Qemu::_ms('cmd', 'timeout', delete $args{timeout});
+    return PVE::RS::VZDump::Qemu::_conn_execute($self, 'cmd', $command, $ms, %args);
+}
+
+sub getfd {
+    my ($self, $fd, $name) = @_;
+    _getfd($self, PVE::RS::VZDump::Qemu::_fileno('getfd', 'fd', $fd), $name);
+    return;
+}
+
+sub events {
+    my ($self) = @_;
+    return $JSON->decode(_take_events($self));
+}
+
+package PVE::RS::VZDump::Qemu::Poll;
+
+sub CLONE_SKIP { return 1; }
+
+package PVE::RS::VZDump::Qemu::Compressor;
+
+sub CLONE_SKIP { return 1; }
+
+1;
+
+__END__
+
+=head1 NAME
+
+PVE::RS::VZDump::Qemu - QEMU backup plumbing of vzdump, implemented in Rust
+
+=head1 SYNOPSIS
+
+    use PVE::RS::VZDump::Qemu qw(mon_cmd backup_start_vma backup_cancel
+        query_backup_status_loop fork_compressor_pipe wait_compressor kill_compressor);
+
+    my $status = mon_cmd(100, 'query-status');
+
+    my ($cpid, $fd) = fork_compressor_pipe('zstd --threads=2', fileno($outfh));
+    my $uuid = backup_start_vma(100, $fd, {
+        'config-file' => "$tmpdir/qemu-server.conf",
+        devlist => 'drive-scsi0',
+        bwlimit => 0,
+    });
+    POSIX::close($fd);
+    query_backup_status_loop(100, $uuid, $plugin);    # INFO: status: ... lines
+    wait_compressor('zstd --threads=2', $cpid);
+
+=head1 DESCRIPTION
+
+Perl binding of F<libvzdump_qemu> (C API in F<include/vzdump_qemu.h>), made so that
+C<PVE::VZDump::QemuServer> can move to Rust one piece at a time. Each function replaces
+one piece of the Perl original (F<QemuServer.pm> of 2020, "the seed"), keeps its name
+where the seed had one, takes the same arguments, logs the same lines and dies with the
+same texts. The pieces are independent: any one of them can be swapped while the others
+stay Perl.
+
+All errors are Perl C<die>s with a message ending in C<"\n">. Where the seed has a text for
+a failure, the message is that text (C<got unexpected uuid>, C<interrupted by signal>,
+C<VM 100 qmp command 'backup' failed - ...>, ...). Wrong argument types (undef, a reference
+where a string is expected, a foreign object as a handle) die with a message naming the
+argument, never crash.
+
+=head2 Peers
+
+Functions taking C<$target> accept a VM id (digits) or the path of a QMP socket (any string
+containing C</>). A VM id means the socket F<$RUN_DIR/E<lt>vmidE<gt>.qmp> and messages name
+the peer as qemu-server does (C<VM 100 qmp command 'x' failed - ...>).
+
+=over 4
+
+=item C<$PVE::RS::VZDump::Qemu::RUN_DIR>
+
+Directory of the monitor sockets, default F</var/run/qemu-server>. Tests set it to a
+temporary directory.
+
+=back
+
+=head2 Signals
+
+Every wait in the library returns when a signal arrives. Perl runs its signal handlers
+(C<%SIG>, deferred "safe" signals) at that point and the call goes on if the handler
+returns. If the handler dies, for example the seed's
+
+    local $SIG{INT} = $SIG{TERM} = $SIG{QUIT} = $SIG{HUP} = $SIG{PIPE} =
+        sub { die "interrupted by signal\n" };
+
+the call dies with the handler's error (C<interrupted by signal>) within about 100 ms,
+as the seed's own C<mon_cmd>, C<sleep> and C<waitpid> do. The status loop and
+C<wait_compressor> go on after a handler that returns; a one-shot command (C<mon_cmd>,
+C<backup_*>, C<< $conn->cmd >>) cannot, since QEMU may already be running it, and dies with
+C<... interrupted by signal>. Callbacks and handlers must not call C<exit> (the XS cannot
+unwind through the library).
+
+=head2 Fork
+
+The library starts no threads and keeps no global state, so everything works in forked
+children (vzdump forks per task). Connection and status-loop objects inherited through
+C<fork> must not be used in the child; a compressor inherited through C<fork> is left alone
+by the child (only its parent can reap it).
+
+=head1 FUNCTIONS
+
+=head2 mon_cmd($target, $command, %args)
+
+Runs one QMP command on its own connection (connect, C<qmp_capabilities>, command, close)
+and returns its C<return> value decoded from JSON (hash, array or scalar). The client
+option C<timeout =E<gt> $seconds> is taken out of C<%args>; without it the command gets
+qemu-server's timeout for it (10 minutes for C<query-backup> and C<backup-cancel>, 5 s for
+most others). For C<getfd> and C<add-fd>, C<fd =E<gt> $fileno> (or a file handle) is passed
+by SCM_RIGHTS, as L<PVE::QMPClient> does. Guest agent commands (C<guest-*>, which
+qemu-server sends to the agent socket) are refused.
+
+Replaces C<PVE::QemuServer::Monitor::mon_cmd($vmid, $command, %args)> (the seed imports it
+from C<PVE::QemuServer>). Errors read as in qemu-server, e.g.
+C<VM 100 qmp command 'cont' failed - ...> or
+C<unable to connect to VM 100 qmp socket - No such file or directory>.
+
+=head2 backup_start_vma($target, $fd, \%params, %opts)
+
+Starts a VMA backup into C<$fd> (a descriptor number or file handle: the output file or a
+compressor pipe's write end) and returns the job UUID. On one connection it sends C<getfd>
+(name C<backup>) and C<backup> with C<backup-file> = F</dev/fdname/backup>. C<%params>:
+C<config-file>, C<firewall-file>, C<devlist> (strings) and C<bwlimit> (KiB/s; sent as
+C<speed> in bytes/s). C<%opts>: C<timeout> for the whole start (default 30 s).
+
+Replaces the seed's C<PVE::QMPClient> queue in C<archive_vma> (lines ~553-591: C<getfd> and
+C<backup> chained by callbacks, C<queue_execute(30)>, C<got no uuid for backup task>). As
+there, an error reply of QEMU dies with QEMU's bare description + C<"\n">, e.g.
+C<previous backup not finished>. The caller still closes its own copy of a pipe's write end
+afterwards (seed: C<close output file handle failed>).
+
+=head2 backup_start_pbs($target, \%params, %opts)
+
+Starts a backup to a Proxmox Backup Server and returns the job UUID. C<%params> holds the
+C<backup> arguments by their QMP names: C<backup-file> (repository), C<backup-id>,
+C<backup-time>, and optionally C<password>, C<fingerprint>, C<config-file>,
+C<firewall-file>, C<devlist>, C<keyfile>, C<key-password>, C<master-keyfile>,
+C<backup-ns>, C<encrypt>, C<compress>, C<use-dirty-bitmap>, C<fleecing>, C<max-workers>,
+C<speed>. Passwords never appear in error messages. C<%opts>: C<timeout> (default 125 s as
+in current qemu-server; the seed used C<timeout =E<gt> 60>).
+
+Replaces C<mon_cmd($vmid, 'backup', format =E<gt> 'pbs', ...)> in the seed's C<archive_pbs>.
+Errors: C<VM 100 qmp command 'backup' failed - ...>.
+
+=head2 backup_cancel($target)
+
+Sends C<backup-cancel> on its own connection. Replaces C<mon_cmd($vmid, 'backup-cancel')>
+inside the seed's C<mon_backup_cancel> (which also logs C<aborting backup job> and logs a
+failure with C<logerr>; callers keep doing that). Note QEMU's quirk: cancelling a job that
+already ended C<done> turns its status into C<error> / C<backup canceled>.
+
+=head2 backup_query($target)
+
+Returns the C<query-backup> reply as a hash reference (C<status>, C<uuid>, C<total>,
+C<transferred>, C<zero-bytes>, C<errmsg>, ...). Replaces C<mon_cmd($vmid, 'query-backup')>.
+
+=head2 query_backup_status_loop($target, $job_uuid, $log, %opts)
+
+Polls C<query-backup> until job C<$job_uuid> ends, logging progress lines, and returns a
+hash reference C<{percent, transferred, total, target, zero, reused, duration}> when the job
+is done. Replaces the seed's C<< $query_backup_status_loop->($self, $vmid, $job_uuid) >>
+(lines 255-319).
+
+C<$log> receives every line: a code reference called as C<< $log->($level, $line) >> with
+C<$level> one of C<info>, C<warn>, C<err>, or an object with C<loginfo> and C<logerr>
+methods (the vzdump plugin C<$self>; C<warn> goes to C<log_warn> or C<log('warn', ...)> if
+the object has them, else to C<loginfo>). If C<$log> dies, the loop stops and the error is
+rethrown.
+
+C<%opts>:
+
+=over 4
+
+=item C<style =E<gt> 'seed' | 'current'>
+
+C<seed> (default): the seed's lines, e.g.
+C<status: 3% (1073741824/34359738368), sparse 0% (268435456), duration 3, read/write 357/268 MB/s>
+and C<transferred 34359 MB in 131 seconds (262 MB/s)>. C<current>: today's qemu-server
+lines (C<  3% (1.0 GiB of 32.0 GiB) in 3s, read: ..., write: ...>, C<backup is sparse: ...>).
+
+=item C<interval =E<gt> $seconds>
+
+Time between two C<query-backup> calls (default 1).
+
+=item C<cancel_on_error =E<gt> 0 | 1>
+
+Default 0: failures just die, and the caller's eval cancels the job as the seed's
+C<archive_vma> does. With 1 the loop itself first sends C<backup-cancel> (logging
+C<aborting backup job>), then dies.
+
+=back
+
+Dies with the seed's texts + C<"\n">: C<got unexpected uuid>, the job's C<errmsg> (or
+C<unknown error>), C<got unexpected status 'x'>,
+C<got wrong number of transfered bytes (total != transferred)>, a QMP error, or the error
+of a signal handler (L</Signals>).
+
+=head2 fork_compressor_pipe($comp, $outfileno, %opts)
+
+Starts the compressor command C<$comp> (e.g. C<zstd --threads=2>, C<gzip --rsyncable>,
+C<pigz -p 2 --rsyncable>, C<lzop>; run as Perl's C<exec STRING> would: through
+F</bin/sh -c> only with shell metacharacters) with standard input a new pipe and standard
+output C<$outfileno> (a number or file handle). Returns C<($cpid, $fd)> as the seed's
+C<$fork_compressor_pipe> (lines 432-471) does: the child's pid and the pipe's write end, to
+pass to C<backup_start_vma> and then close with C<POSIX::close>. Differences: the caller is
+not forked (the library spawns the process directly), the write end is close-on-exec, and a
+command that cannot be executed dies here: C<fork compressor 'x' failed: E<lt>reasonE<gt>>.
+C<%opts>: C<pipe_size> in bytes (default: the library's).
+
+=head2 wait_compressor($comp, $cpid)
+
+Waits for the compressor to exit (no time limit, as the seed's C<waitpid>). Dies with the
+seed's C<< "$comp failed - wrong exit status $ec" >> followed by C<" (signal N)"> when a
+signal ended it (the message names the command as it was started). Replaces the end of
+the seed's C<archive_vma> (lines 615-623). A pid not started by C<fork_compressor_pipe> is
+waited for with C<waitpid> and checked the same way, named C<$comp>. Signal handlers run
+while it waits (L</Signals>).
+
+=head2 kill_compressor($cpid)
+
+Kills the compressor with SIGKILL and reaps it: the seed's error path
+(C<kill(9, $cpid); waitpid($cpid, 0)>, lines 608-611), which it replaces. Does nothing for a
+compressor already reaped by C<wait_compressor>.
+
+=head2 version()
+
+The loaded library's version, e.g. C<vzdump-qemu 0.1.0>.
+
+=head1 CONNECTIONS
+
+=head2 PVE::RS::VZDump::Qemu::Conn->new($target)
+
+Opens a QMP connection and negotiates capabilities. QEMU serves no other client while it is
+open (qemu-server's daemons included), so keep it short. The object closes the connection
+when it goes away (C<DESTROY>) or on C<< ->close >>.
+
+=head2 $conn->cmd($command, %args)
+
+Runs a command and returns its C<return> value, like C<mon_cmd> (C<timeout> option; C<fd>
+of C<getfd>/C<add-fd> passed by SCM_RIGHTS). Replaces C<< PVE::QMPClient->cmd >>.
+
+=head2 $conn->getfd($fd, $name)
+
+Registers the descriptor (number or file handle) in QEMU as C<$name> (C<getfd> with
+SCM_RIGHTS); QEMU then opens it as F</dev/fdname/$name>. The caller keeps its own copy.
+
+=head2 $conn->events
+
+Returns (and forgets) the QMP events received so far: an array reference of
+C<{event, data, timestamp =E<gt> {seconds, microseconds}}>.
+
+=head2 $conn->close
+
+Closes the connection now; later calls die with C<the connection handle is closed>.
+
+=head1 SEE ALSO
+
+F<include/vzdump_qemu.h>, F<examples/vzdump-plugin.pl> (an C<archive_vma> built from these
+pieces), F<docs/pve-backup-qmp.md>.
+
+=cut

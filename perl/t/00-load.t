@@ -1,0 +1,20 @@
+# The module loads, links the library and exports what it documents.
+use strict;
+use warnings;
+
+use Test::More;
+
+use_ok('PVE::RS::VZDump::Qemu', qw(
+    mon_cmd backup_start_vma backup_start_pbs backup_cancel backup_query
+    query_backup_status_loop fork_compressor_pipe wait_compressor kill_compressor
+));
+
+like(PVE::RS::VZDump::Qemu::version(), qr/^vzdump-qemu \d+\.\d+\.\d+/, 'library version');
+no warnings 'once';
+is($PVE::RS::VZDump::Qemu::RUN_DIR, '/var/run/qemu-server', 'default run directory');
+
+for my $class (qw(Conn Poll Compressor)) {
+    ok("PVE::RS::VZDump::Qemu::$class"->CLONE_SKIP, "$class handles are not cloned into threads");
+}
+
+done_testing();

@@ -1,0 +1,119 @@
+# Wrong argument types die with a clear message (ending in "\n"), they never crash; no
+# peer is needed since arguments are checked before anything is connected.
+use strict;
+use warnings;
+
+use Test::More;
+
+use PVE::RS::VZDump::Qemu qw(
+    mon_cmd backup_start_vma backup_start_pbs backup_cancel backup_query
+    query_backup_status_loop fork_compressor_pipe wait_compressor kill_compressor
+);
+
+my $sock = '/nonexistent/q.sock';
+
+sub dies_like {
+    my ($code, $re, $name) = @_;
+    my $ok = eval { $code->(); 1 };
+    my $err = $@;
+    ok(!$ok, "$name dies") or return;
+    like($err, $re, "$name: message") && like($err, qr/\n\z/, "$name: message ends in newline");
+}
+
+dies_like(sub { mon_cmd(undef, 'query-status') },
+    qr/^the VM id or socket path must be a string, got undef$/, 'mon_cmd undef target');
+dies_like(sub { mon_cmd({}, 'query-status') },
+    qr/^the VM id or socket path must be a string, got a HASH reference$/, 'mon_cmd hashref target');
+dies_like(sub { mon_cmd('abc', 'query-status') },
+    qr/^'abc' is neither a VM id nor a socket path/, 'mon_cmd bad vmid');
+dies_like(sub { mon_cmd('99999999999', 'query-status') },
+    qr/neither a VM id/, 'mon_cmd vmid out of range');
+dies_like(sub { mon_cmd($sock, undef) }, qr/^the command must be a string, got undef$/,
+    'mon_cmd undef command');
+dies_like(sub { mon_cmd($sock, ['x']) },
+    qr/^the command must be a string, got an ARRAY reference$/, 'mon_cmd arrayref command');
+dies_like(sub { mon_cmd($sock, "query\0status") }, qr/must not contain NUL bytes/,
+    'mon_cmd NUL in command');
+dies_like(sub { mon_cmd($sock, 'query-status', timeout => 'soon') },
+    qr/^mon_cmd: timeout must be a number of seconds, got 'soon'$/, 'mon_cmd bad timeout');
+dies_like(sub { mon_cmd($sock, 'guest-ping') },
+    qr/^mon_cmd: guest agent commands are not supported \('guest-ping'\)$/, 'mon_cmd guest command');
+dies_like(sub { PVE::RS::VZDump::Qemu::_command($sock, undef, 'query-status', undef, 'nan') },
+    qr/^the timeout must be a number between 0 and \d+, got 'nan'$/, '_command NaN timeout');
+dies_like(sub { mon_cmd($sock, 'query-status') },
+    qr/^unable to connect to qmp socket '\/nonexistent\/q.sock' - No such file or directory$/,
+    'mon_cmd missing socket');
+{
+    local $PVE::RS::VZDump::Qemu::RUN_DIR = '/nonexistent';
+    dies_like(sub { mon_cmd(100, 'query-status') },
+        qr/^unable to connect to VM 100 qmp socket - No such file or directory$/,
+        'mon_cmd VM id names the VM like qemu-server');
+}
+
+dies_like(sub { backup_start_vma($sock, undef, {}) },
+    qr/^the output file descriptor must be a file descriptor number, got undef$/,
+    'backup_start_vma undef fd');
+dies_like(sub { backup_start_vma($sock, 'x', {}) }, qr/must be a file descriptor number, got 'x'/,
+    'backup_start_vma string fd');
+dies_like(sub { backup_start_vma($sock, -1, {}) }, qr/must be a file descriptor number, got '-1'/,
+    'backup_start_vma negative fd');
+dies_like(sub { backup_start_vma($sock, 1, []) },
+    qr/^backup_start_vma: the parameters must be a hash reference, got an ARRAY reference$/,
+    'backup_start_vma arrayref params');
+dies_like(sub { backup_start_vma($sock, 1, {}, speed => 1) },
+    qr/^backup_start_vma: unknown option 'speed'$/, 'backup_start_vma unknown option');
+open(my $closed, '<', '/dev/null') or die;
+close($closed);
+dies_like(sub { backup_start_vma($sock, $closed, {}) },
+    qr/^backup_start_vma: the output is not an open file handle$/, 'backup_start_vma closed handle');
+dies_like(sub { backup_start_pbs($sock, undef) },
+    qr/^backup_start_pbs: the parameters must be a hash reference, got undef$/,
+    'backup_start_pbs undef params');
+dies_like(sub { backup_cancel(undef) }, qr/^the VM id or socket path must be a string/,
+    'backup_cancel undef');
+dies_like(sub { backup_query(\'x') }, qr/got a SCALAR reference/, 'backup_query scalar ref');
+
+dies_like(sub { query_backup_status_loop($sock, 'uuid', undef) },
+    qr/^query_backup_status_loop: the log sink must be a code reference or an object with loginfo and logerr methods, got undef$/,
+    'status loop undef log');
+dies_like(sub { query_backup_status_loop($sock, 'uuid', bless({}, 'NoLog')) },
+    qr/got a NoLog object$/, 'status loop object without log methods');
+dies_like(sub { query_backup_status_loop($sock, undef, sub {}) },
+    qr/^the job UUID must be a string, got undef$/, 'status loop undef uuid');
+dies_like(sub { query_backup_status_loop($sock, 'uuid', sub {}, style => 'fancy') },
+    qr/^the style must be 'seed' or 'current', got 'fancy'$/, 'status loop bad style');
+dies_like(sub { query_backup_status_loop($sock, 'uuid', sub {}, colour => 1) },
+    qr/^query_backup_status_loop: unknown option 'colour'$/, 'status loop unknown option');
+dies_like(sub { query_backup_status_loop($sock, 'uuid', sub {}, interval => -1) },
+    qr/interval must be a number of seconds, got '-1'/, 'status loop negative interval');
+
+dies_like(sub { fork_compressor_pipe(undef, 1) },
+    qr/^the compressor command must be a string, got undef$/, 'compressor undef command');
+dies_like(sub { fork_compressor_pipe('zstd', {}) },
+    qr/^fork_compressor_pipe: the output must be a file descriptor number or file handle, got a HASH reference$/,
+    'compressor hashref fd');
+dies_like(sub { wait_compressor('zstd', undef) },
+    qr/^wait_compressor: no such compressor process undef$/, 'wait_compressor undef pid');
+dies_like(sub { kill_compressor('abc') },
+    qr/^kill_compressor: no such compressor process 'abc'$/, 'kill_compressor bad pid');
+
+# Handles: the typemap refuses anything but a live object made by the XS.
+my $conn_class = 'PVE::RS::VZDump::Qemu::Conn';
+dies_like(sub { $conn_class->can('cmd')->(undef, 'query-status') },
+    qr/^the handle must be a PVE::RS::VZDump::Qemu::Conn object, got undef$/, 'Conn::cmd undef');
+dies_like(sub { $conn_class->can('cmd')->('x', 'query-status') },
+    qr/^the handle must be a PVE::RS::VZDump::Qemu::Conn object, got 'x'$/, 'Conn::cmd string');
+dies_like(sub { $conn_class->can('cmd')->(bless({}, $conn_class), 'query-status') },
+    qr/^the handle is a PVE::RS::VZDump::Qemu::Conn object not made by this module$/,
+    'Conn::cmd forged object');
+dies_like(sub { $conn_class->can('events')->(bless(\my $x, 'Other')) },
+    qr/got a Other object$/, 'Conn::events foreign object');
+dies_like(sub { PVE::RS::VZDump::Qemu::Poll::_run(undef, sub {}, 0) },
+    qr/^the handle must be a PVE::RS::VZDump::Qemu::Poll object, got undef$/, 'Poll::_run undef');
+dies_like(sub { PVE::RS::VZDump::Qemu::Compressor::pid({}) },
+    qr/^the handle must be a PVE::RS::VZDump::Qemu::Compressor object, got a HASH reference$/,
+    'Compressor::pid hashref');
+dies_like(sub { $conn_class->new(undef) }, qr/^the VM id or socket path must be a string, got undef$/,
+    'Conn->new undef');
+
+done_testing();
