@@ -6,8 +6,7 @@ use serde_json::Value;
 
 use super::qmp::{fd_arg, handle, json_arg, vzdump_qemu_peer};
 use super::result::*;
-use super::strings::to_c;
-use super::{boundary, millis, need, put, Failure};
+use super::{boundary, millis, need, put_string, Failure};
 use crate::backup::{self, PbsParams, Secret, VmaParams};
 use crate::error::Error;
 
@@ -128,7 +127,7 @@ pub unsafe extern "C" fn vzdump_qemu_backup_start_vma(
             },
         )?;
         // SAFETY: checked by need().
-        unsafe { put(out_uuid, to_c(&uuid), "out_uuid") }
+        unsafe { put_string(out_uuid, &uuid, "out_uuid") }
     })
 }
 
@@ -182,7 +181,7 @@ pub unsafe extern "C" fn vzdump_qemu_backup_start_pbs(
         m.done()?;
         let uuid = backup::start_pbs(&p.peer, &p.options, &params, millis(timeout_ms))?;
         // SAFETY: checked by need().
-        unsafe { put(out_uuid, to_c(&uuid), "out_uuid") }
+        unsafe { put_string(out_uuid, &uuid, "out_uuid") }
     })
 }
 
@@ -202,7 +201,7 @@ pub unsafe extern "C" fn vzdump_qemu_backup_query(
         let p = unsafe { handle(peer, "peer") }?;
         let reply = backup::query_raw(&p.peer, &p.options)?;
         // SAFETY: checked by need().
-        unsafe { put(out_json, to_c(&reply.to_string()), "out_json") }
+        unsafe { put_string(out_json, &reply.to_string(), "out_json") }
     })
 }
 

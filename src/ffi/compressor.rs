@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::qmp::{fd_arg, handle_mut};
 use super::result::*;
 use super::strings::str_arg;
-use super::{boundary, need, put, Failure};
+use super::{boundary, free_handle, need, put, Failure};
 use crate::compressor::{CommandSpec, Compressor, SpawnOptions};
 use crate::error::Error;
 
@@ -128,12 +128,8 @@ pub unsafe extern "C" fn vzdump_qemu_compressor_kill(
 /// `c` is NULL or a live handle, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn vzdump_qemu_compressor_free(c: *mut vzdump_qemu_compressor) {
-    if !c.is_null() {
-        // SAFETY: made by Box::into_raw in vzdump_qemu_compressor_spawn.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drop(unsafe { Box::from_raw(c) })
-        }));
-    }
+    // SAFETY: caller contract; the constructors make handles with Box::into_raw.
+    unsafe { free_handle(c) }
 }
 
 fn reaped() -> Failure {

@@ -135,6 +135,36 @@ pub(crate) fn need<T>(out: *mut T, name: &str) -> Result<(), Failure> {
     }
 }
 
+/// Drops a handle made by `Box::into_raw`; NULL is ignored, and a panic in a destructor
+/// stays on this side of the boundary (quietly, like every other one).
+///
+/// # Safety
+/// `p` is NULL or came from `Box::into_raw` and is not used afterwards.
+pub(crate) unsafe fn free_handle<T>(p: *mut T) {
+    if p.is_null() {
+        return;
+    }
+    quiet_panics();
+    let outer = IN_BOUNDARY.with(|b| b.replace(true));
+    // SAFETY: caller contract.
+    let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(p) })));
+    IN_BOUNDARY.with(|b| b.set(outer));
+    PANIC_MESSAGE.with(|m| m.borrow_mut().take());
+}
+
+/// Writes a library-owned copy of `text` to a required output (see [`put`]).
+///
+/// # Safety
+/// As [`put`].
+pub(crate) unsafe fn put_string(
+    out: *mut *mut c_char,
+    text: &str,
+    name: &str,
+) -> Result<(), Failure> {
+    // SAFETY: caller contract.
+    unsafe { put(out, strings::to_c(text), name) }
+}
+
 /// Milliseconds from C, 0 meaning "the default".
 pub(crate) fn millis(ms: u64) -> Option<std::time::Duration> {
     (ms != 0).then(|| std::time::Duration::from_millis(ms))

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::qmp::{handle, handle_mut, vzdump_qemu_peer};
 use super::result::*;
-use super::strings::{str_arg, to_c};
-use super::{boundary, need, put, Failure};
+use super::strings::str_arg;
+use super::{boundary, free_handle, need, put, put_string, Failure};
 use crate::backup::{abort_job, Poller};
 use crate::error::Error;
 use crate::progress::{Level, Style};
@@ -141,7 +141,7 @@ pub unsafe extern "C" fn vzdump_qemu_poll_run(
                         "duration": p.duration,
                     });
                     // SAFETY: checked non-NULL.
-                    unsafe { put(out_progress_json, to_c(&json.to_string()), "out") }?;
+                    unsafe { put_string(out_progress_json, &json.to_string(), "out") }?;
                 }
                 Ok(())
             }
@@ -163,10 +163,6 @@ pub unsafe extern "C" fn vzdump_qemu_poll_run(
 /// `poll` is NULL or a live handle, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn vzdump_qemu_poll_free(poll: *mut vzdump_qemu_poll) {
-    if !poll.is_null() {
-        // SAFETY: made by Box::into_raw in vzdump_qemu_poll_new.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drop(unsafe { Box::from_raw(poll) })
-        }));
-    }
+    // SAFETY: caller contract; the constructors make handles with Box::into_raw.
+    unsafe { free_handle(poll) }
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::result::*;
-use super::strings::{opt_str_arg, str_arg, to_c};
-use super::{boundary, millis, need, put, Failure};
+use super::strings::{opt_str_arg, str_arg};
+use super::{boundary, free_handle, millis, need, put, put_string, Failure};
 use crate::qmp::{self, Options, Peer, Qmp};
 
 /// Where a monitor socket is, plus connection settings. Create with
@@ -169,12 +169,8 @@ pub unsafe extern "C" fn vzdump_qemu_peer_set_timeouts(
 /// `peer` is NULL or a live peer handle, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn vzdump_qemu_peer_free(peer: *mut vzdump_qemu_peer) {
-    if !peer.is_null() {
-        // SAFETY: made by Box::into_raw in a constructor.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drop(unsafe { Box::from_raw(peer) })
-        }));
-    }
+    // SAFETY: caller contract; the constructors make handles with Box::into_raw.
+    unsafe { free_handle(peer) }
 }
 
 /// Runs one command on its own connection (connect, negotiate, execute, close), as
@@ -201,7 +197,7 @@ pub unsafe extern "C" fn vzdump_qemu_command(
         let args = unsafe { json_arg(arguments_json, "arguments_json") }?;
         let value = qmp::command(&p.peer, command, args, millis(timeout_ms), &p.options)?;
         // SAFETY: checked by need().
-        unsafe { put(out_json, to_c(&value.to_string()), "out_json") }
+        unsafe { put_string(out_json, &value.to_string(), "out_json") }
     })
 }
 
@@ -261,7 +257,7 @@ pub unsafe extern "C" fn vzdump_qemu_conn_execute(
                 .execute_with_fd(command, args, fd, millis(timeout_ms))?
         };
         // SAFETY: checked by need().
-        unsafe { put(out_json, to_c(&value.to_string()), "out_json") }
+        unsafe { put_string(out_json, &value.to_string(), "out_json") }
     })
 }
 
@@ -316,13 +312,7 @@ pub unsafe extern "C" fn vzdump_qemu_conn_take_events(
             })
             .collect();
         // SAFETY: checked by need().
-        unsafe {
-            put(
-                out_json,
-                to_c(&Value::Array(events).to_string()),
-                "out_json",
-            )
-        }
+        unsafe { put_string(out_json, &Value::Array(events).to_string(), "out_json") }
     })
 }
 
@@ -332,10 +322,6 @@ pub unsafe extern "C" fn vzdump_qemu_conn_take_events(
 /// `conn` is NULL or a live connection handle, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn vzdump_qemu_conn_free(conn: *mut vzdump_qemu_conn) {
-    if !conn.is_null() {
-        // SAFETY: made by Box::into_raw in vzdump_qemu_conn_open.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drop(unsafe { Box::from_raw(conn) })
-        }));
-    }
+    // SAFETY: caller contract; the constructors make handles with Box::into_raw.
+    unsafe { free_handle(conn) }
 }

@@ -157,6 +157,17 @@ static void test_bad_input(void)
     expect(vzdump_qemu_compressor_wait(comp, 5000, &err), VZDUMP_QEMU_COMPRESSOR, &err,
            "sh -c 'exit 3' failed - wrong exit status 3", "exit 3");
     vzdump_qemu_compressor_free(comp);
+    /* Kill: the error path reaps it; a second kill finds nothing to kill. */
+    expect(vzdump_qemu_compressor_spawn("sleep 30", out, 0, &comp, &wfd, &err), VZDUMP_QEMU_OK,
+           &err, NULL, "spawn sleep for kill");
+    int victim = vzdump_qemu_compressor_pid(comp);
+    expect(vzdump_qemu_compressor_kill(comp, &err), VZDUMP_QEMU_OK, &err, NULL, "kill");
+    CHECK(kill(victim, 0) == -1 && errno == ESRCH, "killed compressor %d reaped", victim);
+    CHECK(vzdump_qemu_compressor_pid(comp) == -1, "no pid after kill");
+    expect(vzdump_qemu_compressor_kill(comp, &err), VZDUMP_QEMU_INVALID_PARAMETER, &err,
+           "already waited for or killed", "kill twice");
+    vzdump_qemu_compressor_free(comp);
+    close(wfd);
     /* Free of a running compressor kills and reaps it. */
     err = NULL;
     expect(vzdump_qemu_compressor_spawn("sleep 30", out, 0, &comp, &wfd, &err), VZDUMP_QEMU_OK,
