@@ -2,6 +2,7 @@
 //!
 //! The modules follow the steps of a backup as `PVE::VZDump::QemuServer` performs them:
 //! - [`qmp`]: a blocking QMP client over a unix socket (ids, events, fd passing, timeouts);
+//! - [`qga`]: a blocking guest-agent client (sync per operation) and the fs-freeze/thaw steps;
 //! - [`backup`]: Proxmox's `backup`, `query-backup` and `backup-cancel` commands, typed;
 //! - [`progress`]: the status-poll loop with the seed's log lines and errors;
 //! - [`compressor`]: the compressor behind a pipe, spawned without forking the caller;
@@ -15,6 +16,7 @@ pub mod compressor;
 pub mod error;
 pub mod ffi;
 pub mod progress;
+pub mod qga;
 pub mod qmp;
 pub mod wait;
 

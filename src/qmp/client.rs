@@ -11,7 +11,7 @@ use nix::sys::socket::{self, ControlMessage, MsgFlags, UnixAddr};
 use serde_json::{Map, Value};
 
 use super::framing::{excerpt, JsonSplitter};
-use super::{timeouts, ErrorClass, Options, Peer};
+use super::{connect_socket, timeouts, ErrorClass, Options, Peer};
 use crate::error::{Error, Result};
 use crate::wait::{poll_fd, Readiness, WaitError};
 
@@ -80,7 +80,7 @@ pub fn command(
 impl Qmp {
     /// Connects, reads the greeting and negotiates capabilities.
     pub fn connect(peer: &Peer, options: &Options) -> Result<Qmp> {
-        let fd = connect_socket(peer, options.connect_timeout)?;
+        let fd = connect_socket(peer, Instant::now() + options.connect_timeout)?;
         let mut qmp = Qmp {
             fd,
             peer: peer.clone(),
@@ -508,45 +508,4 @@ fn parse_greeting(value: &Value) -> Option<Greeting> {
         version,
         capabilities,
     })
-}
-
-/// Connects a non-blocking, close-on-exec stream socket, retrying while the listen backlog
-/// is full (EAGAIN) until `timeout`, as qemu-server does every 100 ms.
-fn connect_socket(peer: &Peer, timeout: Duration) -> Result<OwnedFd> {
-    let connect_err = |reason: String| Error::Connect {
-        peer: peer.clone(),
-        reason,
-    };
-    let addr = UnixAddr::new(peer.socket_path())
-        .map_err(|e| connect_err(format!("invalid socket path: {}", e.desc())))?;
-    let deadline = Instant::now() + timeout;
-    let mut retries = 0u32;
-    loop {
-        let fd = socket::socket(
-            socket::AddressFamily::Unix,
-            socket::SockType::Stream,
-            socket::SockFlag::SOCK_CLOEXEC | socket::SockFlag::SOCK_NONBLOCK,
-            None,
-        )
-        .map_err(|e| connect_err(format!("socket() failed: {}", e.desc())))?;
-        match socket::connect(fd.as_raw_fd(), &addr) {
-            Ok(()) => return Ok(fd),
-            Err(Errno::EAGAIN) => {
-                if Instant::now() >= deadline {
-                    return Err(connect_err(format!("timeout after {retries} retries")));
-                }
-                retries += 1;
-                let next = (Instant::now() + Duration::from_millis(10)).min(deadline);
-                crate::wait::sleep_until(next).map_err(|_| Error::Interrupted {
-                    what: format!("connecting to {}", peer.socket_desc()),
-                })?;
-            }
-            Err(Errno::EINTR) => {
-                return Err(Error::Interrupted {
-                    what: format!("connecting to {}", peer.socket_desc()),
-                })
-            }
-            Err(e) => return Err(connect_err(e.desc().to_string())),
-        }
-    }
 }

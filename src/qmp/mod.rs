@@ -13,6 +13,7 @@
 //! and every later call fails at once with the first cause (sticky error).
 
 mod client;
+mod connect;
 pub mod framing;
 pub mod timeouts;
 
@@ -20,6 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use client::{command, Event, Greeting, Qmp};
+pub(crate) use connect::connect_socket;
 
 /// Default directory of qemu-server's monitor sockets.
 pub const DEFAULT_RUN_DIR: &str = "/var/run/qemu-server";
@@ -71,6 +73,24 @@ impl Peer {
             vmid: None,
             path: path.into(),
             kind: PeerKind::Qmp,
+        }
+    }
+
+    /// The guest-agent socket of VM `vmid` in `run_dir` (`<run_dir>/<vmid>.qga`).
+    pub fn qga_vmid_in(vmid: u32, run_dir: &Path) -> Self {
+        Peer {
+            vmid: Some(vmid),
+            path: run_dir.join(format!("{vmid}.qga")),
+            kind: PeerKind::Qga,
+        }
+    }
+
+    /// A guest-agent socket given by path.
+    pub fn qga_path(path: impl Into<PathBuf>) -> Self {
+        Peer {
+            vmid: None,
+            path: path.into(),
+            kind: PeerKind::Qga,
         }
     }
 

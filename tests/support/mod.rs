@@ -297,3 +297,73 @@ pub fn make_disk(path: &Path, size: u64, seed: u64) {
     let tail = b"END-OF-DISK";
     f.write_all_at(tail, size - tail.len() as u64).unwrap();
 }
+
+/// Real `qemu-ga` as a direct child on `<dir>/100.qga`, with every command that could change
+/// the host (freeze, shutdown, suspend, exec, file writes, ...) blocked; killed and reaped on
+/// drop. A missing qemu-ga fails the test: real-peer tests never skip.
+pub struct QemuGa {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: TempDir,
+}
+
+impl QemuGa {
+    /// The VM id the socket name stands for.
+    pub const VMID: u32 = 100;
+    /// Commands the host agent must never run; `guest-info` reports them disabled.
+    pub const BLOCKED: &'static str = "guest-fsfreeze-freeze,guest-fsfreeze-freeze-list,guest-fsfreeze-thaw,guest-shutdown,guest-suspend-disk,guest-suspend-ram,guest-suspend-hybrid,guest-exec,guest-exec-status,guest-file-open,guest-file-write,guest-set-time,guest-set-user-password,guest-set-vcpus,guest-set-memory-blocks,guest-fstrim";
+
+    /// `$QEMU_GA`, else the Debian paths (the package installs to /usr/sbin).
+    pub fn binary() -> PathBuf {
+        if let Some(p) = std::env::var_os("QEMU_GA") {
+            return PathBuf::from(p);
+        }
+        ["/usr/bin/qemu-ga", "/usr/sbin/qemu-ga"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .expect("qemu-ga must be installed (apt-get install qemu-guest-agent)")
+    }
+
+    /// Starts the agent and waits until its socket accepts connections.
+    pub fn start() -> QemuGa {
+        let dir = TempDir::new("qga");
+        let socket = dir.path().join(format!("{}.qga", Self::VMID));
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let child = Command::new(Self::binary())
+            .args(["-m", "unix-listen", "-p"])
+            .arg(&socket)
+            .arg("-t")
+            .arg(&state)
+            .arg("-f")
+            .arg(dir.path().join("qga.pid"))
+            .arg("-l")
+            .arg(dir.path().join("qga.log"))
+            .args(["-b", Self::BLOCKED])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start qemu-ga");
+        let mut ga = QemuGa { child, socket, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The probe connection is closed at once; the agent then accepts the next client.
+        while UnixStream::connect(&ga.socket).is_err() {
+            assert!(
+                ga.child.try_wait().unwrap().is_none(),
+                "qemu-ga exited at start"
+            );
+            assert!(Instant::now() < deadline, "qemu-ga socket did not come up");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        ga
+    }
+}
+
+impl Drop for QemuGa {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

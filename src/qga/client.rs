@@ -1,0 +1,294 @@
+//! One guest-agent operation on its own connection: connect, sync, command, close.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, MsgFlags};
+use serde_json::Value;
+
+use super::Options;
+use crate::error::{Error, Result};
+use crate::qmp::framing::{excerpt, FrameError, JsonSplitter};
+use crate::qmp::{connect_socket, timeouts, ErrorClass, Peer};
+use crate::wait::{poll_fd, Readiness, WaitError};
+
+/// The byte that resets the agent's parser (sent by us) and marks the sync reply (sent by
+/// the agent).
+const SENTINEL: u8 = 0xFF;
+
+/// Runs `command` on the agent behind `peer` and returns its `return` value. `arguments`
+/// must be a JSON object. `timeout` defaults to `options.command_timeout`, else to
+/// qemu-server's value for the command; it covers connect, sync and command together.
+///
+/// `guest-shutdown` and `guest-suspend-*` send no reply when they succeed (the guest goes
+/// away first): for them, end of file (or a reset) or the timeout after the command was sent
+/// count as success and give `null`; an error reply still fails. If the sync already fails, the
+/// command was not sent.
+///
+/// On [`Error::Interrupted`] the connection is closed; whether the command was sent is
+/// unknown, and the next operation resynchronises.
+pub fn command(
+    peer: &Peer,
+    command: &str,
+    arguments: Option<Value>,
+    timeout: Option<Duration>,
+    options: &Options,
+) -> Result<Value> {
+    let arguments = match arguments {
+        None => String::new(),
+        Some(args @ Value::Object(_)) => format!(",\"arguments\":{args}"),
+        Some(other) => {
+            return Err(Error::InvalidArgument(format!(
+                "arguments of QGA command '{command}' must be a JSON object, got {other}"
+            )))
+        }
+    };
+    let request = format!(
+        "{{\"execute\":{}{arguments}}}\n",
+        Value::String(command.into())
+    );
+    let timeout = timeout
+        .or(options.command_timeout)
+        .unwrap_or_else(|| timeouts::for_command(command));
+    let session = Session::connect(peer, command, timeout, options)?;
+    let mut splitter = session.sync(random_id())?;
+    session.send(request.as_bytes())?;
+    match session.reply(&mut splitter) {
+        Err(Error::Timeout { .. } | Error::Disconnected { .. }) if sends_no_reply(command) => {
+            Ok(Value::Null)
+        }
+        other => other,
+    }
+}
+
+/// Checks that the agent answers `guest-ping` within `options.ping_timeout`.
+pub fn ping(peer: &Peer, options: &Options) -> Result<()> {
+    command(
+        peer,
+        "guest-ping",
+        None,
+        Some(options.ping_timeout),
+        options,
+    )
+    .map(drop)
+}
+
+/// Commands after which the guest stops or suspends instead of replying.
+fn sends_no_reply(command: &str) -> bool {
+    command == "guest-shutdown" || command.starts_with("guest-suspend-")
+}
+
+/// A sync id that an earlier client cannot have used: random, non-negative, and exact in
+/// a JSON double (below 2^53) for agents that parse numbers as such.
+fn random_id() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: writes at most buf.len() bytes into buf; GRND_NONBLOCK never waits.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
+    let random = if n == buf.len() as isize {
+        u64::from_ne_bytes(buf)
+    } else {
+        // No entropy yet (early boot): pid and clock still differ between clients.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        nanos ^ (u64::from(std::process::id()) << 40)
+    };
+    random & ((1 << 53) - 1)
+}
+
+/// The connection of one operation; closed on drop.
+struct Session<'a> {
+    fd: OwnedFd,
+    peer: &'a Peer,
+    command: &'a str,
+    deadline: Instant,
+    timeout: Duration,
+    limit: usize,
+}
+
+impl<'a> Session<'a> {
+    fn connect(
+        peer: &'a Peer,
+        command: &'a str,
+        timeout: Duration,
+        options: &Options,
+    ) -> Result<Self> {
+        let deadline = Instant::now() + timeout;
+        let connect_deadline = deadline.min(Instant::now() + options.connect_timeout);
+        Ok(Session {
+            fd: connect_socket(peer, connect_deadline)?,
+            peer,
+            command,
+            deadline,
+            timeout,
+            limit: options.max_message_size,
+        })
+    }
+
+    fn protocol(&self, reason: String) -> Error {
+        Error::Protocol {
+            peer: self.peer.clone(),
+            reason,
+        }
+    }
+
+    fn disconnected(&self, reason: String) -> Error {
+        Error::Disconnected {
+            peer: self.peer.clone(),
+            reason,
+        }
+    }
+
+    fn interrupted(&self) -> Error {
+        Error::Interrupted {
+            what: format!("{} command '{}'", self.peer, self.command),
+        }
+    }
+
+    fn wait(&self, events: libc::c_short) -> Result<()> {
+        match poll_fd(self.fd.as_fd(), events, self.deadline) {
+            Ok(Readiness::Ready) => Ok(()),
+            Ok(Readiness::TimedOut) => Err(Error::Timeout {
+                peer: self.peer.clone(),
+                command: self.command.to_string(),
+                timeout: self.timeout,
+            }),
+            Err(WaitError::Interrupted) => Err(self.interrupted()),
+            Err(WaitError::Io(e)) => Err(self.disconnected(format!("poll failed: {e}"))),
+        }
+    }
+
+    fn send(&self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+            match socket::send(self.fd.as_raw_fd(), bytes, flags) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(Errno::EAGAIN) => self.wait(libc::POLLOUT)?,
+                Err(Errno::EINTR) => return Err(self.interrupted()),
+                Err(e) => {
+                    return Err(self.disconnected(format!(
+                        "sending '{}' failed: {}",
+                        self.command,
+                        e.desc()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what has arrived (at least one byte) into `buf`.
+    fn read<'b>(&self, buf: &'b mut [u8]) -> Result<&'b [u8]> {
+        loop {
+            self.wait(libc::POLLIN)?;
+            match nix::unistd::read(&self.fd, buf) {
+                Ok(0) => return Err(self.disconnected("connection closed by peer".into())),
+                Ok(n) => return Ok(&buf[..n]),
+                Err(Errno::EAGAIN) => {}
+                Err(Errno::EINTR) => return Err(self.interrupted()),
+                Err(e) => return Err(self.disconnected(format!("read failed: {}", e.desc()))),
+            }
+        }
+    }
+
+    /// Flushes the agent's parser and synchronises on `id`; returns the splitter holding
+    /// whatever followed our sync reply.
+    fn sync(&self, id: u64) -> Result<JsonSplitter> {
+        let mut request = vec![SENTINEL];
+        request.extend_from_slice(
+            format!("{{\"execute\":\"guest-sync-delimited\",\"arguments\":{{\"id\":{id}}}}}\n")
+                .as_bytes(),
+        );
+        self.send(&request)?;
+        // Before the sentinel come the agent's reply to our flush byte (a parse error) and
+        // leftovers of earlier clients; after it, a sync reply, which may be a stale one.
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut splitter: Option<JsonSplitter> = None;
+        loop {
+            let mut sp = match splitter.take() {
+                Some(sp) => sp,
+                None => {
+                    let data = self.read(&mut chunk)?;
+                    splitter = self.after_sentinel(data);
+                    continue;
+                }
+            };
+            // Owned, so that the sentinel check below may look at the buffer.
+            match sp.next_object().map(|o| o.map(<[u8]>::to_vec)) {
+                Ok(Some(raw)) => {
+                    if self.parse(&raw)?.get("return").and_then(Value::as_u64) == Some(id) {
+                        return Ok(sp);
+                    }
+                    // A stale sync reply: hunt for the next sentinel.
+                    splitter = self.after_sentinel(sp.pending());
+                }
+                Ok(None) => {
+                    sp.push(self.read(&mut chunk)?);
+                    splitter = Some(sp);
+                }
+                // Two sentinels in a row: the first one's reply never came.
+                Err(FrameError::Garbage { .. }) if sp.pending().first() == Some(&SENTINEL) => {
+                    splitter = Some(self.splitter_with(&sp.pending()[1..]));
+                }
+                Err(e) => return Err(self.protocol(format!("after the sync sentinel: {e}"))),
+            }
+        }
+    }
+
+    /// A splitter fed with what follows the first sentinel in `data`, if there is one.
+    fn after_sentinel(&self, data: &[u8]) -> Option<JsonSplitter> {
+        let at = data.iter().position(|&b| b == SENTINEL)?;
+        Some(self.splitter_with(&data[at + 1..]))
+    }
+
+    fn splitter_with(&self, data: &[u8]) -> JsonSplitter {
+        let mut sp = JsonSplitter::new(self.limit);
+        sp.push(data);
+        sp
+    }
+
+    /// Reads the reply to the command: the next object after our sync reply.
+    fn reply(&self, splitter: &mut JsonSplitter) -> Result<Value> {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let raw = loop {
+            match splitter.next_object() {
+                Ok(Some(raw)) => break raw.to_vec(),
+                Ok(None) => {
+                    let data = self.read(&mut chunk)?;
+                    splitter.push(data);
+                }
+                Err(e) => return Err(self.protocol(e.to_string())),
+            }
+        };
+        let Value::Object(mut obj) = self.parse(&raw)? else {
+            return Err(self.protocol(format!("expected a JSON object: '{}'", excerpt(&raw))));
+        };
+        if let Some(value) = obj.remove("return") {
+            return Ok(value);
+        }
+        let error = obj.get("error");
+        if let Some(class) = error.and_then(|e| e.get("class")).and_then(Value::as_str) {
+            return Err(Error::Command {
+                peer: self.peer.clone(),
+                command: self.command.to_string(),
+                class: ErrorClass::from_name(class),
+                desc: error
+                    .and_then(|e| e.get("desc"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown agent error")
+                    .to_string(),
+            });
+        }
+        Err(self.protocol(format!(
+            "reply to '{}' has neither 'return' nor a valid 'error': '{}'",
+            self.command,
+            excerpt(&raw)
+        )))
+    }
+
+    fn parse(&self, raw: &[u8]) -> Result<Value> {
+        serde_json::from_slice(raw)
+            .map_err(|e| self.protocol(format!("invalid JSON ({e}): '{}'", excerpt(raw))))
+    }
+}

@@ -1,0 +1,54 @@
+//! The backup's guest filesystem freeze and thaw, with the seed's log lines.
+//!
+//! Whether a freeze applies at all (agent configured in the VM config, not a stop-mode
+//! backup, the VM was running before the backup) is the caller's decision; these functions
+//! only talk to the agent. The sequence is: `if fs_freeze(..) { start backup; fs_thaw(..) }`
+//! — thaw whenever a freeze was attempted, even if the freeze command failed, because the
+//! agent may have frozen some filesystems before the error (or before a timeout).
+
+use serde_json::Value;
+
+use super::{command, ping, Options};
+use crate::error::{Error, Result};
+use crate::progress::Level;
+use crate::qmp::Peer;
+
+/// Freezes the guest's filesystems. Returns false, after logging the skip line, when the
+/// agent does not answer `guest-ping` within `options.ping_timeout` (any failure of the
+/// check counts, including a signal); else issues `guest-fsfreeze-freeze` with its table
+/// timeout (1 h, or `options.command_timeout`), logs a failure at [`Level::Err`] and
+/// returns true: the caller must then call [`fs_thaw`].
+pub fn fs_freeze(peer: &Peer, options: &Options, log: &mut dyn FnMut(Level, &str)) -> bool {
+    if ping(peer, options).is_err() {
+        log(
+            Level::Info,
+            "skipping guest-agent 'fs-freeze', agent configured but not running?",
+        );
+        return false;
+    }
+    log(Level::Info, "issuing guest-agent 'fs-freeze' command");
+    if let Err(e) = command(peer, "guest-fsfreeze-freeze", None, None, options) {
+        log(Level::Err, &e.to_string());
+    }
+    true
+}
+
+/// Thaws the guest's filesystems after [`fs_freeze`] returned true; a failure is logged at
+/// [`Level::Err`], since the backup itself is not affected by it.
+pub fn fs_thaw(peer: &Peer, options: &Options, log: &mut dyn FnMut(Level, &str)) {
+    log(Level::Info, "issuing guest-agent 'fs-thaw' command");
+    if let Err(e) = command(peer, "guest-fsfreeze-thaw", None, None, options) {
+        log(Level::Err, &e.to_string());
+    }
+}
+
+/// The agent's `guest-fsfreeze-status`: `thawed` or `frozen`.
+pub fn fs_freeze_status(peer: &Peer, options: &Options) -> Result<String> {
+    match command(peer, "guest-fsfreeze-status", None, None, options)? {
+        Value::String(status) => Ok(status),
+        other => Err(Error::Protocol {
+            peer: peer.clone(),
+            reason: format!("guest-fsfreeze-status returned {other}, expected a string"),
+        }),
+    }
+}

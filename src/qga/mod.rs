@@ -1,0 +1,54 @@
+//! A blocking client for the QEMU guest agent (QGA), and the backup's fs-freeze/thaw steps.
+//!
+//! The agent speaks QMP-style JSON over a `virtio-serial` channel, which QEMU exposes as the
+//! unix socket `<run_dir>/<vmid>.qga`. Unlike the monitor it has no greeting and no
+//! negotiation, ends messages with `\n`, answers in order (clients send no ids), and may
+//! still hold half a request or unread replies of an earlier client (the channel has no
+//! connection semantics on the guest side). So every operation, like qemu-server's, is:
+//! connect, flush the agent's parser with a `0xFF` byte, `guest-sync-delimited` with a
+//! random id, discard everything up to the `0xFF` sentinel the agent puts before that reply
+//! and up to our id, then send the command, read its one reply, and close (see
+//! `docs/qmp-protocol.md` section 3).
+//!
+//! Timeouts are qemu-server's per-command table ([`crate::qmp::timeouts::for_command`]);
+//! one budget covers sync and command together, so an agent that is configured but not
+//! running (the socket connects, nothing answers) fails with [`Error::Timeout`] once the
+//! command's timeout passed. The agent check uses [`GUEST_PING`] as qemu-server does.
+//!
+//! [`Error::Timeout`]: crate::Error::Timeout
+
+mod client;
+mod freeze;
+
+use std::time::Duration;
+
+pub use client::{command, ping};
+pub use freeze::{fs_freeze, fs_freeze_status, fs_thaw};
+
+/// Timeout of the `guest-ping` agent check (qemu-server's `qga_check_running`).
+pub const GUEST_PING: Duration = Duration::from_secs(3);
+
+/// Connection settings of the guest-agent client.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long to retry connecting while the socket's backlog is full.
+    pub connect_timeout: Duration,
+    /// Timeout of [`ping`] (default [`GUEST_PING`]).
+    pub ping_timeout: Duration,
+    /// Replaces qemu-server's per-command timeouts for calls that pass none; `None` keeps
+    /// the table ([`crate::qmp::timeouts::for_command`]).
+    pub command_timeout: Option<Duration>,
+    /// Largest accepted reply in bytes (default 16 MiB).
+    pub max_message_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            connect_timeout: crate::qmp::timeouts::CONNECT,
+            ping_timeout: GUEST_PING,
+            command_timeout: None,
+            max_message_size: 16 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The guest-agent client and the fs-freeze/thaw steps, against real qemu-ga (with every
+//! host-changing command blocked) and against scripted agents.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{read_request, signal_me_after, FakePeer, QemuGa, TempDir};
+use vzdump_qemu::progress::Level;
+use vzdump_qemu::qga::{self, Options};
+use vzdump_qemu::qmp::framing::JsonSplitter;
+use vzdump_qemu::qmp::{ErrorClass, Peer};
+use vzdump_qemu::Error;
+
+fn agent_peer(ga: &QemuGa) -> Peer {
+    Peer::qga_vmid_in(QemuGa::VMID, ga.dir.path())
+}
+
+fn opts() -> Options {
+    Options::default()
+}
+
+/// Refuses to go on unless the agent reports freeze and thaw disabled: the host agent must
+/// never freeze the host's filesystems.
+fn assert_freeze_blocked(peer: &Peer) {
+    let info = qga::command(peer, "guest-info", None, None, &opts()).unwrap();
+    for name in ["guest-fsfreeze-freeze", "guest-fsfreeze-thaw"] {
+        let entry = info["supported_commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {info}"));
+        assert_eq!(entry["enabled"], false, "{name} must be blocked: {entry}");
+    }
+}
+
+/// Collects log lines of the freeze steps.
+fn logger(lines: &mut Vec<(Level, String)>) -> impl FnMut(Level, &str) + '_ {
+    move |level, text| lines.push((level, text.to_string()))
+}
+
+#[test]
+fn real_agent_ping_info_and_status() {
+    let ga = QemuGa::start();
+    let peer = agent_peer(&ga);
+    qga::ping(&peer, &opts()).unwrap();
+
+    let out = std::process::Command::new(QemuGa::binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let banner = String::from_utf8(out.stdout).unwrap();
+    let version = banner.split_whitespace().last().unwrap();
+    let info = qga::command(&peer, "guest-info", None, None, &opts()).unwrap();
+    assert_eq!(info["version"], version, "{info}");
+
+    assert_eq!(qga::fs_freeze_status(&peer, &opts()).unwrap(), "thawed");
+}
+
+#[test]
+fn real_agent_disabled_command_keeps_class_and_desc() {
+    let ga = QemuGa::start();
+    let peer = agent_peer(&ga);
+    assert_freeze_blocked(&peer);
+    let err = qga::command(&peer, "guest-fsfreeze-freeze", None, None, &opts()).unwrap_err();
+    let Error::Command { class, desc, .. } = &err else {
+        panic!("expected a command error, got {err}");
+    };
+    assert_eq!(*class, ErrorClass::CommandNotFound);
+    assert!(
+        desc.starts_with("Command guest-fsfreeze-freeze has been disabled"),
+        "{desc}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("VM 100 qga command 'guest-fsfreeze-freeze' failed - {desc}")
+    );
+
+    let err = qga::command(&peer, "no-such-cmd", Some(json!({})), None, &opts()).unwrap_err();
+    assert_eq!(err.class(), Some(&ErrorClass::CommandNotFound));
+    assert_eq!(err.desc(), "The command no-such-cmd has not been found");
+}
+
+#[test]
+fn real_agent_fs_freeze_and_thaw_log_the_disabled_errors() {
+    let ga = QemuGa::start();
+    let peer = agent_peer(&ga);
+    assert_freeze_blocked(&peer);
+
+    let mut lines = Vec::new();
+    assert!(qga::fs_freeze(&peer, &opts(), &mut logger(&mut lines)));
+    qga::fs_thaw(&peer, &opts(), &mut logger(&mut lines));
+
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        (
+            Level::Info,
+            "issuing guest-agent 'fs-freeze' command".to_string()
+        )
+    );
+    assert_eq!(lines[1].0, Level::Err);
+    assert!(
+        lines[1].1.starts_with(
+            "VM 100 qga command 'guest-fsfreeze-freeze' failed - Command guest-fsfreeze-freeze has been disabled"
+        ),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[2],
+        (
+            Level::Info,
+            "issuing guest-agent 'fs-thaw' command".to_string()
+        )
+    );
+    assert_eq!(lines[3].0, Level::Err);
+    assert!(
+        lines[3].1.starts_with(
+            "VM 100 qga command 'guest-fsfreeze-thaw' failed - Command guest-fsfreeze-thaw has been disabled"
+        ),
+        "{lines:?}"
+    );
+    assert_eq!(qga::fs_freeze_status(&peer, &opts()).unwrap(), "thawed");
+}
+
+#[test]
+fn real_agent_sync_after_a_client_left_garbage() {
+    let ga = QemuGa::start();
+    let peer = agent_peer(&ga);
+
+    // Half a command, then gone.
+    let mut s = UnixStream::connect(&ga.socket).unwrap();
+    s.write_all(b"{\"execute\":\"guest-pi").unwrap();
+    drop(s);
+    qga::ping(&peer, &opts()).unwrap();
+
+    // A client that synced with its own id, then sent half a command and gave up. It reads
+    // what the agent sent before closing: this qemu-ga (unix-listen mode) stops on the
+    // ECONNRESET that closing with unread replies causes, which QEMU's chardev does not.
+    let mut s = UnixStream::connect(&ga.socket).unwrap();
+    s.write_all(b"{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":1}}\n{\"execute\":\"guest-fsfreeze-st")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"\xff{\"return\": 1}\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "agent closed: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    assert_eq!(qga::fs_freeze_status(&peer, &opts()).unwrap(), "thawed");
+}
+
+#[test]
+fn real_agent_many_operations_in_a_row() {
+    let ga = QemuGa::start();
+    let peer = agent_peer(&ga);
+    for i in 0..60 {
+        match i % 3 {
+            0 => qga::ping(&peer, &opts()).unwrap(),
+            1 => assert_eq!(qga::fs_freeze_status(&peer, &opts()).unwrap(), "thawed"),
+            _ => {
+                let info = qga::command(&peer, "guest-info", None, None, &opts()).unwrap();
+                assert!(info["supported_commands"].is_array(), "{info}");
+            }
+        }
+    }
+}
+
+#[test]
+fn missing_socket_is_a_connect_error() {
+    let dir = TempDir::new("qga-none");
+    let peer = Peer::qga_vmid_in(100, dir.path());
+    let err = qga::ping(&peer, &opts()).unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "unable to connect to VM 100 qga socket - No such file or directory"
+    );
+    // Without a reply, the freeze step skips.
+    let mut lines = Vec::new();
+    assert!(!qga::fs_freeze(&peer, &opts(), &mut logger(&mut lines)));
+    assert_eq!(lines.len(), 1);
+}
+
+#[test]
+fn arguments_must_be_an_object() {
+    let peer = Peer::qga_path("/nonexistent/qga.sock");
+    let err = qga::command(&peer, "guest-sync", Some(json!(5)), None, &opts()).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}
+
+// Scripted agents.
+
+/// Reads the client's flush byte and sync request; returns the sync id and the splitter.
+fn read_sync(s: &mut UnixStream) -> (u64, JsonSplitter) {
+    let mut flush = [0u8; 1];
+    s.read_exact(&mut flush).unwrap();
+    assert_eq!(
+        flush[0], 0xFF,
+        "the client must flush the agent's parser first"
+    );
+    let mut sp = JsonSplitter::new(1 << 20);
+    let req = read_request(s, &mut sp).expect("sync request");
+    assert_eq!(req["execute"], "guest-sync-delimited", "{req}");
+    let id = req["arguments"]["id"].as_u64().expect("non-negative id");
+    (id, sp)
+}
+
+/// Writes the agent's reply to a client 0xFF, then our sync reply.
+fn answer_sync(s: &mut UnixStream, id: u64) {
+    s.write_all(b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray '\\uFFFD'\"}}\n")
+        .unwrap();
+    let mut reply = vec![0xFF];
+    reply.extend_from_slice(format!("{{\"return\": {id}}}\n").as_bytes());
+    s.write_all(&reply).unwrap();
+}
+
+/// Reads until the client closes.
+fn drain(mut s: UnixStream) {
+    let mut buf = [0u8; 4096];
+    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+fn fake_peer(p: &FakePeer) -> Peer {
+    Peer::qga_path(&p.socket)
+}
+
+#[test]
+fn silent_agent_skips_freeze() {
+    let p = FakePeer::start(drain);
+    let opts = Options {
+        ping_timeout: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let mut lines = Vec::new();
+    assert!(!qga::fs_freeze(
+        &fake_peer(&p),
+        &opts,
+        &mut logger(&mut lines)
+    ));
+    assert_eq!(
+        lines,
+        [(
+            Level::Info,
+            "skipping guest-agent 'fs-freeze', agent configured but not running?".to_string()
+        )]
+    );
+    p.join();
+}
+
+#[test]
+fn silent_agent_times_out() {
+    let p = FakePeer::start(drain);
+    let opts = Options {
+        ping_timeout: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let err = qga::ping(&fake_peer(&p), &opts).unwrap_err();
+    let Error::Timeout {
+        command, timeout, ..
+    } = &err
+    else {
+        panic!("expected a timeout, got {err}");
+    };
+    assert_eq!(command, "guest-ping");
+    assert_eq!(*timeout, Duration::from_millis(200));
+    assert!(err
+        .to_string()
+        .contains("command 'guest-ping' failed - got timeout"));
+    p.join();
+}
+
+#[test]
+fn stale_sync_replies_are_skipped() {
+    let p = FakePeer::start(|mut s| {
+        let (id, mut sp) = read_sync(&mut s);
+        // Leftovers, a stale sync reply, then two sentinels in a row before ours.
+        let mut bytes = b"junk{\"return\": {}}\n\xff".to_vec();
+        bytes.extend_from_slice(format!("{{\"return\": {}}}\n", id + 1).as_bytes());
+        bytes.extend_from_slice(b"\xff\xff");
+        bytes.extend_from_slice(format!("{{\"return\": {id}}}\n").as_bytes());
+        s.write_all(&bytes).unwrap();
+        let req = read_request(&mut s, &mut sp).expect("command");
+        assert_eq!(req, json!({"execute": "guest-fsfreeze-status"}));
+        s.write_all(b"{\"return\": \"frozen\"}\n").unwrap();
+        drain(s);
+    });
+    assert_eq!(
+        qga::fs_freeze_status(&fake_peer(&p), &opts()).unwrap(),
+        "frozen"
+    );
+    p.join();
+}
+
+#[test]
+fn error_reply_keeps_class_and_desc() {
+    let p = FakePeer::start(|mut s| {
+        let (id, mut sp) = read_sync(&mut s);
+        answer_sync(&mut s, id);
+        let req = read_request(&mut s, &mut sp).expect("command");
+        assert_eq!(
+            req,
+            json!({"execute": "guest-exec-status", "arguments": {"pid": 42}})
+        );
+        s.write_all(
+            b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"Invalid parameter 'pid'\"}}\n",
+        )
+        .unwrap();
+        drain(s);
+    });
+    let peer = fake_peer(&p);
+    let err = qga::command(
+        &peer,
+        "guest-exec-status",
+        Some(json!({"pid": 42})),
+        None,
+        &opts(),
+    )
+    .unwrap_err();
+    assert_eq!(err.class(), Some(&ErrorClass::GenericError));
+    assert_eq!(err.desc(), "Invalid parameter 'pid'");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "qga socket '{}' command 'guest-exec-status' failed - Invalid parameter 'pid'",
+            p.socket.display()
+        )
+    );
+    p.join();
+}
+
+#[test]
+fn signal_during_wait_is_interrupted() {
+    let p = FakePeer::start(|mut s| {
+        read_sync(&mut s);
+        drain(s);
+    });
+    let peer = fake_peer(&p);
+    let signaller = signal_me_after(Duration::from_millis(100));
+    let err = qga::command(
+        &peer,
+        "guest-info",
+        None,
+        Some(Duration::from_secs(30)),
+        &opts(),
+    )
+    .unwrap_err();
+    signaller.join().unwrap();
+    assert!(err.is_interrupted(), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "qga socket '{}' command 'guest-info' interrupted by signal",
+            p.socket.display()
+        )
+    );
+    p.join();
+}
+
+#[test]
+fn garbage_after_the_sentinel_is_a_protocol_error() {
+    let p = FakePeer::start(|mut s| {
+        read_sync(&mut s);
+        s.write_all(b"\xffhello, not json\n").unwrap();
+        drain(s);
+    });
+    let err = qga::ping(&fake_peer(&p), &opts()).unwrap_err();
+    let Error::Protocol { reason, .. } = &err else {
+        panic!("expected a protocol error, got {err}");
+    };
+    assert_eq!(
+        reason,
+        "after the sync sentinel: unexpected data outside a JSON object: 'hello, not json\\n'"
+    );
+    p.join();
+}
+
+#[test]
+fn shutdown_without_reply_succeeds() {
+    // End of file after the command: the guest went away.
+    let p = FakePeer::start(|mut s| {
+        let (id, mut sp) = read_sync(&mut s);
+        answer_sync(&mut s, id);
+        let req = read_request(&mut s, &mut sp).expect("command");
+        assert_eq!(req["execute"], "guest-shutdown");
+    });
+    let got = qga::command(&fake_peer(&p), "guest-shutdown", None, None, &opts()).unwrap();
+    assert_eq!(got, Value::Null);
+    p.join();
+
+    // Silence after the command: the guest is suspended.
+    let p = FakePeer::start(|mut s| {
+        let (id, mut sp) = read_sync(&mut s);
+        answer_sync(&mut s, id);
+        let req = read_request(&mut s, &mut sp).expect("command");
+        assert_eq!(req["execute"], "guest-suspend-ram");
+        drain(s);
+    });
+    let got = qga::command(
+        &fake_peer(&p),
+        "guest-suspend-ram",
+        None,
+        Some(Duration::from_millis(300)),
+        &opts(),
+    )
+    .unwrap();
+    assert_eq!(got, Value::Null);
+    p.join();
+
+    // But a silent sync is still an error: the command was never sent.
+    let p = FakePeer::start(drain);
+    let err = qga::command(
+        &fake_peer(&p),
+        "guest-shutdown",
+        None,
+        Some(Duration::from_millis(200)),
+        &opts(),
+    )
+    .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    p.join();
+}
