@@ -9,7 +9,7 @@
 //!    baseline, without and with a large touched heap, which fork has to copy page tables
 //!    for and posix_spawn does not.
 //! 2. Throughput of the pipe into `zstd -1 -T1` and `cat` (both writing to /dev/null) with
-//!    the default 64 KiB pipe and with a 1 MiB pipe.
+//!    the kernel's 64 KiB pipe and with a 1 MiB pipe (the library's default).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -58,7 +58,7 @@ fn main() {
     let runs = env_usize("BENCH_PIPE_RUNS", 7);
     println!("\n== pipe throughput, {pipe_mib} MiB in 1 MiB writes, {runs} interleaved runs ==");
     let data = mixed_data(8 * MIB);
-    let sizes = [("64 KiB (default)", None), ("1 MiB", Some(MIB))];
+    let sizes = [("64 KiB (kernel)", None), ("1 MiB", Some(MIB))];
     for command in ["zstd -1 -T1", "cat"] {
         let mut rates = vec![Vec::new(); sizes.len()];
         // Interleaved, so that load from other processes hits both sizes alike.

@@ -23,9 +23,10 @@ pub struct SpawnOptions {
     pub pipe_size: Option<usize>,
 }
 
-/// The default pipe capacity. `benches/spawn.rs` pushed 1 GiB through `zstd -1 -T1` at
-/// about 1960 MiB/s with a 1 MiB pipe against about 1070 MiB/s with the kernel's 64 KiB
-/// (`cat`: 2770 against 870), for 1 MiB of kernel memory per backup.
+/// The default pipe capacity. `benches/spawn.rs` (1 GiB in 1 MiB writes, median of 7
+/// interleaved runs) measured `zstd -1 -T1` at 1385 MiB/s with a 1 MiB pipe against 948
+/// with the kernel's 64 KiB, `cat` at 2343 against 688 (an earlier run: 1960/1070 and
+/// 2770/870), for 1 MiB of kernel memory per backup.
 pub const DEFAULT_PIPE_SIZE: usize = 1 << 20;
 
 impl Default for SpawnOptions {
