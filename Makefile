@@ -48,6 +48,7 @@ demo-c: build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
 
 # The committed header must be what cbindgen makes of the sources.
 header-check: release
