@@ -339,6 +339,50 @@ vzdump_qemu_result vzdump_qemu_poll_run(struct vzdump_qemu_poll *poll,
 void vzdump_qemu_poll_free(struct vzdump_qemu_poll *poll);
 
 /**
+ * Runs one guest-agent command on its own connection (flush, `guest-sync-delimited`,
+ * command, close), as qemu-server does for `guest-*` commands. `timeout_ms` 0 uses
+ * qemu-server's timeout for the command. `*out_json` gets the `return` value.
+ *
+ * # Safety
+ * Pointers are NULL or valid; strings NUL-terminated.
+ */
+vzdump_qemu_result vzdump_qemu_qga_command(const struct vzdump_qemu_peer *peer,
+                                           const char *command,
+                                           const char *arguments_json,
+                                           uint64_t timeout_ms,
+                                           char **out_json,
+                                           char **error);
+
+/**
+ * The seed's `qga_fs_freeze`: checks the agent with `guest-ping` (3 s); if it does not
+ * answer, logs `skipping guest-agent 'fs-freeze', agent configured but not running?` and
+ * sets `*out_frozen` false; else logs `issuing guest-agent 'fs-freeze' command`, freezes
+ * (a failure is logged at error level) and sets `*out_frozen` true: then always call
+ * `vzdump_qemu_qga_fs_thaw` afterwards. Whether a freeze applies at all (agent
+ * configured, backup mode, VM running) is the caller's decision.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the callback, if any, is valid with `userdata`.
+ */
+vzdump_qemu_result vzdump_qemu_qga_fs_freeze(const struct vzdump_qemu_peer *peer,
+                                             vzdump_qemu_log_callback log_cb,
+                                             void *userdata,
+                                             bool *out_frozen,
+                                             char **error);
+
+/**
+ * The seed's `qga_fs_thaw`: logs `issuing guest-agent 'fs-thaw' command` and thaws; a
+ * failure is logged at error level, never returned.
+ *
+ * # Safety
+ * Pointers are NULL or valid; the callback, if any, is valid with `userdata`.
+ */
+vzdump_qemu_result vzdump_qemu_qga_fs_thaw(const struct vzdump_qemu_peer *peer,
+                                           vzdump_qemu_log_callback log_cb,
+                                           void *userdata,
+                                           char **error);
+
+/**
  * A peer for VM `vmid`: socket `<run_dir>/<vmid>.qmp`, `run_dir` NULL meaning
  * `/var/run/qemu-server`. Messages name it as qemu-server does (`VM 100 qmp`).
  *
@@ -370,6 +414,17 @@ vzdump_qemu_result vzdump_qemu_peer_set_timeouts(struct vzdump_qemu_peer *peer,
                                                  uint64_t connect_ms,
                                                  uint64_t handshake_ms,
                                                  char **error);
+
+/**
+ * Sets the guest agent's socket of a peer given by path (a VM peer has
+ * `<run_dir>/<vmid>.qga` already).
+ *
+ * # Safety
+ * `peer` is NULL or a live peer handle not used by another thread; `path` NUL-terminated.
+ */
+vzdump_qemu_result vzdump_qemu_peer_set_agent_path(struct vzdump_qemu_peer *peer,
+                                                   const char *path,
+                                                   char **error);
 
 /**
  * Frees a peer. NULL is ignored.

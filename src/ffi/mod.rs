@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod compressor;
 pub mod poll;
+pub mod qga;
 pub mod qmp;
 pub mod result;
 pub mod strings;

@@ -17,6 +17,8 @@ use crate::qmp::{self, Options, Peer, Qmp};
 pub struct vzdump_qemu_peer {
     pub(crate) peer: Peer,
     pub(crate) options: Options,
+    /// The guest agent's socket: `<run_dir>/<vmid>.qga` for a VM, else as set.
+    pub(crate) agent: Option<Peer>,
 }
 
 /// An open QMP connection. It blocks every other client of the monitor until freed, so
@@ -110,6 +112,7 @@ pub unsafe extern "C" fn vzdump_qemu_peer_new_vmid(
         let handle = vzdump_qemu_peer {
             peer: Peer::vmid_in(vmid, Path::new(dir)),
             options: Options::default(),
+            agent: Some(Peer::qga_vmid_in(vmid, Path::new(dir))),
         };
         // SAFETY: checked by need().
         unsafe { put(out, Box::into_raw(Box::new(handle)), "out") }
@@ -133,6 +136,7 @@ pub unsafe extern "C" fn vzdump_qemu_peer_new_path(
         let handle = vzdump_qemu_peer {
             peer: Peer::path(path),
             options: Options::default(),
+            agent: None,
         };
         // SAFETY: checked by need().
         unsafe { put(out, Box::into_raw(Box::new(handle)), "out") }
@@ -159,6 +163,26 @@ pub unsafe extern "C" fn vzdump_qemu_peer_set_timeouts(
         if let Some(d) = millis(handshake_ms) {
             p.options.handshake_timeout = d;
         }
+        Ok(())
+    })
+}
+
+/// Sets the guest agent's socket of a peer given by path (a VM peer has
+/// `<run_dir>/<vmid>.qga` already).
+///
+/// # Safety
+/// `peer` is NULL or a live peer handle not used by another thread; `path` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_peer_set_agent_path(
+    peer: *mut vzdump_qemu_peer,
+    path: *const c_char,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        // SAFETY: caller contract.
+        let p = unsafe { handle_mut(peer, "peer") }?;
+        let path = unsafe { str_arg(path, "path") }?;
+        p.agent = Some(Peer::qga_path(path));
         Ok(())
     })
 }

@@ -30,6 +30,7 @@ $build/header_cxx
 gcc -std=c99 $CFLAGS tests/c/test_api.c -L$lib -lvzdump_qemu \
   -Wl,-rpath,"$root/$lib" -o $build/test_api
 
+QGA_BLOCKED=guest-fsfreeze-freeze,guest-fsfreeze-freeze-list,guest-fsfreeze-thaw,guest-shutdown,guest-suspend-disk,guest-suspend-ram,guest-suspend-hybrid,guest-exec,guest-exec-status,guest-file-open,guest-file-write,guest-set-time,guest-set-user-password,guest-set-vcpus,guest-set-memory-blocks,guest-fstrim
 start_peers() {
   local tag=$1
   target/release/pve-qmp-sim --socket "$work/$tag-sim.qmp" --gen-disk drive-scsi0=16M --rate 64M &
@@ -37,20 +38,27 @@ start_peers() {
   qemu-system-x86_64 -machine none -nodefaults -display none -S \
     -qmp "unix:$work/$tag-qemu.qmp,server=on,wait=off" </dev/null &
   pids+=($!)
+  # A guest agent on the host: every command that could touch the host is blocked.
+  mkdir -p "$work/$tag-qga-state"
+  qemu-ga -m unix-listen -p "$work/$tag.qga" -t "$work/$tag-qga-state" -f "$work/$tag-qga.pid" \
+    -l "$work/$tag-qga.log" -b "$QGA_BLOCKED" &
+  pids+=($!)
   for _ in $(seq 200); do
-    [ -S "$work/$tag-sim.qmp" ] && [ -S "$work/$tag-qemu.qmp" ] && return 0
+    [ -S "$work/$tag-sim.qmp" ] && [ -S "$work/$tag-qemu.qmp" ] && [ -S "$work/$tag.qga" ] &&
+      return 0
     sleep 0.05
   done
   echo "peers did not come up" >&2; return 1
 }
 
 start_peers plain
-$build/test_api "$work/plain-sim.qmp" "$work/plain-qemu.qmp" "$work"
+$build/test_api "$work/plain-sim.qmp" "$work/plain-qemu.qmp" "$work" "$work/plain.qga"
 target/release/vzdump-qemu verify "$work/c-api.vma.zst"
 
 start_peers valgrind
 VZQ_UNDER_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 \
-  --trace-children=no $build/test_api "$work/valgrind-sim.qmp" "$work/valgrind-qemu.qmp" "$work"
+  --trace-children=no $build/test_api "$work/valgrind-sim.qmp" "$work/valgrind-qemu.qmp" "$work" \
+  "$work/valgrind.qga"
 
 prefix="$work/prefix"
 make -s install PREFIX="$prefix" >/dev/null

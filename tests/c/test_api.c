@@ -1,7 +1,7 @@
 /*
  * Exercises every export of libvzdump_qemu against real peers: pve-qmp-sim (Proxmox
  * backup commands), real QEMU (stock QMP) and real compressors, plus every bad-input case.
- * Usage: test_api SIM_SOCKET QEMU_SOCKET WORKDIR
+ * Usage: test_api SIM_SOCKET QEMU_SOCKET WORKDIR QGA_SOCKET
  * Prints "N passed, N failed" and exits non-zero on any failure.
  */
 #define _GNU_SOURCE
@@ -428,10 +428,48 @@ static void test_sim_backup(const char *sock, const char *dir)
     vzdump_qemu_peer_free(peer);
 }
 
+/* The guest agent: real qemu-ga on the host, its freeze commands blocked. */
+static void test_qga(const char *agent_sock)
+{
+    vzdump_qemu_peer *peer = NULL;
+    char *err = NULL, *json = NULL;
+    bool frozen = false;
+    expect(vzdump_qemu_peer_new_path("/nonexistent.qmp", &peer, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "peer");
+    expect(vzdump_qemu_qga_command(peer, "guest-ping", NULL, 0, &json, &err),
+           VZDUMP_QEMU_INVALID_PARAMETER, &err, "no guest agent socket", "no agent set");
+    expect(vzdump_qemu_peer_set_agent_path(peer, agent_sock, &err), VZDUMP_QEMU_OK, &err, NULL,
+           "set agent");
+    expect(vzdump_qemu_qga_command(peer, "guest-ping", NULL, 0, &json, &err), VZDUMP_QEMU_OK,
+           &err, NULL, "guest-ping");
+    CHECK(json && strcmp(json, "{}") == 0, "ping %s", json ? json : "(null)");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    expect(vzdump_qemu_qga_command(peer, "guest-fsfreeze-status", NULL, 0, &json, &err),
+           VZDUMP_QEMU_OK, &err, NULL, "freeze status");
+    CHECK(json && strcmp(json, "\"thawed\"") == 0, "status %s", json ? json : "(null)");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    expect(vzdump_qemu_qga_fs_freeze(peer, log_cb, NULL, NULL, &err), VZDUMP_QEMU_NULL_PARAMETER,
+           &err, "out_frozen", "freeze NULL out");
+    struct log_state st = {0};
+    expect(vzdump_qemu_qga_fs_freeze(peer, log_cb, &st, &frozen, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "freeze");
+    /* The blocked freeze fails inside the agent: logged, and a thaw is still due. */
+    CHECK(frozen, "freeze reports a thaw is due");
+    CHECK(st.lines == 2 && strncmp(st.last, "2 ", 2) == 0 && strstr(st.last, "has been disabled"),
+          "freeze lines %d, last '%s'", st.lines, st.last);
+    struct log_state th = {0};
+    expect(vzdump_qemu_qga_fs_thaw(peer, log_cb, &th, &err), VZDUMP_QEMU_OK, &err, NULL, "thaw");
+    CHECK(th.lines == 2 && strncmp(th.last, "2 ", 2) == 0, "thaw lines %d, last '%s'", th.lines,
+          th.last);
+    vzdump_qemu_peer_free(peer);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s SIM_SOCKET QEMU_SOCKET WORKDIR\n", argv[0]);
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s SIM_SOCKET QEMU_SOCKET WORKDIR QGA_SOCKET\n", argv[0]);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -439,6 +477,7 @@ int main(int argc, char **argv)
     test_qemu(argv[2]);
     test_disconnected(argv[3]);
     test_sim_backup(argv[1], argv[3]);
+    test_qga(argv[4]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -1,0 +1,119 @@
+//! The guest agent: raw commands and the seed's fs-freeze/thaw steps.
+
+use std::ffi::{c_char, c_void, CString};
+
+use super::poll::{vzdump_qemu_log_callback, VZDUMP_QEMU_LOG_ERR, VZDUMP_QEMU_LOG_INFO};
+use super::qmp::{handle, json_arg, vzdump_qemu_peer};
+use super::result::*;
+use super::strings::str_arg;
+use super::{boundary, millis, need, put, put_string, Failure};
+use crate::progress::Level;
+use crate::qga;
+use crate::qmp::Peer;
+
+fn agent(p: &vzdump_qemu_peer) -> Result<&Peer, Failure> {
+    p.agent.as_ref().ok_or_else(|| {
+        Failure::new(
+            VZDUMP_QEMU_INVALID_PARAMETER,
+            "the peer has no guest agent socket: use vzdump_qemu_peer_set_agent_path",
+        )
+    })
+}
+
+/// Calls `log_cb` with each line; its return value is ignored (each step is one command).
+fn sink(log_cb: vzdump_qemu_log_callback, userdata: *mut c_void) -> impl FnMut(Level, &str) {
+    move |level, line| {
+        let level = match level {
+            Level::Info => VZDUMP_QEMU_LOG_INFO,
+            Level::Err => VZDUMP_QEMU_LOG_ERR,
+        };
+        let text = CString::new(line.replace('\0', " ")).expect("NULs replaced");
+        if let Some(cb) = log_cb {
+            // SAFETY: caller contract for the callback and userdata.
+            unsafe { cb(userdata, level, text.as_ptr()) };
+        }
+    }
+}
+
+/// Runs one guest-agent command on its own connection (flush, `guest-sync-delimited`,
+/// command, close), as qemu-server does for `guest-*` commands. `timeout_ms` 0 uses
+/// qemu-server's timeout for the command. `*out_json` gets the `return` value.
+///
+/// # Safety
+/// Pointers are NULL or valid; strings NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_qga_command(
+    peer: *const vzdump_qemu_peer,
+    command: *const c_char,
+    arguments_json: *const c_char,
+    timeout_ms: u64,
+    out_json: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        need(out_json, "out_json")?;
+        // SAFETY: caller contract for all pointers.
+        let p = unsafe { handle(peer, "peer") }?;
+        let command = unsafe { str_arg(command, "command") }?;
+        let args = unsafe { json_arg(arguments_json, "arguments_json") }?;
+        let options = qga::Options::default();
+        let value = qga::command(agent(p)?, command, args, millis(timeout_ms), &options)?;
+        // SAFETY: checked by need().
+        unsafe { put_string(out_json, &value.to_string(), "out_json") }
+    })
+}
+
+/// The seed's `qga_fs_freeze`: checks the agent with `guest-ping` (3 s); if it does not
+/// answer, logs `skipping guest-agent 'fs-freeze', agent configured but not running?` and
+/// sets `*out_frozen` false; else logs `issuing guest-agent 'fs-freeze' command`, freezes
+/// (a failure is logged at error level) and sets `*out_frozen` true: then always call
+/// `vzdump_qemu_qga_fs_thaw` afterwards. Whether a freeze applies at all (agent
+/// configured, backup mode, VM running) is the caller's decision.
+///
+/// # Safety
+/// Pointers are NULL or valid; the callback, if any, is valid with `userdata`.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_qga_fs_freeze(
+    peer: *const vzdump_qemu_peer,
+    log_cb: vzdump_qemu_log_callback,
+    userdata: *mut c_void,
+    out_frozen: *mut bool,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        need(out_frozen, "out_frozen")?;
+        // SAFETY: caller contract.
+        let p = unsafe { handle(peer, "peer") }?;
+        let frozen = qga::fs_freeze(
+            agent(p)?,
+            &qga::Options::default(),
+            &mut sink(log_cb, userdata),
+        );
+        // SAFETY: checked by need().
+        unsafe { put(out_frozen, frozen, "out_frozen") }
+    })
+}
+
+/// The seed's `qga_fs_thaw`: logs `issuing guest-agent 'fs-thaw' command` and thaws; a
+/// failure is logged at error level, never returned.
+///
+/// # Safety
+/// Pointers are NULL or valid; the callback, if any, is valid with `userdata`.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_qga_fs_thaw(
+    peer: *const vzdump_qemu_peer,
+    log_cb: vzdump_qemu_log_callback,
+    userdata: *mut c_void,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        // SAFETY: caller contract.
+        let p = unsafe { handle(peer, "peer") }?;
+        qga::fs_thaw(
+            agent(p)?,
+            &qga::Options::default(),
+            &mut sink(log_cb, userdata),
+        );
+        Ok(())
+    })
+}
