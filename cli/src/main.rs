@@ -8,7 +8,7 @@
 //!                          [--devlist LIST] [--config FILE] [--firewall FILE]
 //! vzdump-qemu [PEER] probe [--interval-ms N]
 //! vzdump-qemu verify ARCHIVE [--extract DIR] [--compare NAME=IMAGE]...
-//! PEER: --vmid N [--run-dir DIR] | --socket PATH
+//! PEER: --vmid N [--run-dir DIR] | --socket PATH [--agent QGA_SOCKET]
 //! ```
 
 mod backup;
@@ -25,6 +25,7 @@ const USAGE: &str = "usage:
   vzdump-qemu PEER status                 print query-backup as JSON
   vzdump-qemu PEER cancel                 send backup-cancel
   vzdump-qemu PEER qmp COMMAND [JSON]     run one QMP command, print its return as JSON
+                                          (guest-* commands go to the guest agent)
   vzdump-qemu PEER backup --output FILE [--compress zstd|gzip|pigz|lzop|none]
                  [--style seed|current] [--bwlimit KIB/S] [--devlist LIST]
                  [--config FILE] [--firewall FILE]
@@ -37,7 +38,7 @@ const USAGE: &str = "usage:
                                           compressed, or plain; '-' for stdin), keep its
                                           files in DIR, and check that device NAME equals
                                           IMAGE byte for byte
-PEER: --vmid N [--run-dir DIR] | --socket PATH";
+PEER: --vmid N [--run-dir DIR] | --socket PATH [--agent QGA_SOCKET]";
 
 /// A command-line failure: message and exit code.
 pub struct Failure(pub String, pub u8);
@@ -95,6 +96,7 @@ fn run(args: &mut Args) -> Result<(), Failure> {
     let mut vmid: Option<u32> = None;
     let mut run_dir = PathBuf::from(qmp::DEFAULT_RUN_DIR);
     let mut socket: Option<PathBuf> = None;
+    let mut agent: Option<PathBuf> = None;
     loop {
         let Some(arg) = args.shift() else {
             return Err(usage("missing command"));
@@ -103,24 +105,34 @@ fn run(args: &mut Args) -> Result<(), Failure> {
             "--vmid" => vmid = Some(args.parsed("--vmid")?),
             "--run-dir" => run_dir = args.value("--run-dir")?.into(),
             "--socket" => socket = Some(args.value("--socket")?.into()),
+            "--agent" => agent = Some(args.value("--agent")?.into()),
             "-h" | "--help" | "help" => {
                 println!("{USAGE}");
                 return Ok(());
             }
             "verify" => return verify::run(args),
             command => {
-                let peer = match (vmid, socket) {
-                    (Some(id), None) => Peer::vmid_in(id, &run_dir),
-                    (None, Some(path)) => Peer::path(path),
+                let (peer, vm_agent) = match (vmid, socket) {
+                    (Some(id), None) => (
+                        Peer::vmid_in(id, &run_dir),
+                        Some(Peer::qga_vmid_in(id, &run_dir)),
+                    ),
+                    (None, Some(path)) => (Peer::path(path), None),
                     _ => return Err(usage("give exactly one of --vmid and --socket")),
                 };
-                return peer_command(command, &peer, args);
+                let agent = agent.map(Peer::qga_path).or(vm_agent);
+                return peer_command(command, &peer, agent.as_ref(), args);
             }
         }
     }
 }
 
-fn peer_command(command: &str, peer: &Peer, args: &mut Args) -> Result<(), Failure> {
+fn peer_command(
+    command: &str,
+    peer: &Peer,
+    agent: Option<&Peer>,
+    args: &mut Args,
+) -> Result<(), Failure> {
     let options = Options::default();
     match command {
         "status" => {
@@ -134,7 +146,14 @@ fn peer_command(command: &str, peer: &Peer, args: &mut Args) -> Result<(), Failu
                 Some(json) => Some(serde_json::from_str(&json)?),
                 None => None,
             };
-            let reply = qmp::command(peer, &name, arguments, None, &options)?;
+            // As qemu-server's mon_cmd: guest-* commands go to the guest agent.
+            let reply = if name.starts_with("guest-") {
+                let agent =
+                    agent.ok_or_else(|| usage("guest-* commands need --vmid or --agent"))?;
+                vzdump_qemu::qga::command(agent, &name, arguments, None, &Default::default())?
+            } else {
+                qmp::command(peer, &name, arguments, None, &options)?
+            };
             println!("{}", serde_json::to_string_pretty(&reply)?);
         }
         "backup" => return backup::run(peer, args),
