@@ -1,10 +1,12 @@
 #!/usr/bin/perl
 # A minimal vzdump QEMU "backup plugin": the seed's archive_vma (QemuServer.pm 473-624)
-# with its three pieces -- compressor pipe, backup start/cancel, status loop -- swapped for
-# PVE::RS::VZDump::Qemu. The output is a vzdump task log (INFO: / ERROR: lines).
+# with its pieces -- compressor pipe, guest fs freeze/thaw, backup start/cancel, status
+# loop -- swapped for PVE::RS::VZDump::Qemu. The output is a vzdump task log (INFO: /
+# ERROR: lines).
 #
 #   vzdump-plugin.pl --socket /tmp/t/100.qmp --output /tmp/t/vzdump.vma.zst --compress zstd
 #   vzdump-plugin.pl --vmid 100 --run-dir /tmp/t --output /tmp/t/vzdump.vma --style current
+#   vzdump-plugin.pl --vmid 100 --run-dir /tmp/t --output /tmp/t/vzdump.vma --agent
 #
 # Runs from the source tree after `cargo build && cd perl && perl Makefile.PL && make`.
 use strict;
@@ -21,7 +23,7 @@ use POSIX ();
 
 use PVE::RS::VZDump::Qemu qw(
     backup_cancel backup_start_vma fork_compressor_pipe kill_compressor
-    query_backup_status_loop wait_compressor
+    qga_fs_freeze qga_fs_thaw query_backup_status_loop wait_compressor
 );
 
 # Compressor command strings as pve-manager builds them (2 threads).
@@ -56,15 +58,19 @@ usage: $0 (--vmid N [--run-dir DIR] | --socket PATH) --output FILE [options]
   --devlist LIST                        devices to back up, e.g. drive-scsi0 (default all)
   --config FILE                         guest config to store (default: a generated one)
   --firewall FILE                       firewall config to store, if it exists
+  --agent[=PATH]                        freeze the guest's filesystems around the backup
+                                        start through its agent: <run-dir>/<vmid>.qga with
+                                        --vmid, PATH (required) with --socket
 EOF
     exit(2);
 }
 
 my %opt = (compress => 'none', style => 'seed', bwlimit => 0);
 GetOptions(\%opt, 'vmid=i', 'socket=s', 'run-dir=s', 'output=s', 'compress=s', 'style=s',
-    'bwlimit=i', 'devlist=s', 'config=s', 'firewall=s', 'help') or usage();
+    'bwlimit=i', 'devlist=s', 'config=s', 'firewall=s', 'agent:s', 'help') or usage();
 usage() if $opt{help} || !$opt{output} || !(defined($opt{vmid}) xor defined($opt{socket}));
 usage() if !exists($COMPRESSORS{$opt{compress}}) || $opt{style} !~ /^(seed|current)$/;
+usage() if defined($opt{socket}) && defined($opt{agent}) && $opt{agent} eq '';
 
 $PVE::RS::VZDump::Qemu::RUN_DIR = $opt{'run-dir'} if defined($opt{'run-dir'});
 my $vmid = $opt{vmid} // $opt{socket};
@@ -98,6 +104,8 @@ sub archive_vma {
 
     my $opts = $self->{opts};
     my $firewall = $opts->{firewall};
+    # The agent: a VM id stands for its <run-dir>/<vmid>.qga, a path is the socket itself.
+    my $agent = defined($opts->{agent}) && $opts->{agent} ne '' ? $opts->{agent} : $vmid;
 
     my $cpid;
     my $backup_job_uuid;
@@ -119,7 +127,18 @@ sub archive_vma {
         $params->{devlist} = $opts->{devlist} if defined($opts->{devlist});
         $params->{'firewall-file'} = $firewall if defined($firewall) && -e $firewall;
 
-        $backup_job_uuid = backup_start_vma($vmid, $outfileno, $params);
+        # The seed's qga_fs_freeze first decides whether a freeze applies (agent configured,
+        # not a stop-mode backup, VM was running); here --agent stands for all of that.
+        my $fs_frozen;
+        $fs_frozen = qga_fs_freeze($agent, $self) if defined($opts->{agent});
+
+        eval { $backup_job_uuid = backup_start_vma($vmid, $outfileno, $params) };
+        my $qmperr = $@;
+
+        # Thaw even when the start failed, and before its error is passed on.
+        qga_fs_thaw($agent, $self) if $fs_frozen;
+
+        die $qmperr if $qmperr;
 
         if ($cpid) {
             POSIX::close($outfileno) == 0 || die "close output file handle failed\n";

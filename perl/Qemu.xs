@@ -306,7 +306,7 @@ new_peer(pTHX_ SV *target, SV *run_dir)
     return peer;
 }
 
-/* ---- callbacks the status loop calls ---- */
+/* ---- callbacks the library calls (status loop, agent steps) ---- */
 
 typedef struct {
     PerlInterpreter *perl;
@@ -327,16 +327,28 @@ level_name(uint32_t level)
     }
 }
 
-/* Log sink: calls the Perl callback under G_EVAL; a die stops the loop. */
+/*
+ * Log sink: calls the Perl callback under G_EVAL and keeps the first error; a die stops
+ * the status loop (the agent steps go on and the XSUB rethrows the error afterwards).
+ * Pending signal handlers run first: Perl would run them inside the callback, where a
+ * handler's die would cost the line (e.g. the error of the wait the signal interrupted).
+ */
 static uint32_t
 log_trampoline(void *userdata, uint32_t level, const char *line)
 {
     callbacks *cbs = (callbacks *)userdata;
     dTHXa(cbs->perl);
     dSP;
-    SV *text;
+    SV *text, *handler_err;
     uint32_t stop = 0;
 
+    if ((handler_err = dispatch_signals(aTHX))) {
+        if (!cbs->error)
+            cbs->error = handler_err;
+        else
+            SvREFCNT_dec(handler_err);
+        stop = 1;
+    }
     ENTER;
     SAVETMPS;
     text = sv_2mortal(newSVpv(line ? line : "", 0));
@@ -367,6 +379,37 @@ cancel_trampoline(void *userdata)
     if (!cbs->error)
         cbs->error = dispatch_signals(aTHX);
     return cbs->error != NULL;
+}
+
+/* ---- the guest agent ---- */
+
+/*
+ * Makes the peer whose guest agent a target names: a VM id's <run_dir>/<vmid>.qga, or a
+ * socket path taken as the agent's own socket. Dies on bad input.
+ */
+static vzdump_qemu_peer *
+new_agent_peer(pTHX_ SV *target, SV *run_dir)
+{
+    vzdump_qemu_peer *peer = new_peer(aTHX_ target, run_dir);
+    const char *t = str_arg(aTHX_ target, "the VM id or socket path");
+    char *err = NULL;
+    vzdump_qemu_result rc;
+
+    if (!strchr(t, '/'))
+        return peer;
+    rc = vzdump_qemu_peer_set_agent_path(peer, t, &err);
+    if (rc != VZDUMP_QEMU_OK) {
+        vzdump_qemu_peer_free(peer);
+        fail(aTHX_ rc, err);
+    }
+    return peer;
+}
+
+static void
+check_log_cb(pTHX_ SV *log_cb)
+{
+    if (!SvROK(log_cb) || SvTYPE(SvRV(log_cb)) != SVt_PVCV)
+        croak_arg(aTHX_ "the log callback", "a code reference", log_cb);
 }
 
 MODULE = PVE::RS::VZDump::Qemu    PACKAGE = PVE::RS::VZDump::Qemu
@@ -487,6 +530,95 @@ _backup_cancel(target, run_dir)
     peer = new_peer(aTHX_ target, run_dir);
     rc = vzdump_qemu_backup_cancel(peer, &err);
     vzdump_qemu_peer_free(peer);
+    if (rc != VZDUMP_QEMU_OK)
+        fail(aTHX_ rc, err);
+
+SV *
+_qga_command(target, run_dir, command, args_json, timeout_ms)
+    SV *target
+    SV *run_dir
+    SV *command
+    SV *args_json
+    SV *timeout_ms
+  PREINIT:
+    vzdump_qemu_peer *peer;
+    const char *cmd, *args;
+    UV ms;
+    char *out = NULL, *err = NULL;
+    vzdump_qemu_result rc;
+  CODE:
+    cmd = str_arg(aTHX_ command, "the command");
+    args = opt_str_arg(aTHX_ args_json, "the arguments");
+    ms = uint_arg(aTHX_ timeout_ms, "the timeout", UINT64_MAX / 2);
+    peer = new_agent_peer(aTHX_ target, run_dir);
+    rc = vzdump_qemu_qga_command(peer, cmd, args, ms, &out, &err);
+    vzdump_qemu_peer_free(peer);
+    if (rc != VZDUMP_QEMU_OK)
+        fail(aTHX_ rc, err);
+    RETVAL = take_string(aTHX_ out);
+  OUTPUT:
+    RETVAL
+
+SV *
+_qga_fs_freeze(target, run_dir, log_cb)
+    SV *target
+    SV *run_dir
+    SV *log_cb
+  PREINIT:
+    vzdump_qemu_peer *peer;
+    callbacks cbs;
+    bool frozen = FALSE;
+    char *err = NULL;
+    vzdump_qemu_result rc;
+  CODE:
+    check_log_cb(aTHX_ log_cb);
+    peer = new_agent_peer(aTHX_ target, run_dir);
+    cbs.perl = aTHX;
+    cbs.log_cb = log_cb;
+    cbs.error = NULL;
+    rc = vzdump_qemu_qga_fs_freeze(peer, log_trampoline, &cbs, &frozen, &err);
+    /* The library treats a signal as a failed step; its handler runs here, not after
+     * we returned, where a die would lose the "thaw due" result. */
+    if (!cbs.error)
+        cbs.error = dispatch_signals(aTHX);
+    /* A die leaves the caller no way to thaw: thaw now, quietly (its log sink died or
+     * the task is being aborted), so the guest is never left frozen. */
+    if (cbs.error && frozen)
+        vzdump_qemu_qga_fs_thaw(peer, NULL, NULL, NULL);
+    vzdump_qemu_peer_free(peer);
+    if (cbs.error) {
+        vzdump_qemu_string_free(err);
+        croak_sv(sv_2mortal(cbs.error));
+    }
+    if (rc != VZDUMP_QEMU_OK)
+        fail(aTHX_ rc, err);
+    /* The seed's values: 1 when a thaw is due, else undef. */
+    RETVAL = frozen ? newSViv(1) : newSV(0);
+  OUTPUT:
+    RETVAL
+
+void
+_qga_fs_thaw(target, run_dir, log_cb)
+    SV *target
+    SV *run_dir
+    SV *log_cb
+  PREINIT:
+    vzdump_qemu_peer *peer;
+    callbacks cbs;
+    char *err = NULL;
+    vzdump_qemu_result rc;
+  CODE:
+    check_log_cb(aTHX_ log_cb);
+    peer = new_agent_peer(aTHX_ target, run_dir);
+    cbs.perl = aTHX;
+    cbs.log_cb = log_cb;
+    cbs.error = NULL;
+    rc = vzdump_qemu_qga_fs_thaw(peer, log_trampoline, &cbs, &err);
+    vzdump_qemu_peer_free(peer);
+    if (cbs.error) {
+        vzdump_qemu_string_free(err);
+        croak_sv(sv_2mortal(cbs.error));
+    }
     if (rc != VZDUMP_QEMU_OK)
         fail(aTHX_ rc, err);
 
@@ -628,8 +760,7 @@ _run(poll, log_cb, cancel_on_error)
     char *progress = NULL, *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    if (!SvROK(log_cb) || SvTYPE(SvRV(log_cb)) != SVt_PVCV)
-        croak_arg(aTHX_ "the log callback", "a code reference", log_cb);
+    check_log_cb(aTHX_ log_cb);
     cbs.perl = aTHX;
     cbs.log_cb = log_cb;
     cbs.error = NULL;

@@ -8,6 +8,7 @@ use Test::More;
 use PVE::RS::VZDump::Qemu qw(
     mon_cmd backup_start_vma backup_start_pbs backup_cancel backup_query
     query_backup_status_loop fork_compressor_pipe wait_compressor kill_compressor
+    qga_fs_freeze qga_fs_thaw
 );
 
 my $sock = '/nonexistent/q.sock';
@@ -36,8 +37,6 @@ dies_like(sub { mon_cmd($sock, "query\0status") }, qr/must not contain NUL bytes
     'mon_cmd NUL in command');
 dies_like(sub { mon_cmd($sock, 'query-status', timeout => 'soon') },
     qr/^mon_cmd: timeout must be a number of seconds, got 'soon'$/, 'mon_cmd bad timeout');
-dies_like(sub { mon_cmd($sock, 'guest-ping') },
-    qr/^mon_cmd: guest agent commands are not supported \('guest-ping'\)$/, 'mon_cmd guest command');
 dies_like(sub { PVE::RS::VZDump::Qemu::_command($sock, undef, 'query-status', undef, 'nan') },
     qr/^the timeout must be a number between 0 and \d+, got 'nan'$/, '_command NaN timeout');
 dies_like(sub { mon_cmd($sock, 'query-status') },
@@ -48,7 +47,44 @@ dies_like(sub { mon_cmd($sock, 'query-status') },
     dies_like(sub { mon_cmd(100, 'query-status') },
         qr/^unable to connect to VM 100 qmp socket - No such file or directory$/,
         'mon_cmd VM id names the VM like qemu-server');
+    dies_like(sub { mon_cmd(100, 'guest-ping') },
+        qr/^unable to connect to VM 100 qga socket - No such file or directory$/,
+        'mon_cmd guest command goes to the VM\'s agent socket');
 }
+
+# Guest agent commands and steps: same target and option checks.
+dies_like(sub { mon_cmd(undef, 'guest-ping') },
+    qr/^the VM id or socket path must be a string, got undef$/, 'mon_cmd guest undef target');
+dies_like(sub { mon_cmd('abc', 'guest-ping') },
+    qr/^'abc' is neither a VM id nor a socket path/, 'mon_cmd guest bad vmid');
+dies_like(sub { mon_cmd($sock, 'guest-ping', timeout => -2) },
+    qr/^mon_cmd: timeout must be a number of seconds, got '-2'$/, 'mon_cmd guest bad timeout');
+dies_like(sub { mon_cmd($sock, "guest-ping\0x") }, qr/^the command must not contain NUL bytes$/,
+    'mon_cmd guest NUL in command');
+dies_like(sub { mon_cmd($sock, 'guest-ping') },
+    qr/^unable to connect to qga socket '\/nonexistent\/q.sock' - No such file or directory$/,
+    'mon_cmd guest command: a path is the agent socket');
+dies_like(sub { PVE::RS::VZDump::Qemu::_qga_command($sock, undef, 'guest-ping', '[1]', 0) },
+    qr/^arguments_json must be a JSON object$/, '_qga_command arguments not an object');
+dies_like(sub { PVE::RS::VZDump::Qemu::_qga_command($sock, undef, 'guest-ping', undef, 'nan') },
+    qr/^the timeout must be a number between 0 and \d+, got 'nan'$/, '_qga_command NaN timeout');
+dies_like(sub { qga_fs_freeze(undef, sub {}) },
+    qr/^the VM id or socket path must be a string, got undef$/, 'qga_fs_freeze undef target');
+dies_like(sub { qga_fs_freeze([], sub {}) },
+    qr/^the VM id or socket path must be a string, got an ARRAY reference$/,
+    'qga_fs_freeze arrayref target');
+dies_like(sub { qga_fs_freeze($sock, undef) },
+    qr/^qga_fs_freeze: the log sink must be a code reference or an object with loginfo and logerr methods, got undef$/,
+    'qga_fs_freeze undef log');
+dies_like(sub { qga_fs_thaw($sock, bless({}, 'NoLog')) },
+    qr/^qga_fs_thaw: the log sink must be .* got a NoLog object$/, 'qga_fs_thaw object without log methods');
+dies_like(sub { qga_fs_thaw('1x', sub {}) }, qr/^'1x' is neither a VM id nor a socket path/,
+    'qga_fs_thaw bad vmid');
+dies_like(sub { PVE::RS::VZDump::Qemu::_qga_fs_freeze($sock, undef, 'notcode') },
+    qr/^the log callback must be a code reference, got 'notcode'$/, '_qga_fs_freeze non-code callback');
+dies_like(sub { PVE::RS::VZDump::Qemu::_qga_fs_thaw($sock, undef, {}) },
+    qr/^the log callback must be a code reference, got a HASH reference$/,
+    '_qga_fs_thaw non-code callback');
 
 dies_like(sub { backup_start_vma($sock, undef, {}) },
     qr/^the output file descriptor must be a file descriptor number, got undef$/,

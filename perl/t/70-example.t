@@ -1,5 +1,6 @@
 # examples/vzdump-plugin.pl: a full VMA backup with zstd against pve-qmp-sim, its task log,
-# its error path (job failure, signal) and the archive.
+# its error path (job failure, signal), the archive, and the guest fs freeze around the
+# backup start against real qemu-ga (freezing blocked).
 use strict;
 use warnings;
 
@@ -11,10 +12,12 @@ use POSIX ();
 use Test::More;
 
 use PVE::RS::VZDump::Qemu qw(backup_query);
-use TestPeers qw(repo tmpdir sim_binary start_sim stop_peer);
+use TestPeers qw(repo tmpdir sim_binary start_sim start_qga stop_peer);
 
 BAIL_OUT('pve-qmp-sim not built (cargo build -p pve-qmp-sim)' . ': real-peer tests never skip') if !sim_binary();
 BAIL_OUT('zstd not installed') if system('command -v zstd >/dev/null 2>&1') != 0;
+BAIL_OUT("$TestPeers::QEMU_GA not installed: real-peer tests never skip")
+    if !-x $TestPeers::QEMU_GA;
 
 my $dir = tmpdir();
 local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
@@ -129,6 +132,54 @@ sub run_example {
     is_deeply([$status->{status}, $status->{errmsg}], ['error', 'backup canceled'],
         'SIGINT: job cancelled');
     stop_peer($sim);
+}
+
+# --agent: the seed's freeze, backup start, thaw. qemu-ga refuses both agent commands, so
+# each logs one error and the backup goes on, as in the seed.
+{
+    my $sim = start_sim("$dir/100.qmp", '--gen-disk', 'drive-scsi0=8M', '--rate', '16M');
+    my $qga = start_qga($dir);
+    my $archive = "$dir/agent.vma.zst";
+    my ($rc, $log) = run_example(['--vmid', 100, '--run-dir', $dir, '--output', $archive,
+        '--compress', 'zstd', '--devlist', 'drive-scsi0', '--agent']);
+    is($rc, 0, 'agent: exit code 0') or diag explain $log;
+    is_deeply([@$log[0 .. 3]], [
+        "INFO: creating vzdump archive '$archive'",
+        "INFO: issuing guest-agent 'fs-freeze' command",
+        $log->[2],
+        "INFO: issuing guest-agent 'fs-thaw' command",
+    ], 'agent: freeze, then thaw, before the backup task starts') or diag explain $log;
+    like($log->[2], qr/^ERROR: VM 100 qga command 'guest-fsfreeze-freeze' failed - .*has been disabled/,
+        'agent: the blocked freeze logged');
+    like($log->[4], qr/^ERROR: VM 100 qga command 'guest-fsfreeze-thaw' failed - .*has been disabled/,
+        'agent: the blocked thaw logged');
+    like($log->[5], qr/^INFO: started backup task '[0-9a-f-]{36}'$/, 'agent: then the backup task');
+    is(scalar(grep { /^ERROR: / } @$log), 2, 'agent: no other error line');
+    is(scalar(grep { /'guest-fsfreeze-freeze' failed/ } @$log), 1, 'agent: freeze error once');
+    is(scalar(grep { /'guest-fsfreeze-thaw' failed/ } @$log), 1, 'agent: thaw error once');
+    like($log->[-1], qr/^INFO: transferred 8 MB in \d+ seconds/, 'agent: backup completed');
+
+    # A backup start that fails: thawed first, then the start's error.
+    ($rc, $log) = run_example(['--vmid', 100, '--run-dir', $dir, '--output', "$dir/bad.vma",
+        '--devlist', 'drive-nosuch', '--agent']);
+    is($rc, 1, 'agent, failed start: exit code 1');
+    my $step = qr/^(?:INFO|ERROR): (issuing guest-agent '\S+'|VM 100 qga|Backup of VM)/;
+    my @steps = map { $_ =~ $step ? $1 : 'start' } @$log[1 .. $#$log];
+    is_deeply(\@steps, [
+        "issuing guest-agent 'fs-freeze'", 'VM 100 qga',
+        "issuing guest-agent 'fs-thaw'", 'VM 100 qga',
+        'start', 'Backup of VM',
+    ], 'agent, failed start: freeze, thaw, then the start error') or diag explain $log;
+    like($log->[-1], qr/^ERROR: Backup of VM 100 failed - .*drive-nosuch/,
+        'agent, failed start: the start error rethrown');
+    ok(defined(stop_peer($qga)), 'agent: qemu-ga stopped and reaped');
+    stop_peer($sim);
+}
+
+# --agent with --socket needs the agent's socket path.
+{
+    my ($rc, $log) = run_example(['--socket', "$dir/101.qmp", '--output', "$dir/x.vma", '--agent']);
+    is($rc, 2, 'agent without a path for --socket: usage');
 }
 
 # Bad options: usage, exit code 2.

@@ -16,10 +16,12 @@ our @EXPORT_OK = qw(
     backup_start_vma backup_start_pbs backup_cancel backup_query
     query_backup_status_loop
     fork_compressor_pipe wait_compressor kill_compressor
+    qga_fs_freeze qga_fs_thaw
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
-# Where VM monitor sockets are: <RUN_DIR>/<vmid>.qmp. Tests point it elsewhere.
+# Where VM monitor and agent sockets are: <RUN_DIR>/<vmid>.qmp and <RUN_DIR>/<vmid>.qga.
+# Tests point it elsewhere.
 our $RUN_DIR = '/var/run/qemu-server';
 
 # Bytes in and out (the C API speaks UTF-8 JSON); stable key order for readable traces.
@@ -109,8 +111,11 @@ sub mon_cmd {
     my ($target, $command, %args) = @_;
 
     my $ms = _ms('mon_cmd', 'timeout', delete $args{timeout});
-    die "mon_cmd: guest agent commands are not supported ('$command')\n"
-        if defined($command) && !ref($command) && $command =~ /^guest-/;
+    if (defined($command) && !ref($command) && $command =~ /^guest-/) {
+        # As in qemu-server: guest-* commands go to the guest agent's socket.
+        my $json = %args ? $JSON->encode(\%args) : undef;
+        return $JSON->decode(_qga_command($target, $RUN_DIR, $command, $json, $ms));
+    }
     if (defined($command) && !ref($command) && $FD_COMMANDS{$command} && defined($args{fd})) {
         # Passing a descriptor needs a connection object: open one for this command only.
         my $conn = PVE::RS::VZDump::Qemu::Conn->new($target);
@@ -173,6 +178,17 @@ sub query_backup_status_loop {
     );
     my $progress = PVE::RS::VZDump::Qemu::Poll::_run($poll, $sink, $opts{cancel_on_error});
     return defined($progress) ? $JSON->decode($progress) : undef;
+}
+
+sub qga_fs_freeze {
+    my ($target, $log) = @_;
+    return _qga_fs_freeze($target, $RUN_DIR, _log_sink('qga_fs_freeze', $log));
+}
+
+sub qga_fs_thaw {
+    my ($target, $log) = @_;
+    _qga_fs_thaw($target, $RUN_DIR, _log_sink('qga_fs_thaw', $log));
+    return;
 }
 
 sub fork_compressor_pipe {
@@ -279,16 +295,24 @@ PVE::RS::VZDump::Qemu - QEMU backup plumbing of vzdump, implemented in Rust
 =head1 SYNOPSIS
 
     use PVE::RS::VZDump::Qemu qw(mon_cmd backup_start_vma backup_cancel
-        query_backup_status_loop fork_compressor_pipe wait_compressor kill_compressor);
+        query_backup_status_loop fork_compressor_pipe wait_compressor kill_compressor
+        qga_fs_freeze qga_fs_thaw);
 
     my $status = mon_cmd(100, 'query-status');
+    my $fsstatus = mon_cmd(100, 'guest-fsfreeze-status');    # the agent: 'thawed'
 
     my ($cpid, $fd) = fork_compressor_pipe('zstd --threads=2', fileno($outfh));
-    my $uuid = backup_start_vma(100, $fd, {
-        'config-file' => "$tmpdir/qemu-server.conf",
-        devlist => 'drive-scsi0',
-        bwlimit => 0,
-    });
+    my $frozen = qga_fs_freeze(100, $plugin);    # if the VM has an agent and runs
+    my $uuid = eval {
+        backup_start_vma(100, $fd, {
+            'config-file' => "$tmpdir/qemu-server.conf",
+            devlist => 'drive-scsi0',
+            bwlimit => 0,
+        });
+    };
+    my $err = $@;
+    qga_fs_thaw(100, $plugin) if $frozen;
+    die $err if $err;
     POSIX::close($fd);
     query_backup_status_loop(100, $uuid, $plugin);    # INFO: status: ... lines
     wait_compressor('zstd --threads=2', $cpid);
@@ -314,12 +338,18 @@ Functions taking C<$target> accept a VM id (digits) or the path of a QMP socket 
 containing C</>). A VM id means the socket F<$RUN_DIR/E<lt>vmidE<gt>.qmp> and messages name
 the peer as qemu-server does (C<VM 100 qmp command 'x' failed - ...>).
 
+Guest agent functions (C<mon_cmd> with a C<guest-*> command, C<qga_fs_freeze>,
+C<qga_fs_thaw>) talk to the agent's socket instead: F<$RUN_DIR/E<lt>vmidE<gt>.qga> for a VM
+id (messages C<VM 100 qga command 'x' failed - ...>), and for a path the path itself, which
+must then be the agent's socket, not the monitor's (C<qga socket '/path' command 'x' failed
+- ...>).
+
 =over 4
 
 =item C<$PVE::RS::VZDump::Qemu::RUN_DIR>
 
-Directory of the monitor sockets, default F</var/run/qemu-server>. Tests set it to a
-temporary directory.
+Directory of the monitor and agent sockets, default F</var/run/qemu-server>. Tests set it
+to a temporary directory.
 
 =back
 
@@ -355,12 +385,20 @@ and returns its C<return> value decoded from JSON (hash, array or scalar). The c
 option C<timeout =E<gt> $seconds> is taken out of C<%args>; without it the command gets
 qemu-server's timeout for it (10 minutes for C<query-backup> and C<backup-cancel>, 5 s for
 most others). For C<getfd> and C<add-fd>, C<fd =E<gt> $fileno> (or a file handle) is passed
-by SCM_RIGHTS, as L<PVE::QMPClient> does. Guest agent commands (C<guest-*>, which
-qemu-server sends to the agent socket) are refused.
+by SCM_RIGHTS, as L<PVE::QMPClient> does.
+
+As in qemu-server, a command whose name starts with C<guest-> goes to the guest agent
+(L</Peers>; a path target is then the agent's socket): on its own connection, the agent's
+parser is flushed and synchronised (C<guest-sync-delimited>) before the command. The
+C<timeout> option works the same; without it the command gets qemu-server's timeout (1 h
+for C<guest-fsfreeze-freeze>, 3 min for C<guest-fsfreeze-thaw>, 10 min for
+C<guest-fstrim> and C<guest-shutdown>, 5 s for most others). C<guest-shutdown> and
+C<guest-suspend-*>, which may get no reply, return C<undef>.
 
 Replaces C<PVE::QemuServer::Monitor::mon_cmd($vmid, $command, %args)> (the seed imports it
 from C<PVE::QemuServer>). Errors read as in qemu-server, e.g.
-C<VM 100 qmp command 'cont' failed - ...> or
+C<VM 100 qmp command 'cont' failed - ...>,
+C<VM 100 qga command 'guest-fsfreeze-freeze' failed - ...> or
 C<unable to connect to VM 100 qmp socket - No such file or directory>.
 
 =head2 backup_start_vma($target, $fd, \%params, %opts)
@@ -442,6 +480,57 @@ Dies with the seed's texts + C<"\n">: C<got unexpected uuid>, the job's C<errmsg
 C<unknown error>), C<got unexpected status 'x'>,
 C<got wrong number of transfered bytes (total != transferred)>, a QMP error, or the error
 of a signal handler (L</Signals>).
+
+=head2 qga_fs_freeze($target, $log)
+
+Freezes the guest's filesystems through its agent (L</Peers>) before a backup starts, as
+the seed's C<qga_fs_freeze> (lines 641-655) does once it has decided that a freeze applies:
+it checks the agent with C<guest-ping> (3 s). If the agent does not answer, it logs
+C<skipping guest-agent 'fs-freeze', agent configured but not running?> and returns
+C<undef>. Else it logs C<issuing guest-agent 'fs-freeze' command>, sends
+C<guest-fsfreeze-freeze> (1 h), logs a failure at C<err> level (e.g.
+C<VM 100 qga command 'guest-fsfreeze-freeze' failed - ...>) and returns 1 even then: a thaw
+is due, since the agent may have frozen some filesystems before it failed. C<$log> is as
+for C<query_backup_status_loop>.
+
+Whether a freeze applies at all stays with the caller, as in the seed. The seed's
+
+    sub qga_fs_freeze {
+        my ($self, $task, $vmid) = @_;
+        return if !$self->{vmlist}->{$vmid}->{agent} || $task->{mode} eq 'stop'
+            || !$self->{vm_was_running};
+        ... agent check, log, freeze ...
+    }
+
+becomes
+
+    sub qga_fs_freeze {
+        my ($self, $task, $vmid) = @_;
+        return if !$self->{vmlist}->{$vmid}->{agent} || $task->{mode} eq 'stop'
+            || !$self->{vm_was_running};
+        return PVE::RS::VZDump::Qemu::qga_fs_freeze($vmid, $self);
+    }
+
+and C<archive_vma> keeps its order: freeze, start the backup (in an C<eval>), thaw if
+frozen, then rethrow the start's error.
+
+If C<$log> dies, the freeze still runs to its end (the library does not stop halfway), then
+the error is rethrown. A signal handler that dies (L</Signals>) is rethrown the same way
+once the freeze returned. In both cases a freeze that was issued is thawed again first,
+without logging, because the caller gets no return value and so could not thaw.
+
+=head2 qga_fs_thaw($target, $log)
+
+Thaws the guest's filesystems after C<qga_fs_freeze> returned 1: logs
+C<issuing guest-agent 'fs-thaw' command>, sends C<guest-fsfreeze-thaw> (3 min) and logs a
+failure at C<err> level; it never dies for the agent's sake (only for bad arguments or a
+dying C<$log>, whose error is rethrown afterwards). Returns nothing. Replaces the body of
+the seed's C<qga_fs_thaw> (lines 657-664):
+
+    sub qga_fs_thaw {
+        my ($self, $vmid) = @_;
+        PVE::RS::VZDump::Qemu::qga_fs_thaw($vmid, $self);
+    }
 
 =head2 fork_compressor_pipe($comp, $outfileno, %opts)
 
