@@ -32,6 +32,25 @@ pub type vzdump_qemu_log_callback =
 /// (`VZDUMP_QEMU_CANCELLED`).
 pub type vzdump_qemu_cancel_callback = Option<unsafe extern "C" fn(userdata: *mut c_void) -> bool>;
 
+/// Hands one line to a log callback; returns the callback's answer.
+///
+/// # Safety
+/// `log_cb` is valid with `userdata`.
+pub(crate) unsafe fn deliver(
+    log_cb: unsafe extern "C" fn(*mut c_void, u32, *const c_char) -> u32,
+    userdata: *mut c_void,
+    level: Level,
+    line: &str,
+) -> u32 {
+    let level = match level {
+        Level::Info => VZDUMP_QEMU_LOG_INFO,
+        Level::Err => VZDUMP_QEMU_LOG_ERR,
+    };
+    let text = CString::new(line.replace('\0', " ")).expect("NULs replaced");
+    // SAFETY: caller contract.
+    unsafe { log_cb(userdata, level, text.as_ptr()) }
+}
+
 /// The state of one job's status-poll loop (start time, last printed line).
 pub struct vzdump_qemu_poll {
     poller: Poller,
@@ -108,16 +127,8 @@ pub unsafe extern "C" fn vzdump_qemu_poll_run(
             .ok_or_else(|| Failure::new(VZDUMP_QEMU_NULL_PARAMETER, "log_cb must not be NULL"))?;
         let stopped = Cell::new(false);
         let mut log = |level: Level, line: &str| {
-            if stopped.get() {
-                return;
-            }
-            let level = match level {
-                Level::Info => VZDUMP_QEMU_LOG_INFO,
-                Level::Err => VZDUMP_QEMU_LOG_ERR,
-            };
-            let text = CString::new(line.replace('\0', " ")).expect("NULs replaced");
             // SAFETY: caller contract for the callback and userdata.
-            if unsafe { log_cb(userdata, level, text.as_ptr()) } != 0 {
+            if !stopped.get() && unsafe { deliver(log_cb, userdata, level, line) } != 0 {
                 stopped.set(true);
             }
         };

@@ -1,8 +1,8 @@
 //! The guest agent: raw commands and the seed's fs-freeze/thaw steps.
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, c_void};
 
-use super::poll::{vzdump_qemu_log_callback, VZDUMP_QEMU_LOG_ERR, VZDUMP_QEMU_LOG_INFO};
+use super::poll::{deliver, vzdump_qemu_log_callback};
 use super::qmp::{handle, json_arg, vzdump_qemu_peer};
 use super::result::*;
 use super::strings::str_arg;
@@ -20,17 +20,13 @@ fn agent(p: &vzdump_qemu_peer) -> Result<&Peer, Failure> {
     })
 }
 
-/// Calls `log_cb` with each line; its return value is ignored (each step is one command).
+/// Calls `log_cb` (if any) with each line; its return value is ignored (each step is one
+/// command).
 fn sink(log_cb: vzdump_qemu_log_callback, userdata: *mut c_void) -> impl FnMut(Level, &str) {
     move |level, line| {
-        let level = match level {
-            Level::Info => VZDUMP_QEMU_LOG_INFO,
-            Level::Err => VZDUMP_QEMU_LOG_ERR,
-        };
-        let text = CString::new(line.replace('\0', " ")).expect("NULs replaced");
         if let Some(cb) = log_cb {
             // SAFETY: caller contract for the callback and userdata.
-            unsafe { cb(userdata, level, text.as_ptr()) };
+            unsafe { deliver(cb, userdata, level, line) };
         }
     }
 }
