@@ -353,15 +353,14 @@ fn fault_wrong_uuid_and_count_mismatch() {
 
 #[test]
 fn fault_qemu_dies_mid_backup_ends_the_loop_promptly() {
-    let started = Instant::now();
     let (outcome, _) = faulty_run(&["--fault-die-at", "50"], Style::Seed);
     let err = outcome.unwrap_err();
+    // A connect or connection error, not a Timeout: the loop did not sit out the
+    // 10-minute query-backup timeout, and it did not spin (it returned).
     assert!(
         matches!(err, Error::Connect { .. } | Error::Disconnected { .. }),
         "{err}"
     );
-    // Bounded by the run itself, not by a 10-minute command timeout.
-    assert!(started.elapsed() < Duration::from_secs(60));
 }
 
 #[test]
