@@ -113,22 +113,24 @@ typedef bool (*vzdump_qemu_cancel_callback)(void *userdata);
 #define VZDUMP_QEMU_PANIC 3
 
 /**
- * The monitor socket could not be connected.
+ * The monitor socket could not be connected (`unable to connect to ...`).
  */
 #define VZDUMP_QEMU_CONNECT 10
 
 /**
- * The QMP greeting or capabilities negotiation failed.
+ * The QMP greeting or capabilities negotiation (or the agent's sync) failed: the command
+ * itself was not sent.
  */
 #define VZDUMP_QEMU_HANDSHAKE 11
 
 /**
- * QEMU answered with an error (class and description in the message).
+ * QEMU answered with an error; the message ends with QEMU's description.
  */
 #define VZDUMP_QEMU_COMMAND 12
 
 /**
- * No reply in time; the command may still run in QEMU; the connection was closed.
+ * No reply in time (`got timeout`): the command may still run in QEMU (its outcome is
+ * unknown); the connection was closed.
  */
 #define VZDUMP_QEMU_TIMEOUT 13
 
@@ -138,12 +140,12 @@ typedef bool (*vzdump_qemu_cancel_callback)(void *userdata);
 #define VZDUMP_QEMU_INTERRUPTED 14
 
 /**
- * The connection is gone (EOF, reset, earlier failure); sticky for the handle.
+ * The peer closed the connection (`client closed connection`); sticky for the handle.
  */
 #define VZDUMP_QEMU_DISCONNECTED 15
 
 /**
- * The peer sent something that is not QMP.
+ * The peer sent something that is not QMP, or a reply with a missing or wrong id.
  */
 #define VZDUMP_QEMU_PROTOCOL 16
 
@@ -176,6 +178,17 @@ typedef bool (*vzdump_qemu_cancel_callback)(void *userdata);
  * The caller's cancel check or a callback asked to stop.
  */
 #define VZDUMP_QEMU_CANCELLED 22
+
+/**
+ * A VM given by id does not run (`VM <vmid> not running`: no pid file, a stale one, or
+ * not this VM's QEMU); nothing was connected.
+ */
+#define VZDUMP_QEMU_NOT_RUNNING 23
+
+/**
+ * The socket file does not exist (`unable to open monitor socket`); nothing was connected.
+ */
+#define VZDUMP_QEMU_NO_SOCKET 24
 
 #ifdef __cplusplus
 extern "C" {

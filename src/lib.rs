@@ -6,7 +6,9 @@
 //! - [`backup`]: Proxmox's `backup`, `query-backup` and `backup-cancel` commands, typed;
 //! - [`progress`]: the status-poll loop with the seed's log lines and errors;
 //! - [`compressor`]: the compressor behind a pipe, spawned without forking the caller;
-//! - [`ffi`]: the C API (header `include/vzdump_qemu.h`), on which the Perl shim builds.
+//! - [`ffi`]: the C API (header `include/vzdump_qemu.h`), on which the Perl shim builds;
+//! - [`running`]: qemu-server's check whether a VM's QEMU runs (its pid file);
+//! - [`style`]: whose texts to reproduce, the 2020 seed's or today's qemu-server's.
 //!
 //! The library starts no threads, writes nothing to stdout or stderr, and keeps no global
 //! state besides a command id counter, so it is safe in processes that fork.
@@ -18,6 +20,9 @@ pub mod ffi;
 pub mod progress;
 pub mod qga;
 pub mod qmp;
+pub mod running;
+pub mod style;
 pub mod wait;
 
 pub use error::{Error, Result};
+pub use style::Style;

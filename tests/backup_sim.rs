@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::{make_disk, sha256_file, signal_me_after, Sim};
 use vzdump_qemu::backup::{self, PbsParams, Poller, Secret, VmaParams};
+use vzdump_qemu::error::Cause;
 use vzdump_qemu::progress::{Level, Style};
 use vzdump_qemu::qmp::{Options, Peer};
 use vzdump_qemu::Error;
@@ -356,11 +357,19 @@ fn fault_qemu_dies_mid_backup_ends_the_loop_promptly() {
     let (outcome, _) = faulty_run(&["--fault-die-at", "50"], Style::Seed);
     let err = outcome.unwrap_err();
     // A connect or connection error, not a Timeout: the loop did not sit out the
-    // 10-minute query-backup timeout, and it did not spin (it returned).
+    // 10-minute query-backup timeout, and it did not spin (it returned). The texts are
+    // proxmox/qemu-server src/PVE/QMPClient.pm's (`$open_connection`, `mux_close`).
+    let cause = err.command_error().map(|c| c.cause.clone());
     assert!(
-        matches!(err, Error::Connect { .. } | Error::Disconnected { .. }),
+        matches!(cause, Some(Cause::Connect { .. } | Cause::Closed { .. })),
         "{err}"
     );
+    let text = err.to_string();
+    let closed = text.ends_with("command 'query-backup' failed - client closed connection");
+    let refused = text
+        .contains("command 'query-backup' failed - unable to connect to qmp socket '")
+        && text.ends_with("' - Connection refused");
+    assert!(closed || refused, "{text}");
 }
 
 #[test]
@@ -388,7 +397,8 @@ fn fault_hang_garbage_and_slow_replies() {
         "query-backup",
     ]);
     let err = backup::query(&peer(&sim), &Options::default()).unwrap_err();
-    assert!(matches!(err, Error::Protocol { .. }), "{err}");
+    let cause = err.command_error().map(|c| c.cause.clone());
+    assert!(matches!(cause, Some(Cause::Protocol { .. })), "{err}");
 
     let sim = Sim::start(&["--gen-disk", "drive-scsi0=4M", "--fault-slow-ms", "200"]);
     let status = backup::query(&peer(&sim), &Options::default()).unwrap();

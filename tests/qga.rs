@@ -9,14 +9,23 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{read_request, signal_me_after, FakePeer, QemuGa, TempDir};
+use vzdump_qemu::error::{Cause, Stage};
 use vzdump_qemu::progress::Level;
 use vzdump_qemu::qga::{self, Options};
 use vzdump_qemu::qmp::framing::JsonSplitter;
 use vzdump_qemu::qmp::{ErrorClass, Peer};
-use vzdump_qemu::Error;
+use vzdump_qemu::{Error, Style};
 
 fn agent_peer(ga: &QemuGa) -> Peer {
-    Peer::qga_vmid_in(QemuGa::VMID, ga.dir.path())
+    Peer::qga_vmid_in(QemuGa::VMID, ga.vm.dir.path())
+}
+
+/// The cause and stage of a command failure.
+fn cause_of(err: &Error) -> (Cause, Stage) {
+    let c = err
+        .command_error()
+        .unwrap_or_else(|| panic!("not a command failure: {err}"));
+    (c.cause.clone(), c.stage)
 }
 
 fn opts() -> Options {
@@ -66,18 +75,30 @@ fn real_agent_disabled_command_keeps_class_and_desc() {
     let ga = QemuGa::start();
     let peer = agent_peer(&ga);
     assert_freeze_blocked(&peer);
-    let err = qga::command(&peer, "guest-fsfreeze-freeze", None, None, &opts()).unwrap_err();
-    let Error::Command { class, desc, .. } = &err else {
-        panic!("expected a command error, got {err}");
+    let current = Options {
+        style: Style::Current,
+        ..opts()
     };
-    assert_eq!(*class, ErrorClass::CommandNotFound);
+    let err = qga::command(&peer, "guest-fsfreeze-freeze", None, None, &current).unwrap_err();
+    let (Cause::Qemu { class, desc }, Stage::Command) = cause_of(&err) else {
+        panic!("expected an error reply, got {err}");
+    };
+    assert_eq!(class, ErrorClass::CommandNotFound);
     assert!(
         desc.starts_with("Command guest-fsfreeze-freeze has been disabled"),
         "{desc}"
     );
+    // proxmox/qemu-server src/PVE/QMPClient.pm `cmd` today: "$peer->{name} $peer->{type}
+    // command ..." with type qga ...
     assert_eq!(
         err.to_string(),
         format!("VM 100 qga command 'guest-fsfreeze-freeze' failed - {desc}")
+    );
+    // ... and the seed's client of 2020: "VM $vmid qmp command ..." for the agent too.
+    let err = qga::command(&peer, "guest-fsfreeze-freeze", None, None, &opts()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("VM 100 qmp command 'guest-fsfreeze-freeze' failed - {desc}")
     );
 
     let err = qga::command(&peer, "no-such-cmd", Some(json!({})), None, &opts()).unwrap_err();
@@ -104,9 +125,10 @@ fn real_agent_fs_freeze_and_thaw_log_the_disabled_errors() {
         )
     );
     assert_eq!(lines[1].0, Level::Err);
+    // The seed's wording (the default style): see real_agent_disabled_command_keeps_class_and_desc.
     assert!(
         lines[1].1.starts_with(
-            "VM 100 qga command 'guest-fsfreeze-freeze' failed - Command guest-fsfreeze-freeze has been disabled"
+            "VM 100 qmp command 'guest-fsfreeze-freeze' failed - Command guest-fsfreeze-freeze has been disabled"
         ),
         "{lines:?}"
     );
@@ -120,7 +142,7 @@ fn real_agent_fs_freeze_and_thaw_log_the_disabled_errors() {
     assert_eq!(lines[3].0, Level::Err);
     assert!(
         lines[3].1.starts_with(
-            "VM 100 qga command 'guest-fsfreeze-thaw' failed - Command guest-fsfreeze-thaw has been disabled"
+            "VM 100 qmp command 'guest-fsfreeze-thaw' failed - Command guest-fsfreeze-thaw has been disabled"
         ),
         "{lines:?}"
     );
@@ -172,19 +194,49 @@ fn real_agent_many_operations_in_a_row() {
 }
 
 #[test]
-fn missing_socket_is_a_connect_error() {
+fn no_vm_means_not_running() {
     let dir = TempDir::new("qga-none");
     let peer = Peer::qga_vmid_in(100, dir.path());
     let err = qga::ping(&peer, &opts()).unwrap_err();
-    assert!(matches!(err, Error::Connect { .. }), "{err}");
-    assert_eq!(
-        err.to_string(),
-        "unable to connect to VM 100 qga socket - No such file or directory"
-    );
+    // proxmox/qemu-server src/PVE/QemuServer/Monitor.pm `qmp_cmd`: the running check comes
+    // first, for the agent too.
+    assert!(matches!(err, Error::NotRunning { vmid: 100 }), "{err}");
+    assert_eq!(err.to_string(), "VM 100 not running");
     // Without a reply, the freeze step skips.
     let mut lines = Vec::new();
     assert!(!qga::fs_freeze(&peer, &opts(), &mut logger(&mut lines)));
     assert_eq!(lines.len(), 1);
+}
+
+#[test]
+fn running_vm_without_agent_socket() {
+    let vm = support::Qemu::start_vm(100, &["-S"]);
+    let peer = Peer::qga_vmid_in(100, vm.dir.path());
+    let current = Options {
+        style: Style::Current,
+        ..opts()
+    };
+    // proxmox/qemu-server src/PVE/QemuServer/Monitor.pm `qmp_cmd` today tests the agent's
+    // own socket file: "unable to open monitor socket".
+    let err = qga::ping(&peer, &current).unwrap_err();
+    assert!(matches!(err, Error::NoSocket { .. }), "{err}");
+    assert_eq!(err.to_string(), "unable to open monitor socket");
+    // The seed's `qmp_cmd` tested the monitor's socket, which exists, so the connect fails
+    // (PVE::QMPClient `$open_connection`, "$!" of ENOENT).
+    let err = qga::ping(&peer, &opts()).unwrap_err();
+    assert_eq!(
+        cause_of(&err),
+        (
+            Cause::Connect {
+                errno: libc::ENOENT
+            },
+            Stage::Connect
+        )
+    );
+    assert_eq!(
+        err.to_string(),
+        "VM 100 qmp command 'guest-ping' failed - unable to connect to VM 100 qga socket - No such file or directory"
+    );
 }
 
 #[test]
@@ -261,17 +313,21 @@ fn silent_agent_times_out() {
         ..Options::default()
     };
     let err = qga::ping(&fake_peer(&p), &opts).unwrap_err();
-    let Error::Timeout {
-        command, timeout, ..
-    } = &err
-    else {
-        panic!("expected a timeout, got {err}");
+    let timeout = Cause::Timeout {
+        after: Duration::from_millis(200),
     };
-    assert_eq!(command, "guest-ping");
-    assert_eq!(*timeout, Duration::from_millis(200));
-    assert!(err
-        .to_string()
-        .contains("command 'guest-ping' failed - got timeout"));
+    assert_eq!(
+        cause_of(&err),
+        (timeout, Stage::Handshake),
+        "the sync timed out"
+    );
+    assert_eq!(err.command_error().unwrap().command, "guest-ping");
+    // proxmox/qemu-server src/PVE/QMPClient.pm `mux_timeout`.
+    assert!(
+        err.to_string()
+            .ends_with("command 'guest-ping' failed - got timeout"),
+        "{err}"
+    );
     p.join();
 }
 
@@ -370,7 +426,7 @@ fn garbage_after_the_sentinel_is_a_protocol_error() {
         drain(s);
     });
     let err = qga::ping(&fake_peer(&p), &opts()).unwrap_err();
-    let Error::Protocol { reason, .. } = &err else {
+    let (Cause::Protocol { reason }, Stage::Handshake) = cause_of(&err) else {
         panic!("expected a protocol error, got {err}");
     };
     assert_eq!(

@@ -9,9 +9,10 @@ use std::time::Duration;
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
 use serde_json::json;
 use support::{negotiate, read_request, reply, signal_me_after, FakePeer, GREETING};
+use vzdump_qemu::error::{Cause, Stage};
 use vzdump_qemu::qmp::framing::JsonSplitter;
-use vzdump_qemu::qmp::{Options, Peer, Qmp};
-use vzdump_qemu::Error;
+use vzdump_qemu::qmp::{ErrorClass, Options, Peer, Qmp};
+use vzdump_qemu::{Error, Style};
 
 fn quick() -> Options {
     Options {
@@ -24,6 +25,14 @@ fn connect(peer: &FakePeer, opts: &Options) -> vzdump_qemu::Result<Qmp> {
     Qmp::connect(&Peer::path(&peer.socket), opts)
 }
 
+/// The cause and stage of a command failure.
+fn cause_of(err: &Error) -> (Cause, Stage) {
+    let c = err
+        .command_error()
+        .unwrap_or_else(|| panic!("not a command failure: {err}"));
+    (c.cause.clone(), c.stage)
+}
+
 #[test]
 fn garbage_instead_of_greeting() {
     let p = FakePeer::start(|mut s| {
@@ -31,10 +40,16 @@ fn garbage_instead_of_greeting() {
         std::thread::sleep(Duration::from_millis(200));
     });
     let err = connect(&p, &quick()).unwrap_err();
-    assert!(matches!(err, Error::Protocol { .. }), "{err}");
+    assert!(
+        matches!(cause_of(&err), (Cause::Protocol { .. }, Stage::Handshake)),
+        "{err}"
+    );
+    // Our own wording after qemu-server's prefix: qemu-server would print its JSON
+    // parser's message here. A bare connection names `qmp_capabilities`, the first
+    // command qemu-server's queue sends.
     assert!(
         err.to_string().ends_with(
-            "protocol error - unexpected data outside a JSON object: 'HELLO\\xff\\x00 not json\\r\\n'"
+            "command 'qmp_capabilities' failed - unexpected data outside a JSON object: 'HELLO\\xff\\x00 not json\\r\\n'"
         ),
         "{err}"
     );
@@ -46,8 +61,13 @@ fn no_greeting_connection_closed() {
     let p = FakePeer::start(drop);
     let err = connect(&p, &quick()).unwrap_err();
     assert!(
+        matches!(cause_of(&err), (Cause::Closed { .. }, Stage::Handshake)),
+        "{err}"
+    );
+    // proxmox/qemu-server src/PVE/QMPClient.pm `mux_close`.
+    assert!(
         err.to_string()
-            .ends_with("handshake failed - no greeting: connection closed by peer"),
+            .ends_with("command 'qmp_capabilities' failed - client closed connection"),
         "{err}"
     );
     p.join();
@@ -58,9 +78,16 @@ fn silent_peer_times_out_on_greeting() {
     let p = FakePeer::start(|_s| std::thread::sleep(Duration::from_millis(600)));
     let err = connect(&p, &quick()).unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(err
-        .to_string()
-        .contains("command 'greeting' failed - got timeout after 0.300s"));
+    let timeout = Cause::Timeout {
+        after: Duration::from_millis(300),
+    };
+    assert_eq!(cause_of(&err), (timeout, Stage::Handshake));
+    // proxmox/qemu-server src/PVE/QMPClient.pm `mux_timeout`.
+    assert!(
+        err.to_string()
+            .ends_with("command 'qmp_capabilities' failed - got timeout"),
+        "{err}"
+    );
     p.join();
 }
 
@@ -72,9 +99,13 @@ fn greeting_then_silence_times_out_on_negotiation() {
     });
     let err = connect(&p, &quick()).unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(err
-        .to_string()
-        .contains("command 'qmp_capabilities' failed - got timeout"));
+    assert_eq!(cause_of(&err).1, Stage::Handshake);
+    // proxmox/qemu-server src/PVE/QMPClient.pm `mux_timeout`.
+    assert!(
+        err.to_string()
+            .ends_with("command 'qmp_capabilities' failed - got timeout"),
+        "{err}"
+    );
     p.join();
 }
 
@@ -88,14 +119,15 @@ fn greeting_not_understood() {
     let err = connect(&p, &quick()).unwrap_err();
     assert!(
         err.to_string()
-            .contains("handshake failed - greeting not understood"),
+            .contains("command 'qmp_capabilities' failed - greeting not understood"),
         "{err}"
     );
+    assert_eq!(cause_of(&err).1, Stage::Handshake);
     p.join();
 }
 
 #[test]
-fn foreign_id_and_events_are_not_taken_for_the_reply() {
+fn events_are_not_taken_for_the_reply() {
     let p = FakePeer::start(|mut s| {
         let mut sp = negotiate(&mut s);
         let req = read_request(&mut s, &mut sp).unwrap();
@@ -105,14 +137,10 @@ fn foreign_id_and_events_are_not_taken_for_the_reply() {
             id.starts_with(&format!("{}:", std::process::id())),
             "id is <pid>:<n>"
         );
-        s.write_all(b"{\"return\": {\"status\": \"wrong\"}, \"id\": \"other:1\"}\r\n")
-            .unwrap();
         s.write_all(
             b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 5, \"microseconds\": 6}}\r\n",
         )
         .unwrap();
-        s.write_all(b"{\"return\": {\"status\": \"no id match\"}, \"id\": 17}\r\n")
-            .unwrap();
         reply(&mut s, &req, json!({"status": "running"}));
     });
     let mut c = connect(&p, &quick()).unwrap();
@@ -123,6 +151,84 @@ fn foreign_id_and_events_are_not_taken_for_the_reply() {
     assert_eq!(events[0].name, "STOP");
     assert_eq!(events[0].timestamp, (5, 6));
     p.join();
+}
+
+/// A peer that answers the first command with `reply` (`{ID}` becomes the request's id).
+fn answer_with(reply: &'static str) -> FakePeer {
+    FakePeer::start(move |mut s| {
+        let mut sp = negotiate(&mut s);
+        let req = read_request(&mut s, &mut sp).unwrap();
+        let text = reply.replace("{ID}", &req["id"].to_string());
+        let _ = s.write_all(format!("{text}\r\n").as_bytes());
+        std::thread::sleep(Duration::from_millis(50));
+    })
+}
+
+/// The command's error with the given style.
+fn fails_with(peer: &FakePeer, style: Style) -> Error {
+    let opts = Options { style, ..quick() };
+    let mut c = connect(peer, &opts).unwrap();
+    let err = c.execute("query-backup", None, None).unwrap_err();
+    // The stream is out of step: the connection is dead, sticky.
+    let again = c.execute("query-status", None, None).unwrap_err();
+    assert_eq!(cause_of(&again).0, cause_of(&err).0, "{again}");
+    err
+}
+
+#[test]
+fn a_reply_to_another_id_fails_as_in_qemu_server() {
+    for (reply, got) in [
+        (r#"{"return": {}, "id": "other:1"}"#, "other:1"),
+        (r#"{"return": {}, "id": 17}"#, "17"),
+    ] {
+        let p = answer_with(reply);
+        let err = fails_with(&p, Style::Current);
+        let (Cause::WrongId { got: g, expected }, Stage::Command) = cause_of(&err) else {
+            panic!("{err:?}");
+        };
+        assert_eq!(g, got);
+        // proxmox/qemu-server src/PVE/QMPClient.pm `mux_input`:
+        // "got wrong command id '$cmdid' (expected $curcmd->{id})".
+        assert!(
+            err.to_string().ends_with(&format!(
+                "command 'query-backup' failed - got wrong command id '{got}' (expected {expected})"
+            )),
+            "{err}"
+        );
+        p.join();
+    }
+}
+
+#[test]
+fn a_reply_without_id_fails_in_each_eras_words() {
+    for reply in [
+        r#"{"return": {}}"#,
+        r#"{"return": {}, "id": ""}"#,
+        r#"{"return": {}, "id": "0"}"#,
+        r#"{"return": {}, "id": 0}"#,
+        r#"{"return": {}, "id": null}"#,
+    ] {
+        for (style, text) in [
+            // proxmox/qemu-server src/PVE/QMPClient.pm `mux_input` today ...
+            (Style::Current, "received response without command id"),
+            // ... and the seed's client of 2020 (same function).
+            (Style::Seed, "received responsed without command id"),
+        ] {
+            let p = answer_with(reply);
+            let err = fails_with(&p, style);
+            assert_eq!(
+                cause_of(&err),
+                (Cause::MissingId, Stage::Command),
+                "{reply}"
+            );
+            assert!(
+                err.to_string()
+                    .ends_with(&format!("command 'query-backup' failed - {text}")),
+                "{reply}: {err}"
+            );
+            p.join();
+        }
+    }
 }
 
 #[test]
@@ -164,9 +270,10 @@ fn oversized_message_is_a_clear_error() {
     };
     let mut c = connect(&p, &opts).unwrap();
     let err = c.execute("x", None, None).unwrap_err();
+    assert!(matches!(cause_of(&err).0, Cause::Protocol { .. }), "{err}");
     assert!(
         err.to_string()
-            .ends_with("protocol error - message exceeds the size limit of 65536 bytes"),
+            .ends_with("command 'x' failed - message exceeds the size limit of 65536 bytes"),
         "{err}"
     );
     p.join();
@@ -181,15 +288,28 @@ fn half_a_message_then_close_is_disconnected_and_sticky() {
     });
     let mut c = connect(&p, &quick()).unwrap();
     let err = c.execute("x", None, None).unwrap_err();
-    assert!(matches!(err, Error::Disconnected { .. }), "{err}");
+    let (Cause::Closed { detail }, Stage::Command) = cause_of(&err) else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        detail,
+        "end of file in the middle of a message: '{\"return\": {\"sta'"
+    );
+    // proxmox/qemu-server src/PVE/QMPClient.pm `mux_close`.
     assert!(
-        err.to_string().ends_with(
-            "connection lost - connection closed by peer in the middle of a message: '{\"return\": {\"sta'"
-        ),
+        err.to_string()
+            .ends_with("command 'x' failed - client closed connection"),
         "{err}"
     );
     let again = c.execute("y", None, None).unwrap_err();
-    assert_eq!(again.to_string(), err.to_string());
+    assert!(again
+        .to_string()
+        .ends_with("command 'y' failed - client closed connection"));
+    assert_eq!(
+        cause_of(&again).1,
+        Stage::Connect,
+        "nothing of 'y' was sent"
+    );
     p.join();
 }
 
@@ -205,15 +325,20 @@ fn id_less_error_means_our_request_was_not_parsed() {
     });
     let mut c = connect(&p, &quick()).unwrap();
     let err = c.execute("x", None, None).unwrap_err();
+    // proxmox/qemu-server src/PVE/QMPClient.pm `mux_input` dies with an error's desc
+    // before it looks at the id.
     assert!(
         err.to_string()
-            .ends_with("protocol error - QEMU could not parse a request: JSON parse error"),
+            .ends_with("command 'x' failed - JSON parse error"),
         "{err}"
     );
-    assert!(matches!(
-        c.execute("y", None, None).unwrap_err(),
-        Error::Disconnected { .. }
-    ));
+    assert_eq!(err.class(), Some(&ErrorClass::GenericError));
+    let again = c.execute("y", None, None).unwrap_err();
+    assert_eq!(
+        again.desc(),
+        "JSON parse error",
+        "the connection is dead: {again}"
+    );
     p.join();
 }
 
@@ -226,7 +351,7 @@ fn invalid_utf8_and_invalid_json_quote_an_excerpt() {
     });
     let mut c = connect(&p, &quick()).unwrap();
     let err = c.execute("x", None, None).unwrap_err().to_string();
-    assert!(err.contains("protocol error - invalid JSON ("), "{err}");
+    assert!(err.contains("command 'x' failed - invalid JSON ("), "{err}");
     assert!(err.ends_with("'{\"return\": \"\\xc3(\"}'"), "{err}");
     p.join();
 
@@ -252,7 +377,7 @@ fn reply_without_return_or_error() {
     let mut c = connect(&p, &quick()).unwrap();
     let err = c.execute("x", None, None).unwrap_err().to_string();
     assert!(
-        err.contains("reply to 'x' has neither 'return' nor a valid 'error'"),
+        err.contains("command 'x' failed - reply to 'x' has neither 'return' nor 'error'"),
         "{err}"
     );
     p.join();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::{signal_me_after, Qemu};
+use vzdump_qemu::error::{Cause, Stage};
 use vzdump_qemu::qmp::{self, ErrorClass, Options, Peer, Qmp};
 use vzdump_qemu::Error;
 
@@ -66,25 +67,6 @@ fn unknown_command_keeps_class_and_desc() {
     );
     // A command error leaves the connection usable.
     assert!(c.execute("query-status", None, None).is_ok());
-}
-
-#[test]
-fn vmid_peer_uses_qemu_server_texts() {
-    let q = Qemu::start();
-    let run_dir = q.dir.path();
-    std::fs::rename(&q.socket, run_dir.join("4242.qmp")).unwrap();
-    let peer = Peer::vmid_in(4242, run_dir);
-    let err = qmp::command(&peer, "nope", None, None, &Options::default()).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "VM 4242 qmp command 'nope' failed - The command nope has not been found"
-    );
-    let missing = Peer::vmid_in(4243, run_dir);
-    let err = qmp::command(&missing, "query-status", None, None, &Options::default());
-    assert_eq!(
-        err.unwrap_err().to_string(),
-        "unable to connect to VM 4243 qmp socket - No such file or directory"
-    );
 }
 
 #[test]
@@ -147,14 +129,23 @@ fn qemu_killed_during_command_gives_disconnected_promptly() {
         .execute("query-status", None, Some(Duration::from_secs(60)))
         .unwrap_err();
     killer.join().unwrap();
-    assert!(
-        matches!(err, Error::Disconnected { ref reason, .. }
-            if reason == "connection closed by peer" || reason == "connection reset by peer"),
-        "{err}"
+    let failure = err.command_error().expect("a command failure");
+    assert!(matches!(failure.cause, Cause::Closed { .. }), "{failure:?}");
+    assert_eq!(failure.stage, Stage::Command);
+    // proxmox/qemu-server src/PVE/QMPClient.pm `mux_close`: "client closed connection".
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "qmp socket '{}' command 'query-status' failed - client closed connection",
+            q.socket.display()
+        )
     );
     // Sticky: the same cause again, without touching the socket.
     let again = c.execute("query-version", None, None).unwrap_err();
-    assert_eq!(again.to_string(), err.to_string());
+    assert_eq!(again.command_error().unwrap().cause, failure.cause);
+    assert!(again
+        .to_string()
+        .ends_with("command 'query-version' failed - client closed connection"));
 }
 
 #[test]
@@ -187,14 +178,23 @@ fn command_timeout_closes_connection_and_says_outcome_unknown() {
         .unwrap_err();
     q.signal(libc::SIGCONT);
     assert!(err.is_timeout());
+    // proxmox/qemu-server src/PVE/QMPClient.pm `mux_timeout`: "got timeout"; the time
+    // that passed and the unknown outcome are in the typed error only.
     assert!(
-        err.to_string().ends_with(
-            "command 'query-status' failed - got timeout after 0.200s (outcome unknown, connection closed)"
-        ),
+        err.to_string()
+            .ends_with("command 'query-status' failed - got timeout"),
         "{err}"
     );
+    let failure = err.command_error().unwrap();
+    assert_eq!(
+        failure.cause,
+        Cause::Timeout {
+            after: Duration::from_millis(200)
+        }
+    );
+    assert_eq!(failure.stage, Stage::Command);
     let again = c.execute("query-status", None, None).unwrap_err();
-    assert!(matches!(again, Error::Disconnected { .. }), "{again}");
+    assert!(again.is_timeout(), "sticky: {again}");
 }
 
 #[test]

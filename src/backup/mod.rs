@@ -1,6 +1,7 @@
 //! Proxmox's backup commands over QMP: start (VMA or PBS), query, cancel.
 //!
-//! Facts from pve-qemu and qemu-server (`docs/pve-backup-qmp.md`):
+//! Facts from pve-qemu (proxmox/pve-qemu, its `pve-backup.c` patch) and qemu-server
+//! (proxmox/qemu-server `src/PVE/VZDump/QemuServer.pm`):
 //! - a VMA start sends `getfd` (fdname `backup`) and `backup` with
 //!   `backup-file: /dev/fdname/backup` over ONE connection, since named fds are per monitor
 //!   connection; both share one 30 s budget, as in the seed's `queue_execute(30)`;
@@ -9,7 +10,12 @@
 //! - `backup` returns `{"UUID": ...}`; `query-backup` returns a [`BackupStatus`];
 //! - `backup-cancel` always succeeds. Quirk: it records `backup canceled` even when the job
 //!   already ended `done`, so a later `query-backup` reports `error` / `backup canceled`.
-//!   Cancel only a job you still consider running.
+//!   Cancel only a job you still consider running;
+//! - a `devlist` naming a device twice crashes pve-qemu 10.0.2 (`job_unref` on NULL), so
+//!   both starts refuse one before sending anything ([`check_devlist`]).
+//!
+//! Failure texts are qemu-server's ([`crate::Error`]); the VMA start, like the seed's
+//! `queue_execute(30)`, dies with the bare reason (QEMU's `desc`, `got timeout`, ...).
 
 mod params;
 mod poll;
@@ -21,13 +27,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use params::{PbsParams, VmaParams};
+pub use params::{check_devlist, PbsParams, VmaParams};
 pub use poll::{abort_job, poll_or_cancel, Poller};
 pub use secret::Secret;
 pub use status::BackupStatus;
 
-use crate::error::{Error, Result};
-use crate::qmp::{self, timeouts, ErrorClass, Options, Peer, Qmp};
+use crate::error::{Cause, CommandError, Error, Result, Stage};
+use crate::qmp::{self, timeouts, Options, Peer, Qmp};
 
 /// The fd name qemu-server registers the backup target under.
 pub const FDNAME: &str = "backup";
@@ -37,6 +43,9 @@ pub const FDNAME: &str = "backup";
 /// [`timeouts::VMA_BACKUP_START`]). Returns the job UUID. QEMU keeps its own duplicate of
 /// `target`; the caller should close its copy once this returned, so that the compressor
 /// sees EOF when QEMU is done.
+///
+/// As the seed's queue (`PVE::QMPClient::queue_execute`, not `mon_cmd`), it makes no
+/// running check, and its failures read as the bare reason.
 pub fn start_vma(
     peer: &Peer,
     options: &Options,
@@ -44,26 +53,30 @@ pub fn start_vma(
     params: &VmaParams,
     budget: Option<Duration>,
 ) -> Result<String> {
+    params.validate()?;
     let budget = budget.unwrap_or(timeouts::VMA_BACKUP_START);
     let deadline = Instant::now() + budget;
-    let mut qmp = Qmp::connect(peer, options)?;
-    let getfd = serde_json::json!({ "fdname": FDNAME });
-    qmp.execute_until("getfd", Some(getfd), Some(target), deadline, budget)?;
-    let reply = qmp.execute_until(
-        "backup",
-        Some(params.to_arguments()),
-        None,
-        deadline,
-        budget,
-    );
-    if let Err(Error::Command { .. }) = reply {
-        // QEMU keeps named fds past the connection: a refused backup would leave it holding
-        // our pipe's write end, and the compressor would never see EOF. Best effort; the
-        // start's own error is what the caller needs.
-        let closefd = serde_json::json!({ "fdname": FDNAME });
-        let _ = qmp.execute_until("closefd", Some(closefd), None, deadline, budget);
-    }
-    job_uuid(no_support_if_missing(reply, "backup")?)
+    let start = || -> Result<String> {
+        let mut qmp = Qmp::connect_for(peer, options, "getfd")?;
+        let getfd = serde_json::json!({ "fdname": FDNAME });
+        qmp.execute_until("getfd", Some(getfd), Some(target), deadline, budget)?;
+        let reply = qmp.execute_until(
+            "backup",
+            Some(params.to_arguments()),
+            None,
+            deadline,
+            budget,
+        );
+        if reply.as_ref().is_err_and(|e| e.class().is_some()) {
+            // QEMU keeps named fds past the connection: a refused backup would leave it
+            // holding our pipe's write end, and the compressor would never see EOF. Best
+            // effort; the start's own error is what the caller needs.
+            let closefd = serde_json::json!({ "fdname": FDNAME });
+            let _ = qmp.execute_until("closefd", Some(closefd), None, deadline, budget);
+        }
+        job_uuid(reply?)
+    };
+    start().map_err(Error::bare)
 }
 
 /// Starts a backup to a Proxmox Backup Server. `timeout` defaults to
@@ -74,6 +87,7 @@ pub fn start_pbs(
     params: &PbsParams,
     timeout: Option<Duration>,
 ) -> Result<String> {
+    params.validate()?;
     let timeout = timeout.unwrap_or(timeouts::PBS_BACKUP_START);
     let reply = qmp::command(
         peer,
@@ -82,71 +96,50 @@ pub fn start_pbs(
         Some(timeout),
         options,
     );
-    job_uuid(no_support_if_missing(reply, "backup")?)
+    job_uuid(reply?)
 }
 
 /// `query-backup` on its own connection (10 min timeout, as qemu-server).
 pub fn query(peer: &Peer, options: &Options) -> Result<BackupStatus> {
     let reply = query_raw(peer, options)?;
-    serde_json::from_value(reply.clone()).map_err(|e| Error::Protocol {
-        peer: peer.clone(),
-        reason: format!(
-            "query-backup reply not understood ({e}): '{}'",
-            qmp::framing::excerpt(reply.to_string().as_bytes())
-        ),
+    serde_json::from_value(reply.clone()).map_err(|e| {
+        Error::from(CommandError {
+            peer: peer.clone(),
+            command: "query-backup".into(),
+            stage: Stage::Command,
+            cause: Cause::Protocol {
+                reason: format!(
+                    "reply not understood ({e}): '{}'",
+                    qmp::framing::excerpt(reply.to_string().as_bytes())
+                ),
+            },
+            style: options.style,
+            bare: false,
+        })
     })
 }
 
 /// `query-backup` on its own connection, QEMU's reply object as it came.
 pub fn query_raw(peer: &Peer, options: &Options) -> Result<Value> {
-    no_support_if_missing(
-        qmp::command(peer, "query-backup", None, None, options),
-        "query-backup",
-    )
+    qmp::command(peer, "query-backup", None, None, options)
 }
 
 /// `backup-cancel` on its own connection (10 min timeout). See the module docs for the
 /// quirk with finished jobs.
 pub fn cancel(peer: &Peer, options: &Options) -> Result<()> {
-    no_support_if_missing(
-        qmp::command(peer, "backup-cancel", None, None, options),
-        "backup-cancel",
-    )
-    .map(drop)
+    qmp::command(peer, "backup-cancel", None, None, options).map(drop)
 }
 
 /// `query-proxmox-support`: which Proxmox backup features the running QEMU has. A QEMU
-/// without the command has no Proxmox backup support at all ([`Error::NoProxmoxSupport`]).
+/// without the command has no Proxmox backup support at all
+/// ([`Error::is_no_proxmox_support`]).
 pub fn proxmox_support(peer: &Peer, options: &Options) -> Result<Value> {
-    no_support_if_missing(
-        qmp::command(peer, "query-proxmox-support", None, None, options),
-        "query-proxmox-support",
-    )
+    qmp::command(peer, "query-proxmox-support", None, None, options)
 }
 
 /// `query-pbs-bitmap-info`: per-drive dirty-bitmap use of the last PBS backup.
 pub fn pbs_bitmap_info(peer: &Peer, options: &Options) -> Result<Value> {
-    no_support_if_missing(
-        qmp::command(peer, "query-pbs-bitmap-info", None, None, options),
-        "query-pbs-bitmap-info",
-    )
-}
-
-/// Turns CommandNotFound for one of Proxmox's own commands into [`Error::NoProxmoxSupport`].
-fn no_support_if_missing(reply: Result<Value>, command: &str) -> Result<Value> {
-    match reply {
-        Err(Error::Command {
-            peer,
-            class: ErrorClass::CommandNotFound,
-            desc,
-            ..
-        }) if !desc.starts_with("Expecting capabilities") => Err(Error::NoProxmoxSupport {
-            peer,
-            command: command.to_string(),
-            desc,
-        }),
-        other => other,
-    }
+    qmp::command(peer, "query-pbs-bitmap-info", None, None, options)
 }
 
 /// The job UUID of a `backup` reply; the seed's error when there is none.

@@ -3,6 +3,29 @@
 use serde_json::{Map, Value};
 
 use super::{Secret, FDNAME};
+use crate::error::{Error, Result};
+
+/// Refuses a `devlist` that names a device twice or has an empty name. pve-qemu splits it
+/// on `,`, `;` and `:` (`g_strsplit_set` in its `pve-backup.c`) and 10.0.2 crashes on a
+/// repeated device (it calls `job_unref` on NULL; unchanged at pve-qemu's head), so this
+/// runs before anything is sent.
+pub fn check_devlist(devlist: &str) -> Result<()> {
+    let mut seen: Vec<&str> = Vec::new();
+    for name in devlist.split([',', ';', ':']) {
+        if name.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "devlist '{devlist}' has an empty device name"
+            )));
+        }
+        if seen.contains(&name) {
+            return Err(Error::InvalidArgument(format!(
+                "devlist '{devlist}' names device '{name}' twice"
+            )));
+        }
+        seen.push(name);
+    }
+    Ok(())
+}
 
 /// A VMA backup into a file descriptor registered with `getfd`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,6 +41,11 @@ pub struct VmaParams {
 }
 
 impl VmaParams {
+    /// Checks what QEMU must not see ([`check_devlist`]).
+    pub fn validate(&self) -> Result<()> {
+        self.devlist.as_deref().map_or(Ok(()), check_devlist)
+    }
+
     /// The `backup` arguments: target `/dev/fdname/backup`, `speed` always (as the seed).
     pub fn to_arguments(&self) -> Value {
         let mut args = Map::new();
@@ -77,6 +105,11 @@ pub struct PbsParams {
 }
 
 impl PbsParams {
+    /// Checks what QEMU must not see ([`check_devlist`]).
+    pub fn validate(&self) -> Result<()> {
+        self.devlist.as_deref().map_or(Ok(()), check_devlist)
+    }
+
     /// The `backup` arguments with `format: pbs`. Contains the secrets: do not log it.
     pub fn to_arguments(&self) -> Value {
         let mut args = Map::new();
@@ -139,6 +172,30 @@ mod tests {
                    "config-file": "/tmp/x/qemu-server.conf", "devlist": "drive-scsi0,drive-virtio1"})
         );
         assert_eq!(VmaParams::default().to_arguments()["speed"], 0);
+    }
+
+    #[test]
+    fn devlists_that_crash_qemu_are_refused() {
+        for good in ["drive-scsi0", "drive-scsi0,drive-efidisk0", "a;b:c,d"] {
+            assert!(check_devlist(good).is_ok(), "{good}");
+        }
+        assert_eq!(
+            check_devlist("drive-scsi0;drive-scsi0")
+                .unwrap_err()
+                .to_string(),
+            "invalid argument - devlist 'drive-scsi0;drive-scsi0' names device 'drive-scsi0' twice"
+        );
+        assert!(check_devlist("a,b:a").is_err());
+        for empty in ["", "a,", ",a", "a,,b", "a;:b"] {
+            let e = check_devlist(empty).unwrap_err().to_string();
+            assert!(e.ends_with("has an empty device name"), "{empty}: {e}");
+        }
+        let p = VmaParams {
+            devlist: Some("x,x".into()),
+            ..VmaParams::default()
+        };
+        assert!(p.validate().is_err());
+        assert!(VmaParams::default().validate().is_ok());
     }
 
     #[test]

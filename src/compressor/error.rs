@@ -4,7 +4,6 @@
 //! `fork compressor '<comp>' failed: <reason>` and
 //! `<comp> failed - wrong exit status <ec>[ (signal <n>)]`.
 
-use std::ffi::CStr;
 use std::io;
 use std::time::Duration;
 
@@ -114,21 +113,10 @@ fn signal_suffix(signal: i32) -> String {
 
 /// The bare `strerror` text of an OS error, as Perl's `$!` shows it (no `(os error N)`).
 fn os_text(err: &io::Error) -> String {
-    let Some(code) = err.raw_os_error() else {
-        return err.to_string();
-    };
-    let mut buf = [0 as libc::c_char; 256];
-    // SAFETY: `buf` is writable for its full length; the XSI `strerror_r` (which the libc
-    // crate binds on glibc) writes a NUL-terminated string into it and returns 0.
-    let rc = unsafe { libc::strerror_r(code, buf.as_mut_ptr(), buf.len()) };
-    if rc != 0 {
-        return format!("Unknown error {code}");
+    match err.raw_os_error() {
+        Some(code) => crate::error::strerror(code),
+        None => err.to_string(),
     }
-    // SAFETY: on success the buffer holds a NUL-terminated string (it is zero-initialised
-    // besides, so a NUL exists within its length).
-    unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use super::qmp::{fd_arg, handle, json_arg, vzdump_qemu_peer};
 use super::result::*;
 use super::{boundary, millis, need, put_string, Failure};
 use crate::backup::{self, PbsParams, Secret, VmaParams};
-use crate::error::Error;
 
 /// Reads the parameter object's members, refusing unknown keys and wrong types.
 struct Members {
@@ -120,12 +119,7 @@ pub unsafe extern "C" fn vzdump_qemu_backup_start_vma(
         };
         m.done()?;
         let fd = fd_arg(target_fd, "target_fd")?;
-        let uuid = backup::start_vma(&p.peer, &p.options, fd, &params, millis(budget_ms)).map_err(
-            |e| match e {
-                Error::Command { ref desc, .. } => Failure::new(VZDUMP_QEMU_COMMAND, desc.clone()),
-                other => Failure::from(other),
-            },
-        )?;
+        let uuid = backup::start_vma(&p.peer, &p.options, fd, &params, millis(budget_ms))?;
         // SAFETY: checked by need().
         unsafe { put_string(out_uuid, &uuid, "out_uuid") }
     })

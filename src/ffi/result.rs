@@ -1,6 +1,6 @@
 //! Result codes of the C API.
 
-use crate::error::Error;
+use crate::error::{Cause, Error, Stage};
 
 /// Result of every C API function: `VZDUMP_QEMU_OK` or one of the error codes below.
 pub type vzdump_qemu_result = u32;
@@ -13,19 +13,21 @@ pub const VZDUMP_QEMU_NULL_PARAMETER: vzdump_qemu_result = 1;
 pub const VZDUMP_QEMU_INVALID_PARAMETER: vzdump_qemu_result = 2;
 /// The library panicked; the operation did not complete. Please report it.
 pub const VZDUMP_QEMU_PANIC: vzdump_qemu_result = 3;
-/// The monitor socket could not be connected.
+/// The monitor socket could not be connected (`unable to connect to ...`).
 pub const VZDUMP_QEMU_CONNECT: vzdump_qemu_result = 10;
-/// The QMP greeting or capabilities negotiation failed.
+/// The QMP greeting or capabilities negotiation (or the agent's sync) failed: the command
+/// itself was not sent.
 pub const VZDUMP_QEMU_HANDSHAKE: vzdump_qemu_result = 11;
-/// QEMU answered with an error (class and description in the message).
+/// QEMU answered with an error; the message ends with QEMU's description.
 pub const VZDUMP_QEMU_COMMAND: vzdump_qemu_result = 12;
-/// No reply in time; the command may still run in QEMU; the connection was closed.
+/// No reply in time (`got timeout`): the command may still run in QEMU (its outcome is
+/// unknown); the connection was closed.
 pub const VZDUMP_QEMU_TIMEOUT: vzdump_qemu_result = 13;
 /// A signal interrupted a wait; retry or give up after handling it.
 pub const VZDUMP_QEMU_INTERRUPTED: vzdump_qemu_result = 14;
-/// The connection is gone (EOF, reset, earlier failure); sticky for the handle.
+/// The peer closed the connection (`client closed connection`); sticky for the handle.
 pub const VZDUMP_QEMU_DISCONNECTED: vzdump_qemu_result = 15;
-/// The peer sent something that is not QMP.
+/// The peer sent something that is not QMP, or a reply with a missing or wrong id.
 pub const VZDUMP_QEMU_PROTOCOL: vzdump_qemu_result = 16;
 /// An operating system call failed.
 pub const VZDUMP_QEMU_IO: vzdump_qemu_result = 17;
@@ -39,21 +41,32 @@ pub const VZDUMP_QEMU_POLL: vzdump_qemu_result = 20;
 pub const VZDUMP_QEMU_COMPRESSOR: vzdump_qemu_result = 21;
 /// The caller's cancel check or a callback asked to stop.
 pub const VZDUMP_QEMU_CANCELLED: vzdump_qemu_result = 22;
+/// A VM given by id does not run (`VM <vmid> not running`: no pid file, a stale one, or
+/// not this VM's QEMU); nothing was connected.
+pub const VZDUMP_QEMU_NOT_RUNNING: vzdump_qemu_result = 23;
+/// The socket file does not exist (`unable to open monitor socket`); nothing was connected.
+pub const VZDUMP_QEMU_NO_SOCKET: vzdump_qemu_result = 24;
 
 /// The code for a library error.
 pub(crate) fn code_of(err: &Error) -> vzdump_qemu_result {
     match err {
-        Error::Connect { .. } => VZDUMP_QEMU_CONNECT,
-        Error::Handshake { .. } => VZDUMP_QEMU_HANDSHAKE,
-        Error::Command { .. } => VZDUMP_QEMU_COMMAND,
-        Error::Timeout { .. } => VZDUMP_QEMU_TIMEOUT,
+        Error::NotRunning { .. } => VZDUMP_QEMU_NOT_RUNNING,
+        Error::NoSocket { .. } => VZDUMP_QEMU_NO_SOCKET,
+        Error::Command(_) if err.is_no_proxmox_support() => VZDUMP_QEMU_NO_PROXMOX_SUPPORT,
+        Error::Command(c) => match (&c.cause, c.stage) {
+            (Cause::Connect { .. } | Cause::ConnectTimeout { .. }, _) => VZDUMP_QEMU_CONNECT,
+            (_, Stage::Handshake) => VZDUMP_QEMU_HANDSHAKE,
+            (Cause::Timeout { .. }, _) => VZDUMP_QEMU_TIMEOUT,
+            (Cause::Closed { .. }, _) => VZDUMP_QEMU_DISCONNECTED,
+            (Cause::Qemu { .. }, _) => VZDUMP_QEMU_COMMAND,
+            (Cause::MissingId | Cause::WrongId { .. } | Cause::Protocol { .. }, _) => {
+                VZDUMP_QEMU_PROTOCOL
+            }
+        },
         Error::Interrupted { .. } => VZDUMP_QEMU_INTERRUPTED,
-        Error::Disconnected { .. } => VZDUMP_QEMU_DISCONNECTED,
-        Error::Protocol { .. } => VZDUMP_QEMU_PROTOCOL,
         Error::InvalidArgument(_) => VZDUMP_QEMU_INVALID_PARAMETER,
         Error::Io { .. } => VZDUMP_QEMU_IO,
         Error::Backup(_) => VZDUMP_QEMU_BACKUP,
-        Error::NoProxmoxSupport { .. } => VZDUMP_QEMU_NO_PROXMOX_SUPPORT,
         Error::Poll(_) => VZDUMP_QEMU_POLL,
         Error::Compressor(c) if c.is_interrupted() => VZDUMP_QEMU_INTERRUPTED,
         Error::Compressor(c) if c.is_timeout() => VZDUMP_QEMU_TIMEOUT,

@@ -7,14 +7,7 @@ use super::bitmap::BitmapSetup;
 use super::{current, seed, LogLine};
 use crate::backup::BackupStatus;
 
-/// Which qemu-server's lines and rules to reproduce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
-    /// The 2020 seed: raw byte counts, decimal MB/s, strict end check.
-    Seed,
-    /// qemu-server 6.2-12 and later: binary units, dirty/reused aware, `finishing` message.
-    Current,
-}
+pub use crate::style::Style;
 
 /// Why the loop gave up. The texts are qemu-server's `die` messages without the newline.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,7 +8,7 @@ use nix::sys::socket::{self, MsgFlags};
 use serde_json::Value;
 
 use super::Options;
-use crate::error::{Error, Result};
+use crate::error::{Cause, CommandError, Error, Result, Stage};
 use crate::qmp::framing::{excerpt, FrameError, JsonSplitter};
 use crate::qmp::{connect_socket, timeouts, ErrorClass, Peer};
 use crate::wait::{poll_fd, Readiness, WaitError};
@@ -17,9 +17,11 @@ use crate::wait::{poll_fd, Readiness, WaitError};
 /// the agent).
 const SENTINEL: u8 = 0xFF;
 
-/// Runs `command` on the agent behind `peer` and returns its `return` value. `arguments`
-/// must be a JSON object. `timeout` defaults to `options.command_timeout`, else to
-/// qemu-server's value for the command; it covers connect, sync and command together.
+/// Runs `command` on the agent behind `peer` and returns its `return` value, after
+/// qemu-server's checks ([`Peer::check_reachable`]: the VM runs, the socket file exists).
+/// `arguments` must be a JSON object. `timeout` defaults to `options.command_timeout`,
+/// else to qemu-server's value for the command; it covers connect, sync and command
+/// together.
 ///
 /// `guest-shutdown` and `guest-suspend-*` send no reply when they succeed (the guest goes
 /// away first): for them, end of file (or a reset) or the timeout after the command was sent
@@ -51,15 +53,21 @@ pub fn command(
     let timeout = timeout
         .or(options.command_timeout)
         .unwrap_or_else(|| timeouts::for_command(command));
-    let session = Session::connect(peer, command, timeout, options)?;
+    peer.check_reachable(options.style)?;
+    let mut session = Session::connect(peer, command, timeout, options)?;
     let mut splitter = session.sync(random_id())?;
+    session.stage = Stage::Command;
     session.send(request.as_bytes())?;
     match session.reply(&mut splitter) {
-        Err(Error::Timeout { .. } | Error::Disconnected { .. }) if sends_no_reply(command) => {
-            Ok(Value::Null)
-        }
+        Err(e) if sends_no_reply(command) && went_away(&e) => Ok(Value::Null),
         other => other,
     }
+}
+
+/// A timeout or a closed connection: what a guest that shuts down or suspends leaves.
+fn went_away(e: &Error) -> bool {
+    e.command_error()
+        .is_some_and(|c| matches!(c.cause, Cause::Timeout { .. } | Cause::Closed { .. }))
 }
 
 /// Checks that the agent answers `guest-ping` within `options.ping_timeout`.
@@ -105,6 +113,9 @@ struct Session<'a> {
     deadline: Instant,
     timeout: Duration,
     limit: usize,
+    options: &'a Options,
+    /// Sync (handshake) until the command is sent.
+    stage: Stage,
 }
 
 impl<'a> Session<'a> {
@@ -112,32 +123,39 @@ impl<'a> Session<'a> {
         peer: &'a Peer,
         command: &'a str,
         timeout: Duration,
-        options: &Options,
+        options: &'a Options,
     ) -> Result<Self> {
         let deadline = Instant::now() + timeout;
         let connect_deadline = deadline.min(Instant::now() + options.connect_timeout);
         Ok(Session {
-            fd: connect_socket(peer, connect_deadline)?,
+            fd: connect_socket(peer, connect_deadline, command, options.style)?,
             peer,
             command,
             deadline,
             timeout,
             limit: options.max_message_size,
+            options,
+            stage: Stage::Handshake,
+        })
+    }
+
+    fn failure(&self, cause: Cause) -> Error {
+        Error::from(CommandError {
+            peer: self.peer.clone(),
+            command: self.command.to_string(),
+            stage: self.stage,
+            cause,
+            style: self.options.style,
+            bare: false,
         })
     }
 
     fn protocol(&self, reason: String) -> Error {
-        Error::Protocol {
-            peer: self.peer.clone(),
-            reason,
-        }
+        self.failure(Cause::Protocol { reason })
     }
 
-    fn disconnected(&self, reason: String) -> Error {
-        Error::Disconnected {
-            peer: self.peer.clone(),
-            reason,
-        }
+    fn disconnected(&self, detail: String) -> Error {
+        self.failure(Cause::Closed { detail })
     }
 
     fn interrupted(&self) -> Error {
@@ -149,11 +167,9 @@ impl<'a> Session<'a> {
     fn wait(&self, events: libc::c_short) -> Result<()> {
         match poll_fd(self.fd.as_fd(), events, self.deadline) {
             Ok(Readiness::Ready) => Ok(()),
-            Ok(Readiness::TimedOut) => Err(Error::Timeout {
-                peer: self.peer.clone(),
-                command: self.command.to_string(),
-                timeout: self.timeout,
-            }),
+            Ok(Readiness::TimedOut) => Err(self.failure(Cause::Timeout {
+                after: self.timeout,
+            })),
             Err(WaitError::Interrupted) => Err(self.interrupted()),
             Err(WaitError::Io(e)) => Err(self.disconnected(format!("poll failed: {e}"))),
         }
@@ -183,10 +199,11 @@ impl<'a> Session<'a> {
         loop {
             self.wait(libc::POLLIN)?;
             match nix::unistd::read(&self.fd, buf) {
-                Ok(0) => return Err(self.disconnected("connection closed by peer".into())),
+                Ok(0) => return Err(self.disconnected("end of file".into())),
                 Ok(n) => return Ok(&buf[..n]),
                 Err(Errno::EAGAIN) => {}
                 Err(Errno::EINTR) => return Err(self.interrupted()),
+                Err(Errno::ECONNRESET) => return Err(self.disconnected("connection reset".into())),
                 Err(e) => return Err(self.disconnected(format!("read failed: {}", e.desc()))),
             }
         }
@@ -269,16 +286,14 @@ impl<'a> Session<'a> {
         }
         let error = obj.get("error");
         if let Some(class) = error.and_then(|e| e.get("class")).and_then(Value::as_str) {
-            return Err(Error::Command {
-                peer: self.peer.clone(),
-                command: self.command.to_string(),
+            let desc = error
+                .and_then(|e| e.get("desc"))
+                .and_then(Value::as_str)
+                .unwrap_or("unknown agent error");
+            return Err(self.failure(Cause::Qemu {
                 class: ErrorClass::from_name(class),
-                desc: error
-                    .and_then(|e| e.get("desc"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown agent error")
-                    .to_string(),
-            });
+                desc: desc.strip_suffix('\n').unwrap_or(desc).to_string(),
+            }));
         }
         Err(self.protocol(format!(
             "reply to '{}' has neither 'return' nor a valid 'error': '{}'",

@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::{command, ping, Options};
-use crate::error::{Error, Result};
+use crate::error::{Cause, CommandError, Error, Result, Stage};
 use crate::progress::Level;
 use crate::qmp::Peer;
 
@@ -46,9 +46,15 @@ pub fn fs_thaw(peer: &Peer, options: &Options, log: &mut dyn FnMut(Level, &str))
 pub fn fs_freeze_status(peer: &Peer, options: &Options) -> Result<String> {
     match command(peer, "guest-fsfreeze-status", None, None, options)? {
         Value::String(status) => Ok(status),
-        other => Err(Error::Protocol {
+        other => Err(Error::from(CommandError {
             peer: peer.clone(),
-            reason: format!("guest-fsfreeze-status returned {other}, expected a string"),
-        }),
+            command: "guest-fsfreeze-status".into(),
+            stage: Stage::Command,
+            cause: Cause::Protocol {
+                reason: format!("returned {other}, expected a string"),
+            },
+            style: options.style,
+            bare: false,
+        })),
     }
 }

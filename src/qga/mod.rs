@@ -7,15 +7,13 @@
 //! connection semantics on the guest side). So every operation, like qemu-server's, is:
 //! connect, flush the agent's parser with a `0xFF` byte, `guest-sync-delimited` with a
 //! random id, discard everything up to the `0xFF` sentinel the agent puts before that reply
-//! and up to our id, then send the command, read its one reply, and close (see
-//! `docs/qmp-protocol.md` section 3).
+//! and up to our id, then send the command, read its one reply, and close (as
+//! qemu-server's client, proxmox/qemu-server `src/PVE/QMPClient.pm`).
 //!
 //! Timeouts are qemu-server's per-command table ([`crate::qmp::timeouts::for_command`]);
 //! one budget covers sync and command together, so an agent that is configured but not
-//! running (the socket connects, nothing answers) fails with [`Error::Timeout`] once the
+//! running (the socket connects, nothing answers) fails with `got timeout` once the
 //! command's timeout passed. The agent check uses [`GUEST_PING`] as qemu-server does.
-//!
-//! [`Error::Timeout`]: crate::Error::Timeout
 
 mod client;
 mod freeze;
@@ -40,6 +38,8 @@ pub struct Options {
     pub command_timeout: Option<Duration>,
     /// Largest accepted reply in bytes (default 16 MiB).
     pub max_message_size: usize,
+    /// Whose failure texts to print (default: the seed's).
+    pub style: crate::style::Style,
 }
 
 impl Default for Options {
@@ -49,6 +49,7 @@ impl Default for Options {
             ping_timeout: GUEST_PING,
             command_timeout: None,
             max_message_size: 16 * 1024 * 1024,
+            style: crate::style::Style::default(),
         }
     }
 }

@@ -12,8 +12,12 @@ use serde_json::{Map, Value};
 
 use super::framing::{excerpt, JsonSplitter};
 use super::{connect_socket, timeouts, ErrorClass, Options, Peer};
-use crate::error::{Error, Result};
+use crate::error::{Cause, CommandError, Error, Result, Stage};
 use crate::wait::{poll_fd, Readiness, WaitError};
+
+/// How many ids of interrupted commands a connection remembers, to drop their late
+/// replies; older ones count as wrong ids.
+const ABANDONED_IDS: usize = 16;
 
 /// Per-process command counter; ids are `<pid>:<n>` like qemu-server's.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -48,8 +52,15 @@ pub struct Qmp {
     greeting: Greeting,
     events: VecDeque<Event>,
     events_dropped: u64,
+    /// Ids of commands a signal interrupted after they were sent: their replies may still
+    /// come and are dropped.
+    abandoned: VecDeque<String>,
     /// Set once the connection is unusable; later calls fail with it.
-    dead: Option<String>,
+    dead: Option<Cause>,
+    /// Set while the greeting and `qmp_capabilities` run.
+    in_handshake: bool,
+    /// The caller's command while connecting for it, named in handshake failures.
+    for_command: String,
     owner_pid: u32,
 }
 
@@ -64,8 +75,9 @@ impl std::fmt::Debug for Qmp {
 }
 
 /// Runs one command on its own connection (connect, negotiate, execute, close), as
-/// qemu-server's `mon_cmd` does. `timeout` defaults to `options.command_timeout`, else to
-/// qemu-server's value for the command.
+/// qemu-server's `mon_cmd` does, after its checks ([`Peer::check_reachable`]). `timeout`
+/// defaults to `options.command_timeout`, else to qemu-server's value for the command.
+/// Every failure names `command`, the handshake's included, as qemu-server's do.
 pub fn command(
     peer: &Peer,
     command: &str,
@@ -73,14 +85,28 @@ pub fn command(
     timeout: Option<Duration>,
     options: &Options,
 ) -> Result<Value> {
-    let mut qmp = Qmp::connect(peer, options)?;
+    peer.check_reachable(options.style)?;
+    let mut qmp = Qmp::connect_for(peer, options, command)?;
     qmp.execute(command, arguments, timeout)
 }
 
 impl Qmp {
-    /// Connects, reads the greeting and negotiates capabilities.
+    /// Connects, reads the greeting and negotiates capabilities. Failures are reported
+    /// for the command `qmp_capabilities`. No running check: this is
+    /// `PVE::QMPClient`, not `mon_cmd`.
     pub fn connect(peer: &Peer, options: &Options) -> Result<Qmp> {
-        let fd = connect_socket(peer, Instant::now() + options.connect_timeout)?;
+        Self::connect_for(peer, options, "qmp_capabilities")
+    }
+
+    /// Like [`connect`](Self::connect), naming `command` (the one the connection is made
+    /// for) in failures, as qemu-server's queue does.
+    pub(crate) fn connect_for(peer: &Peer, options: &Options, command: &str) -> Result<Qmp> {
+        let fd = connect_socket(
+            peer,
+            Instant::now() + options.connect_timeout,
+            command,
+            options.style,
+        )?;
         let mut qmp = Qmp {
             fd,
             peer: peer.clone(),
@@ -92,41 +118,33 @@ impl Qmp {
             },
             events: VecDeque::new(),
             events_dropped: 0,
+            abandoned: VecDeque::new(),
             dead: None,
+            in_handshake: true,
+            for_command: command.to_string(),
             owner_pid: std::process::id(),
         };
         qmp.handshake()?;
+        qmp.in_handshake = false;
         Ok(qmp)
     }
 
     fn handshake(&mut self) -> Result<()> {
         let timeout = self.options.handshake_timeout;
         let deadline = Instant::now() + timeout;
-        let greeting = match self.read_message(deadline, "greeting", timeout) {
-            Ok(v) => v,
-            Err(Error::Disconnected { peer, reason }) => {
-                return Err(Error::Handshake {
-                    peer,
-                    reason: format!("no greeting: {reason}"),
-                })
+        let greeting = self.read_message(deadline, "greeting", timeout)?;
+        self.greeting = match parse_greeting(&greeting) {
+            Some(g) => g,
+            None => {
+                let reason = format!(
+                    "greeting not understood: '{}'",
+                    excerpt(greeting.to_string().as_bytes())
+                );
+                return Err(self.kill_protocol("greeting", reason));
             }
-            Err(e) => return Err(e),
         };
-        self.greeting = parse_greeting(&greeting).ok_or_else(|| Error::Handshake {
-            peer: self.peer.clone(),
-            reason: format!(
-                "greeting not understood: '{}'",
-                excerpt(greeting.to_string().as_bytes())
-            ),
-        })?;
-        match self.call("qmp_capabilities", None, None, deadline, timeout) {
-            Ok(_) => Ok(()),
-            Err(Error::Command { desc, .. }) => Err(Error::Handshake {
-                peer: self.peer.clone(),
-                reason: format!("qmp_capabilities failed: {desc}"),
-            }),
-            Err(e) => Err(e),
-        }
+        self.call("qmp_capabilities", None, None, deadline, timeout)
+            .map(drop)
     }
 
     /// The greeting QEMU sent.
@@ -162,7 +180,7 @@ impl Qmp {
         fd: BorrowedFd<'_>,
         timeout: Option<Duration>,
     ) -> Result<Value> {
-        let timeout = timeout.unwrap_or_else(|| timeouts::for_command(command));
+        let timeout = self.timeout_for(command, timeout);
         self.call(
             command,
             arguments,
@@ -202,7 +220,24 @@ impl Qmp {
         self.events_dropped
     }
 
-    fn usable(&self) -> Result<()> {
+    /// A failure of `command` at the current stage.
+    fn failure(&self, command: &str, stage: Stage, cause: Cause) -> Error {
+        let (command, stage) = if self.in_handshake {
+            (self.for_command.as_str(), Stage::Handshake)
+        } else {
+            (command, stage)
+        };
+        Error::from(CommandError {
+            peer: self.peer.clone(),
+            command: command.to_string(),
+            stage,
+            cause,
+            style: self.options.style,
+            bare: false,
+        })
+    }
+
+    fn usable(&self, command: &str) -> Result<()> {
         if self.owner_pid != std::process::id() {
             return Err(Error::InvalidArgument(format!(
                 "connection to {} was opened in process {}; connect again after fork",
@@ -210,10 +245,8 @@ impl Qmp {
             )));
         }
         match &self.dead {
-            Some(reason) => Err(Error::Disconnected {
-                peer: self.peer.clone(),
-                reason: reason.clone(),
-            }),
+            // Nothing of this command was sent.
+            Some(cause) => Err(self.failure(command, Stage::Connect, cause.clone())),
             None => Ok(()),
         }
     }
@@ -226,7 +259,7 @@ impl Qmp {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Value> {
-        self.usable()?;
+        self.usable(command)?;
         let id = format!(
             "{}:{}",
             self.owner_pid,
@@ -250,62 +283,110 @@ impl Qmp {
         bytes.extend_from_slice(b"\r\n");
         self.send(&bytes, fd, deadline, command, timeout)?;
         loop {
-            let message = self.read_message(deadline, command, timeout)?;
+            let message = match self.read_message(deadline, command, timeout) {
+                Err(e) if e.is_interrupted() => {
+                    self.abandon(&id);
+                    return Err(e);
+                }
+                other => other?,
+            };
             if let Some(reply) = self.route(message, &id, command)? {
                 return reply;
             }
         }
     }
 
-    /// Files an incoming message: events are queued, foreign replies dropped; returns the
-    /// outcome when the message is the reply to `id`.
+    /// Remembers the id of a sent command whose reply nobody waits for any more.
+    fn abandon(&mut self, id: &str) {
+        if self.abandoned.len() == ABANDONED_IDS {
+            self.abandoned.pop_front();
+        }
+        self.abandoned.push_back(id.to_string());
+    }
+
+    /// True (once) for the late reply of an abandoned command.
+    fn is_abandoned(&mut self, id: Option<&Value>) -> bool {
+        let Some(Value::String(id)) = id else {
+            return false;
+        };
+        match self.abandoned.iter().position(|a| a == id) {
+            Some(at) => {
+                self.abandoned.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Files an incoming message in the order qemu-server's `mux_input` checks it: greetings
+    /// skipped, error objects fail the command (whatever their id), events queued, then
+    /// the id must be ours. Returns the outcome once the message is the reply to `id`.
     fn route(&mut self, message: Value, id: &str, command: &str) -> Result<Option<Result<Value>>> {
         let Value::Object(mut obj) = message else {
-            return Err(self.kill_protocol(format!(
+            let reason = format!(
                 "expected a JSON object, got '{}'",
                 excerpt(message.to_string().as_bytes())
-            )));
+            );
+            return Err(self.kill_protocol(command, reason));
         };
+        if obj.contains_key("QMP") {
+            return Ok(None);
+        }
+        if let Some(desc) = obj.get("error").and_then(|e| e.get("desc")) {
+            if self.is_abandoned(obj.get("id")) {
+                return Ok(None);
+            }
+            let desc = chomp(match desc {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            // qemu-server skips this one text of old QEMU's non-blocking migration.
+            if desc.contains("Connection can not be completed immediately") {
+                return Ok(None);
+            }
+            let class = obj["error"]
+                .get("class")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let cause = Cause::Qemu {
+                class: ErrorClass::from_name(class),
+                desc,
+            };
+            if obj.get("id").and_then(Value::as_str) != Some(id) {
+                // Not the reply to our command: the stream is out of step.
+                self.kill(cause.clone());
+            }
+            return Ok(Some(Err(self.failure(command, Stage::Command, cause))));
+        }
         if let Some(Value::String(name)) = obj.get("event") {
             let name = name.clone();
             self.push_event(name, &mut obj);
             return Ok(None);
         }
-        if obj.contains_key("QMP") {
-            return Ok(None);
-        }
         match obj.get("id") {
             Some(Value::String(got)) if got == id => {}
-            Some(_) => return Ok(None), // a late reply to an interrupted command
-            None => {
-                let what = match obj.get("error") {
-                    Some(err) => format!("QEMU could not parse a request: {}", error_desc(err)),
-                    None => "reply without id".to_string(),
+            got if !perl_true(got) => {
+                self.kill(Cause::MissingId);
+                return Err(self.failure(command, Stage::Command, Cause::MissingId));
+            }
+            got if self.is_abandoned(got) => return Ok(None),
+            got => {
+                let cause = Cause::WrongId {
+                    got: perl_text(got.unwrap_or(&Value::Null)),
+                    expected: id.to_string(),
                 };
-                return Err(self.kill_protocol(what));
+                self.kill(cause.clone());
+                return Err(self.failure(command, Stage::Command, cause));
             }
         }
         if let Some(value) = obj.remove("return") {
             return Ok(Some(Ok(value)));
         }
-        if let Some(err) = obj.get("error") {
-            let class = err
-                .get("class")
-                .and_then(Value::as_str)
-                .map(ErrorClass::from_name);
-            if let Some(class) = class {
-                return Ok(Some(Err(Error::Command {
-                    peer: self.peer.clone(),
-                    command: command.to_string(),
-                    class,
-                    desc: error_desc(err),
-                })));
-            }
-        }
-        Err(self.kill_protocol(format!(
-            "reply to '{command}' has neither 'return' nor a valid 'error': '{}'",
+        let reason = format!(
+            "reply to '{command}' has neither 'return' nor 'error': '{}'",
             excerpt(Value::Object(obj).to_string().as_bytes())
-        )))
+        );
+        Err(self.kill_protocol(command, reason))
     }
 
     fn push_event(&mut self, name: String, obj: &mut Map<String, Value>) {
@@ -332,40 +413,39 @@ impl Qmp {
         self.events.push_back(event);
     }
 
-    fn kill(&mut self, reason: String) {
+    /// Marks the connection dead with its first cause (kept for later calls).
+    fn kill(&mut self, cause: Cause) {
         if self.dead.is_none() {
-            self.dead = Some(reason);
+            self.dead = Some(cause);
             // Wake QEMU's side at once; the fd itself is closed on drop.
             let _ = socket::shutdown(self.fd.as_raw_fd(), socket::Shutdown::Both);
         }
     }
 
-    fn kill_protocol(&mut self, reason: String) -> Error {
-        self.kill(format!("protocol error: {reason}"));
-        Error::Protocol {
-            peer: self.peer.clone(),
-            reason,
-        }
+    fn kill_protocol(&mut self, command: &str, reason: String) -> Error {
+        let cause = Cause::Protocol { reason };
+        self.kill(cause.clone());
+        self.failure(command, Stage::Command, cause)
     }
 
-    fn disconnected(&mut self, reason: String) -> Error {
-        self.kill(reason);
-        Error::Disconnected {
-            peer: self.peer.clone(),
-            reason: self.dead.clone().unwrap_or_default(),
-        }
+    fn disconnected(&mut self, command: &str, detail: String) -> Error {
+        let cause = Cause::Closed { detail };
+        self.kill(cause.clone());
+        self.failure(command, Stage::Command, cause)
     }
 
     fn timed_out(&mut self, command: &str, timeout: Duration) -> Error {
-        self.kill(format!("closed after '{command}' timed out"));
-        Error::Timeout {
-            peer: self.peer.clone(),
-            command: command.to_string(),
-            timeout,
-        }
+        let cause = Cause::Timeout { after: timeout };
+        self.kill(cause.clone());
+        self.failure(command, Stage::Command, cause)
     }
 
     fn interrupted(&self, command: &str) -> Error {
+        let command = if self.in_handshake {
+            &self.for_command
+        } else {
+            command
+        };
         Error::Interrupted {
             what: format!("{} command '{command}'", self.peer),
         }
@@ -383,7 +463,7 @@ impl Qmp {
             Ok(Readiness::Ready) => Ok(()),
             Ok(Readiness::TimedOut) => Err(self.timed_out(command, timeout)),
             Err(WaitError::Interrupted) => Err(self.interrupted(command)),
-            Err(WaitError::Io(e)) => Err(self.disconnected(format!("poll failed: {e}"))),
+            Err(WaitError::Io(e)) => Err(self.disconnected(command, format!("poll failed: {e}"))),
         }
     }
 
@@ -414,9 +494,8 @@ impl Qmp {
                     if let Err(e) = self.wait(libc::POLLOUT, deadline, command, timeout) {
                         if sent > 0 && e.is_interrupted() {
                             // Half a command on the wire: the stream cannot be resynchronised.
-                            return Err(
-                                self.disconnected(format!("interrupted while sending '{command}'"))
-                            );
+                            let detail = format!("interrupted while sending '{command}'");
+                            return Err(self.disconnected(command, detail));
                         }
                         return Err(e);
                     }
@@ -429,9 +508,8 @@ impl Qmp {
                     )))
                 }
                 Err(e) => {
-                    return Err(
-                        self.disconnected(format!("sending '{command}' failed: {}", e.desc()))
-                    )
+                    let detail = format!("sending '{command}' failed: {}", e.desc());
+                    return Err(self.disconnected(command, detail));
                 }
             }
         }
@@ -453,43 +531,67 @@ impl Qmp {
                         Ok(value) => Ok(value),
                         Err(e) => {
                             let reason = format!("invalid JSON ({e}): '{}'", excerpt(raw));
-                            Err(self.kill_protocol(reason))
+                            Err(self.kill_protocol(command, reason))
                         }
                     }
                 }
                 Ok(None) => {}
-                Err(e) => return Err(self.kill_protocol(e.to_string())),
+                Err(e) => return Err(self.kill_protocol(command, e.to_string())),
             }
             self.wait(libc::POLLIN, deadline, command, timeout)?;
             match nix::unistd::read(&self.fd, &mut chunk) {
                 Ok(0) => {
-                    let reason = if self.splitter.pending().is_empty() {
-                        "connection closed by peer".to_string()
+                    let detail = if self.splitter.pending().is_empty() {
+                        "end of file".to_string()
                     } else {
                         format!(
-                            "connection closed by peer in the middle of a message: '{}'",
+                            "end of file in the middle of a message: '{}'",
                             excerpt(self.splitter.pending())
                         )
                     };
-                    return Err(self.disconnected(reason));
+                    return Err(self.disconnected(command, detail));
                 }
                 Ok(n) => self.splitter.push(&chunk[..n]),
                 Err(Errno::EAGAIN) => {}
                 Err(Errno::EINTR) => return Err(self.interrupted(command)),
                 Err(Errno::ECONNRESET) => {
-                    return Err(self.disconnected("connection reset by peer".to_string()))
+                    return Err(self.disconnected(command, "connection reset".to_string()))
                 }
-                Err(e) => return Err(self.disconnected(format!("read failed: {}", e.desc()))),
+                Err(e) => {
+                    let detail = format!("read failed: {}", e.desc());
+                    return Err(self.disconnected(command, detail));
+                }
             }
         }
     }
 }
 
-fn error_desc(err: &Value) -> String {
-    err.get("desc")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown QEMU error")
-        .to_string()
+/// Perl's `chomp`: one trailing newline off.
+fn chomp(mut s: String) -> String {
+    if s.ends_with('\n') {
+        s.pop();
+    }
+    s
+}
+
+/// Perl's truth of a decoded JSON value (`!$cmdid` in qemu-server's client): absent, null,
+/// false, `""`, `"0"` and the number 0 are false.
+fn perl_true(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::String(s)) => !s.is_empty() && s != "0",
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(_) => true,
+    }
+}
+
+/// A decoded JSON value as Perl interpolates it into a message.
+fn perl_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "1".into(),
+        other => other.to_string(),
+    }
 }
 
 fn parse_greeting(value: &Value) -> Option<Greeting> {

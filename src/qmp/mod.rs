@@ -6,11 +6,16 @@
 //! own a monitor, or for the few operations that need two commands on one connection
 //! (`getfd` followed by the `backup` that consumes the fd).
 //!
-//! Protocol rules kept here (see `docs/qmp-protocol.md`): every command carries an id and
-//! replies are matched by it; events are queued, never taken for replies; replies to other
-//! ids are dropped; an id-less error means QEMU could not parse our request, and the
-//! connection is closed; after EOF, reset, protocol error or timeout the connection is dead
-//! and every later call fails at once with the first cause (sticky error).
+//! Protocol rules kept here: every command carries an id and replies are matched by it;
+//! events are queued, never taken for replies; a late reply to a command a signal
+//! interrupted is dropped by its id, any other reply to a wrong or missing id fails the
+//! command as qemu-server's client does; after EOF, reset, protocol error or timeout the
+//! connection is dead and every later call fails at once with the first cause (sticky
+//! error).
+//!
+//! One-shot commands ([`command`]) first check, as qemu-server's `qmp_cmd` does, that a VM
+//! given by id runs ([`crate::running`]) and that the socket file exists. Failure texts are
+//! qemu-server's (see [`crate::Error`]).
 
 mod client;
 mod connect;
@@ -22,6 +27,9 @@ use std::path::{Path, PathBuf};
 
 pub use client::{command, Event, Greeting, Qmp};
 pub(crate) use connect::connect_socket;
+
+use crate::error::{Error, Result};
+use crate::style::Style;
 
 /// Default directory of qemu-server's monitor sockets.
 pub const DEFAULT_RUN_DIR: &str = "/var/run/qemu-server";
@@ -48,6 +56,8 @@ impl fmt::Display for PeerKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     vmid: Option<u32>,
+    /// The run directory of a VM peer (`<run_dir>/<vmid>.{qmp,qga,pid}`).
+    run_dir: Option<PathBuf>,
     path: PathBuf,
     kind: PeerKind,
 }
@@ -62,6 +72,7 @@ impl Peer {
     pub fn vmid_in(vmid: u32, run_dir: &Path) -> Self {
         Peer {
             vmid: Some(vmid),
+            run_dir: Some(run_dir.to_path_buf()),
             path: run_dir.join(format!("{vmid}.qmp")),
             kind: PeerKind::Qmp,
         }
@@ -71,6 +82,7 @@ impl Peer {
     pub fn path(path: impl Into<PathBuf>) -> Self {
         Peer {
             vmid: None,
+            run_dir: None,
             path: path.into(),
             kind: PeerKind::Qmp,
         }
@@ -80,6 +92,7 @@ impl Peer {
     pub fn qga_vmid_in(vmid: u32, run_dir: &Path) -> Self {
         Peer {
             vmid: Some(vmid),
+            run_dir: Some(run_dir.to_path_buf()),
             path: run_dir.join(format!("{vmid}.qga")),
             kind: PeerKind::Qga,
         }
@@ -89,6 +102,7 @@ impl Peer {
     pub fn qga_path(path: impl Into<PathBuf>) -> Self {
         Peer {
             vmid: None,
+            run_dir: None,
             path: path.into(),
             kind: PeerKind::Qga,
         }
@@ -102,6 +116,42 @@ impl Peer {
     /// The VM id, if the peer was given by one.
     pub fn vm_id(&self) -> Option<u32> {
         self.vmid
+    }
+
+    /// Monitor or guest agent.
+    pub fn kind(&self) -> PeerKind {
+        self.kind
+    }
+
+    /// The run directory of a peer given by VM id.
+    pub fn run_dir(&self) -> Option<&Path> {
+        self.run_dir.as_deref()
+    }
+
+    /// The guest agent of the same VM (`<run_dir>/<vmid>.qga`), for a peer given by VM id.
+    pub fn agent(&self) -> Option<Peer> {
+        Some(Peer::qga_vmid_in(self.vmid?, self.run_dir.as_deref()?))
+    }
+
+    /// qemu-server's checks before every one-shot command (`qmp_cmd`): a VM given by id
+    /// must run ([`crate::running::vm_running_locally`]), else [`Error::NotRunning`]; then
+    /// the socket file must exist, else [`Error::NoSocket`]. The seed's `qmp_cmd` looked
+    /// for the monitor's socket even for agent commands; today's looks for the agent's.
+    pub fn check_reachable(&self, style: Style) -> Result<()> {
+        if let (Some(vmid), Some(dir)) = (self.vmid, &self.run_dir) {
+            if crate::running::vm_running_locally(dir, vmid).is_none() {
+                return Err(Error::NotRunning { vmid });
+            }
+        }
+        let socket = match (self.kind, style, self.vmid, &self.run_dir) {
+            (PeerKind::Qga, Style::Seed, Some(vmid), Some(dir)) => dir.join(format!("{vmid}.qmp")),
+            _ => self.path.clone(),
+        };
+        // Perl's `-e`: stat, following symlinks.
+        if std::fs::metadata(&socket).is_err() {
+            return Err(Error::NoSocket { peer: self.clone() });
+        }
+        Ok(())
     }
 
     /// `VM 100 qmp socket`, or `qmp socket '<path>'` for a peer given by path.
@@ -186,6 +236,8 @@ pub struct Options {
     /// Replaces qemu-server's per-command timeouts ([`timeouts::for_command`]) for calls
     /// that pass none; `None` keeps the table.
     pub command_timeout: Option<std::time::Duration>,
+    /// Whose failure texts to print (default: the seed's).
+    pub style: Style,
 }
 
 impl Default for Options {
@@ -196,6 +248,7 @@ impl Default for Options {
             max_message_size: 16 * 1024 * 1024,
             event_capacity: 256,
             command_timeout: None,
+            style: Style::default(),
         }
     }
 }

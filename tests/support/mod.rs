@@ -48,28 +48,46 @@ impl Qemu {
     pub fn start() -> Qemu {
         let dir = TempDir::new("qemu");
         let socket = dir.path().join("q.sock");
-        let child = Command::new("qemu-system-x86_64")
-            .args([
-                "-machine",
-                "none",
-                "-nodefaults",
-                "-display",
-                "none",
-                "-S",
-                "-qmp",
-            ])
-            .arg(format!("unix:{},server=on,wait=off", socket.display()))
+        Self::launch(dir, socket, None, &["-S"])
+    }
+
+    /// QEMU as qemu-server runs VM `vmid`: socket `<dir>/<vmid>.qmp` and `-pidfile
+    /// <dir>/<vmid>.pid`, so that a `Peer::vmid_in(vmid, dir)` passes qemu-server's running
+    /// check; `extra` are more arguments (e.g. `-S` for a VM started paused).
+    pub fn start_vm(vmid: u32, extra: &[&str]) -> Qemu {
+        let dir = TempDir::new("vm");
+        let socket = dir.path().join(format!("{vmid}.qmp"));
+        let pidfile = dir.path().join(format!("{vmid}.pid"));
+        Self::launch(dir, socket, Some(pidfile), extra)
+    }
+
+    fn launch(dir: TempDir, socket: PathBuf, pidfile: Option<PathBuf>, extra: &[&str]) -> Qemu {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-machine", "none", "-nodefaults", "-display", "none"])
+            .args(extra)
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", socket.display()));
+        if let Some(p) = &pidfile {
+            cmd.arg("-pidfile").arg(p);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("qemu-system-x86_64 must be installed (run scripts/install-deps.sh)");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
+        while !socket.exists() || pidfile.as_ref().is_some_and(|p| !p.exists()) {
             assert!(Instant::now() < deadline, "QEMU socket did not appear");
             std::thread::sleep(Duration::from_millis(5));
         }
         Qemu { child, socket, dir }
+    }
+
+    /// SIGKILL and reap: the pid file and the socket file stay behind, as after a crash.
+    pub fn kill_and_reap(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn pid(&self) -> i32 {
@@ -299,12 +317,14 @@ pub fn make_disk(path: &Path, size: u64, seed: u64) {
 }
 
 /// Real `qemu-ga` as a direct child on `<dir>/100.qga`, with every command that could change
-/// the host (freeze, shutdown, suspend, exec, file writes, ...) blocked; killed and reaped on
-/// drop. A missing qemu-ga fails the test: real-peer tests never skip.
+/// the host (freeze, shutdown, suspend, exec, file writes, ...) blocked, next to the VM's
+/// QEMU (`<dir>/100.qmp`, `<dir>/100.pid`) that qemu-server's running check wants; both
+/// killed and reaped on drop. A missing qemu-ga fails the test: real-peer tests never skip.
 pub struct QemuGa {
     pub child: Child,
     pub socket: PathBuf,
-    pub dir: TempDir,
+    /// The VM's QEMU; its directory is the agent's too.
+    pub vm: Qemu,
 }
 
 impl QemuGa {
@@ -325,11 +345,13 @@ impl QemuGa {
             .expect("qemu-ga must be installed (apt-get install qemu-guest-agent)")
     }
 
-    /// Starts the agent and waits until its socket accepts connections.
+    /// Starts the VM's QEMU and the agent, and waits until the agent's socket accepts
+    /// connections.
     pub fn start() -> QemuGa {
-        let dir = TempDir::new("qga");
-        let socket = dir.path().join(format!("{}.qga", Self::VMID));
-        let state = dir.path().join("state");
+        let vm = Qemu::start_vm(Self::VMID, &["-S"]);
+        let dir = vm.dir.path();
+        let socket = dir.join(format!("{}.qga", Self::VMID));
+        let state = dir.join("state");
         std::fs::create_dir(&state).unwrap();
         let child = Command::new(Self::binary())
             .args(["-m", "unix-listen", "-p"])
@@ -337,16 +359,16 @@ impl QemuGa {
             .arg("-t")
             .arg(&state)
             .arg("-f")
-            .arg(dir.path().join("qga.pid"))
+            .arg(dir.join("qga.pid"))
             .arg("-l")
-            .arg(dir.path().join("qga.log"))
+            .arg(dir.join("qga.log"))
             .args(["-b", Self::BLOCKED])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start qemu-ga");
-        let mut ga = QemuGa { child, socket, dir };
+        let mut ga = QemuGa { child, socket, vm };
         let deadline = Instant::now() + Duration::from_secs(10);
         // The probe connection is closed at once; the agent then accepts the next client.
         while UnixStream::connect(&ga.socket).is_err() {
