@@ -42,12 +42,12 @@
 #define VZDUMP_QEMU_LOG_ERR 2
 
 /**
- * Status lines of the 2020 seed (`status: 3% (…)`).
+ * The 2020 seed's lines and texts (`status: 3% (…)`).
  */
 #define VZDUMP_QEMU_STYLE_SEED 0
 
 /**
- * Status lines of today's qemu-server (`  3% (1.0 GiB of 32.0 GiB) …`).
+ * Today's qemu-server's lines and texts (`  3% (1.0 GiB of 32.0 GiB) …`).
  */
 #define VZDUMP_QEMU_STYLE_CURRENT 1
 
@@ -198,6 +198,23 @@ extern "C" {
  * Version of the loaded library, e.g. `vzdump-qemu 0.1.0` (static; do not free).
  */
 const char *vzdump_qemu_version(void);
+
+/**
+ * Details of this thread's most recent failed call, as a JSON object: always `code` and
+ * `message`; for a command failure `command`, `stage` (`connect`, `handshake`: the
+ * command was not sent; `command`: it was, and after a timeout or a closed connection
+ * its outcome is unknown), `cause` (`connect` with `errno`, `connect-timeout` with
+ * `attempts`, `closed` with `detail`, `timeout` with `timeout_ms`, `missing-id`,
+ * `wrong-id` with `got` and `expected`, `qemu` with QEMU's `class` and `desc`,
+ * `protocol` with `reason`), `socket`, and `vmid` for a VM peer; `vmid` for
+ * `VZDUMP_QEMU_NOT_RUNNING`. The messages stay qemu-server's texts; this is where the
+ * rest is. `*out_json` gets `null` before any failure on this thread; free it with
+ * `vzdump_qemu_string_free`. Successful calls leave the record alone.
+ *
+ * # Safety
+ * `out_json` is NULL or writable.
+ */
+vzdump_qemu_result vzdump_qemu_last_error_json(char **out_json);
 
 /**
  * Starts a VMA backup into `target_fd` (output file or compressor pipe write end):
@@ -427,6 +444,19 @@ vzdump_qemu_result vzdump_qemu_peer_set_timeouts(struct vzdump_qemu_peer *peer,
                                                  uint64_t connect_ms,
                                                  uint64_t handshake_ms,
                                                  char **error);
+
+/**
+ * Sets whose failure texts the peer's calls print: `VZDUMP_QEMU_STYLE_SEED` (the
+ * default: the 2020 seed's client, e.g. `received responsed without command id`, agent
+ * commands named `VM 100 qmp command`) or `VZDUMP_QEMU_STYLE_CURRENT` (today's
+ * qemu-server, `VM 100 qga command`). A status loop uses its own style instead.
+ *
+ * # Safety
+ * `peer` is NULL or a live peer handle not used by another thread.
+ */
+vzdump_qemu_result vzdump_qemu_peer_set_style(struct vzdump_qemu_peer *peer,
+                                              uint32_t style,
+                                              char **error);
 
 /**
  * Sets the guest agent's socket of a peer given by path (a VM peer has

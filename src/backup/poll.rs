@@ -33,7 +33,8 @@ pub struct Poller {
 
 impl Poller {
     /// Starts the loop's clock now (the seed's `$starttime = time()`). `interval` is the
-    /// steady-state time between queries, default 1 s.
+    /// steady-state time between queries, default 1 s. `style` words the lines and also
+    /// the failures of the queries (it replaces `options.style`).
     pub fn new(
         peer: &Peer,
         options: &Options,
@@ -42,9 +43,14 @@ impl Poller {
         interval: Option<Duration>,
     ) -> Self {
         let start = progress::Clock::now_secs(&SystemClock);
+        // The loop's style also words the failures of its queries.
+        let options = Options {
+            style,
+            ..options.clone()
+        };
         Poller {
             peer: peer.clone(),
-            options: options.clone(),
+            options,
             state: StatusLoop::new(style, job_uuid, start, None),
             interval: interval.unwrap_or(progress::DEFAULT_INTERVAL),
         }

@@ -28,10 +28,11 @@ pub extern "C" fn vzdump_qemu_version() -> *const c_char {
     concat!("vzdump-qemu ", env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
 }
 
-/// A failed call: its code and message.
+/// A failed call: its code, message and what else is known about it.
 pub(crate) struct Failure {
     code: vzdump_qemu_result,
     message: String,
+    detail: serde_json::Value,
 }
 
 impl Failure {
@@ -39,13 +40,18 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            detail: serde_json::json!({}),
         }
     }
 }
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        Failure::new(code_of(&e), e.to_string())
+        Failure {
+            code: code_of(&e),
+            message: e.to_string(),
+            detail: detail_of(&e),
+        }
     }
 }
 
@@ -58,6 +64,34 @@ impl From<(vzdump_qemu_result, String)> for Failure {
 thread_local! {
     static IN_BOUNDARY: Cell<bool> = const { Cell::new(false) };
     static PANIC_MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The details of this thread's most recent failed call (as `errno`).
+    static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Details of this thread's most recent failed call, as a JSON object: always `code` and
+/// `message`; for a command failure `command`, `stage` (`connect`, `handshake`: the
+/// command was not sent; `command`: it was, and after a timeout or a closed connection
+/// its outcome is unknown), `cause` (`connect` with `errno`, `connect-timeout` with
+/// `attempts`, `closed` with `detail`, `timeout` with `timeout_ms`, `missing-id`,
+/// `wrong-id` with `got` and `expected`, `qemu` with QEMU's `class` and `desc`,
+/// `protocol` with `reason`), `socket`, and `vmid` for a VM peer; `vmid` for
+/// `VZDUMP_QEMU_NOT_RUNNING`. The messages stay qemu-server's texts; this is where the
+/// rest is. `*out_json` gets `null` before any failure on this thread; free it with
+/// `vzdump_qemu_string_free`. Successful calls leave the record alone.
+///
+/// # Safety
+/// `out_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_last_error_json(
+    out_json: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    if out_json.is_null() {
+        return VZDUMP_QEMU_NULL_PARAMETER;
+    }
+    let text = LAST_ERROR.with(|l| l.borrow().clone());
+    // SAFETY: checked non-NULL; the caller passes a writable slot.
+    unsafe { *out_json = strings::to_c(text.as_deref().unwrap_or("null")) };
+    VZDUMP_QEMU_OK
 }
 
 /// Installs, once, a panic hook that keeps panics inside the boundary off stderr (the
@@ -100,6 +134,12 @@ pub(crate) fn boundary(
             )
         }
     };
+    let mut detail = failure.detail;
+    if let serde_json::Value::Object(d) = &mut detail {
+        d.insert("code".into(), failure.code.into());
+        d.insert("message".into(), failure.message.clone().into());
+    }
+    LAST_ERROR.with(|l| *l.borrow_mut() = Some(detail.to_string()));
     if !error.is_null() {
         // SAFETY: checked non-NULL; the caller passes a writable `char *` slot.
         unsafe { *error = strings::to_c(&failure.message) };

@@ -18,9 +18,9 @@ pub const VZDUMP_QEMU_LOG_INFO: u32 = 0;
 pub const VZDUMP_QEMU_LOG_WARN: u32 = 1;
 /// Log level of an error (`ERROR:`).
 pub const VZDUMP_QEMU_LOG_ERR: u32 = 2;
-/// Status lines of the 2020 seed (`status: 3% (…)`).
+/// The 2020 seed's lines and texts (`status: 3% (…)`).
 pub const VZDUMP_QEMU_STYLE_SEED: u32 = 0;
-/// Status lines of today's qemu-server (`  3% (1.0 GiB of 32.0 GiB) …`).
+/// Today's qemu-server's lines and texts (`  3% (1.0 GiB of 32.0 GiB) …`).
 pub const VZDUMP_QEMU_STYLE_CURRENT: u32 = 1;
 
 /// Receives one log line (no prefix, no newline; valid during the call). Return 0 to go
@@ -51,6 +51,18 @@ pub(crate) unsafe fn deliver(
     unsafe { log_cb(userdata, level, text.as_ptr()) }
 }
 
+/// Reads a `VZDUMP_QEMU_STYLE_*` argument.
+pub(crate) fn style_arg(style: u32) -> Result<Style, Failure> {
+    match style {
+        VZDUMP_QEMU_STYLE_SEED => Ok(Style::Seed),
+        VZDUMP_QEMU_STYLE_CURRENT => Ok(Style::Current),
+        other => Err(Failure::new(
+            VZDUMP_QEMU_INVALID_PARAMETER,
+            format!("style {other} is neither VZDUMP_QEMU_STYLE_SEED nor _CURRENT"),
+        )),
+    }
+}
+
 /// The state of one job's status-poll loop (start time, last printed line).
 pub struct vzdump_qemu_poll {
     poller: Poller,
@@ -75,16 +87,7 @@ pub unsafe extern "C" fn vzdump_qemu_poll_new(
         // SAFETY: caller contract.
         let p = unsafe { handle(peer, "peer") }?;
         let uuid = unsafe { str_arg(job_uuid, "job_uuid") }?;
-        let style = match style {
-            VZDUMP_QEMU_STYLE_SEED => Style::Seed,
-            VZDUMP_QEMU_STYLE_CURRENT => Style::Current,
-            other => {
-                return Err(Failure::new(
-                    VZDUMP_QEMU_INVALID_PARAMETER,
-                    format!("style {other} is neither VZDUMP_QEMU_STYLE_SEED nor _CURRENT"),
-                ))
-            }
-        };
+        let style = style_arg(style)?;
         let interval = (interval_ms != 0).then(|| Duration::from_millis(interval_ms));
         let poller = Poller::new(&p.peer, &p.options, uuid, style, interval);
         // SAFETY: checked by need().

@@ -20,6 +20,15 @@ fn agent(p: &vzdump_qemu_peer) -> Result<&Peer, Failure> {
     })
 }
 
+/// The agent's settings from the peer's: connect timeout and style.
+fn agent_options(p: &vzdump_qemu_peer) -> qga::Options {
+    qga::Options {
+        connect_timeout: p.options.connect_timeout,
+        style: p.options.style,
+        ..qga::Options::default()
+    }
+}
+
 /// Calls `log_cb` (if any) with each line; its return value is ignored (each step is one
 /// command).
 fn sink(log_cb: vzdump_qemu_log_callback, userdata: *mut c_void) -> impl FnMut(Level, &str) {
@@ -52,7 +61,7 @@ pub unsafe extern "C" fn vzdump_qemu_qga_command(
         let p = unsafe { handle(peer, "peer") }?;
         let command = unsafe { str_arg(command, "command") }?;
         let args = unsafe { json_arg(arguments_json, "arguments_json") }?;
-        let options = qga::Options::default();
+        let options = agent_options(p);
         let value = qga::command(agent(p)?, command, args, millis(timeout_ms), &options)?;
         // SAFETY: checked by need().
         unsafe { put_string(out_json, &value.to_string(), "out_json") }
@@ -80,11 +89,7 @@ pub unsafe extern "C" fn vzdump_qemu_qga_fs_freeze(
         need(out_frozen, "out_frozen")?;
         // SAFETY: caller contract.
         let p = unsafe { handle(peer, "peer") }?;
-        let frozen = qga::fs_freeze(
-            agent(p)?,
-            &qga::Options::default(),
-            &mut sink(log_cb, userdata),
-        );
+        let frozen = qga::fs_freeze(agent(p)?, &agent_options(p), &mut sink(log_cb, userdata));
         // SAFETY: checked by need().
         unsafe { put(out_frozen, frozen, "out_frozen") }
     })
@@ -105,11 +110,7 @@ pub unsafe extern "C" fn vzdump_qemu_qga_fs_thaw(
     boundary(error, || {
         // SAFETY: caller contract.
         let p = unsafe { handle(peer, "peer") }?;
-        qga::fs_thaw(
-            agent(p)?,
-            &qga::Options::default(),
-            &mut sink(log_cb, userdata),
-        );
+        qga::fs_thaw(agent(p)?, &agent_options(p), &mut sink(log_cb, userdata));
         Ok(())
     })
 }

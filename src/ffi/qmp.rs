@@ -167,6 +167,27 @@ pub unsafe extern "C" fn vzdump_qemu_peer_set_timeouts(
     })
 }
 
+/// Sets whose failure texts the peer's calls print: `VZDUMP_QEMU_STYLE_SEED` (the
+/// default: the 2020 seed's client, e.g. `received responsed without command id`, agent
+/// commands named `VM 100 qmp command`) or `VZDUMP_QEMU_STYLE_CURRENT` (today's
+/// qemu-server, `VM 100 qga command`). A status loop uses its own style instead.
+///
+/// # Safety
+/// `peer` is NULL or a live peer handle not used by another thread.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_peer_set_style(
+    peer: *mut vzdump_qemu_peer,
+    style: u32,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        // SAFETY: caller contract.
+        let p = unsafe { handle_mut(peer, "peer") }?;
+        p.options.style = super::poll::style_arg(style)?;
+        Ok(())
+    })
+}
+
 /// Sets the guest agent's socket of a peer given by path (a VM peer has
 /// `<run_dir>/<vmid>.qga` already).
 ///

@@ -74,3 +74,50 @@ pub(crate) fn code_of(err: &Error) -> vzdump_qemu_result {
         Error::Cancelled => VZDUMP_QEMU_CANCELLED,
     }
 }
+
+/// What a failure knows beyond its message, for `vzdump_qemu_last_error_json`.
+pub(crate) fn detail_of(err: &Error) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mut detail = json!({});
+    match err {
+        Error::NotRunning { vmid } => detail["vmid"] = json!(vmid),
+        Error::NoSocket { peer } => detail["socket"] = json!(peer.socket_path()),
+        Error::Command(c) => {
+            detail["command"] = json!(c.command);
+            detail["socket"] = json!(c.peer.socket_path());
+            if let Some(vmid) = c.peer.vm_id() {
+                detail["vmid"] = json!(vmid);
+            }
+            detail["stage"] = json!(match c.stage {
+                Stage::Connect => "connect",
+                Stage::Handshake => "handshake",
+                Stage::Command => "command",
+            });
+            let (cause, extra): (&str, Value) = match &c.cause {
+                Cause::Connect { errno } => ("connect", json!({ "errno": errno })),
+                Cause::ConnectTimeout { attempts } => {
+                    ("connect-timeout", json!({ "attempts": attempts }))
+                }
+                Cause::Closed { detail } => ("closed", json!({ "detail": detail })),
+                Cause::Timeout { after } => {
+                    let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+                    ("timeout", json!({ "timeout_ms": ms }))
+                }
+                Cause::MissingId => ("missing-id", json!({})),
+                Cause::WrongId { got, expected } => {
+                    ("wrong-id", json!({ "got": got, "expected": expected }))
+                }
+                Cause::Qemu { class, desc } => {
+                    ("qemu", json!({ "class": class.name(), "desc": desc }))
+                }
+                Cause::Protocol { reason } => ("protocol", json!({ "reason": reason })),
+            };
+            detail["cause"] = json!(cause);
+            if let (Value::Object(d), Value::Object(e)) = (&mut detail, extra) {
+                d.extend(e);
+            }
+        }
+        _ => {}
+    }
+    detail
+}

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +32,28 @@ static int passed, failed;
             fputc('\n', stderr);                                                         \
         }                                                                                \
     } while (0)
+
+/* Checks a result code and that the message is `text` exactly. */
+static void expect_exact(vzdump_qemu_result got, vzdump_qemu_result want, char **errp,
+                         const char *text, const char *what)
+{
+    char *err = *errp;
+    *errp = NULL;
+    CHECK(got == want, "%s: result %u, want %u (%s)", what, got, want, err ? err : "-");
+    CHECK(err && strcmp(err, text) == 0, "%s: message '%s', want '%s'", what,
+          err ? err : "(null)", text);
+    vzdump_qemu_string_free(err);
+}
+
+/* Checks that the details of the last failure contain `needle`. */
+static void expect_detail(const char *needle, const char *what)
+{
+    char *json = NULL;
+    CHECK(vzdump_qemu_last_error_json(&json) == VZDUMP_QEMU_OK, "%s: last_error_json", what);
+    CHECK(json && strstr(json, needle), "%s: detail %s lacks %s", what, json ? json : "(null)",
+          needle);
+    vzdump_qemu_string_free(json);
+}
 
 /* Checks a result code and, on failure, that the message contains `needle`. */
 static void expect(vzdump_qemu_result got, vzdump_qemu_result want, char **errp,
@@ -94,10 +117,16 @@ static void test_bad_input(void)
            &err, NULL, "vmid peer");
     char *json = NULL;
     err = NULL;
-    expect(vzdump_qemu_command(peer, "query-status", NULL, 0, &json, &err), VZDUMP_QEMU_CONNECT,
-           &err, "unable to connect to VM 100 qmp socket - No such file or directory",
-           "missing socket");
+    /* proxmox/qemu-server src/PVE/QemuServer/Monitor.pm `qmp_cmd`: the running check. */
+    expect_exact(vzdump_qemu_command(peer, "query-status", NULL, 0, &json, &err),
+                 VZDUMP_QEMU_NOT_RUNNING, &err, "VM 100 not running", "no pid file");
     CHECK(json == NULL, "no output on failure");
+    expect_detail("\"vmid\":100", "not running detail");
+    expect_detail("\"code\":23", "not running code");
+    err = NULL;
+    expect(vzdump_qemu_peer_set_style(peer, 9, &err), VZDUMP_QEMU_INVALID_PARAMETER, &err,
+           "style 9", "bad peer style");
+    CHECK(vzdump_qemu_last_error_json(NULL) == VZDUMP_QEMU_NULL_PARAMETER, "detail NULL out");
     err = NULL;
     expect(vzdump_qemu_command(NULL, "query-status", NULL, 0, &json, &err),
            VZDUMP_QEMU_NULL_PARAMETER, &err, "peer must not be NULL", "NULL peer");
@@ -210,11 +239,15 @@ static void test_qemu(const char *sock)
     CHECK(pipe2(p, O_CLOEXEC) == 0, "pipe");
     char *uuid = NULL;
     err = NULL;
-    expect(vzdump_qemu_backup_start_vma(peer, p[1], NULL, 0, &uuid, &err),
-           VZDUMP_QEMU_NO_PROXMOX_SUPPORT, &err, "has no Proxmox backup support", "stock backup");
+    /* The seed's archive_vma dies with PVE::QMPClient's bare reason (`mux_input`: desc). */
+    expect_exact(vzdump_qemu_backup_start_vma(peer, p[1], NULL, 0, &uuid, &err),
+                 VZDUMP_QEMU_NO_PROXMOX_SUPPORT, &err, "The command backup has not been found",
+                 "stock backup");
+    expect_detail("\"class\":\"CommandNotFound\"", "stock backup class");
     err = NULL;
     expect(vzdump_qemu_backup_query(peer, &json, &err), VZDUMP_QEMU_NO_PROXMOX_SUPPORT, &err,
-           "query-backup", "stock query-backup");
+           "command 'query-backup' failed - The command query-backup has not been found",
+           "stock query-backup");
 
     vzdump_qemu_conn *conn = NULL;
     err = NULL;
@@ -295,11 +328,15 @@ static void test_disconnected(const char *dir)
     err = NULL;
     expect(vzdump_qemu_conn_open(peer, &conn, &err), VZDUMP_QEMU_OK, &err, NULL, "open fake");
     err = NULL;
+    /* proxmox/qemu-server src/PVE/QMPClient.pm `mux_close`: "client closed connection". */
     expect(vzdump_qemu_conn_execute(conn, "x", NULL, -1, 0, &json, &err),
-           VZDUMP_QEMU_DISCONNECTED, &err, "connection closed by peer", "hangup");
+           VZDUMP_QEMU_DISCONNECTED, &err, "command 'x' failed - client closed connection",
+           "hangup");
+    expect_detail("\"cause\":\"closed\"", "hangup detail");
     err = NULL;
     expect(vzdump_qemu_conn_execute(conn, "y", NULL, -1, 0, &json, &err),
-           VZDUMP_QEMU_DISCONNECTED, &err, "connection closed by peer", "sticky");
+           VZDUMP_QEMU_DISCONNECTED, &err, "command 'y' failed - client closed connection",
+           "sticky");
     vzdump_qemu_conn_free(conn);
     vzdump_qemu_peer_free(peer);
     waitpid(child, NULL, 0);
@@ -428,6 +465,115 @@ static void test_sim_backup(const char *sock, const char *dir)
     vzdump_qemu_peer_free(peer);
 }
 
+/* Starts real QEMU as VM `vmid` of run directory `dir` (socket and -pidfile there), as a
+   direct child, and waits for both files. Returns its pid, or -1. */
+static pid_t start_vm(const char *dir, unsigned vmid)
+{
+    char qmp[300], pidfile[300];
+    snprintf(qmp, sizeof qmp, "unix:%s/%u.qmp,server=on,wait=off", dir, vmid);
+    snprintf(pidfile, sizeof pidfile, "%s/%u.pid", dir, vmid);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        execlp("qemu-system-x86_64", "qemu-system-x86_64", "-machine", "none", "-nodefaults",
+               "-display", "none", "-S", "-qmp", qmp, "-pidfile", pidfile, (char *)NULL);
+        _exit(127);
+    }
+    char sock[300];
+    snprintf(sock, sizeof sock, "%s/%u.qmp", dir, vmid);
+    for (int i = 0; i < 400; i++) {
+        if (access(sock, F_OK) == 0 && access(pidfile, F_OK) == 0)
+            return pid;
+        usleep(25000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+/* qemu-server's texts for a VM given by id, each made by real QEMU 10. */
+static void test_vm_texts(const char *work)
+{
+    char dir[256], sock[300], moved[300];
+    snprintf(dir, sizeof dir, "%s/vm-run-%d", work, (int)getpid());
+    CHECK(mkdir(dir, 0700) == 0 || errno == EEXIST, "mkdir %s", dir);
+    snprintf(sock, sizeof sock, "%s/100.qmp", dir);
+    snprintf(moved, sizeof moved, "%s/moved.qmp", dir);
+    pid_t qemu = start_vm(dir, 100);
+    CHECK(qemu > 0, "QEMU started");
+    if (qemu <= 0)
+        return;
+    vzdump_qemu_peer *peer = NULL;
+    char *err = NULL, *json = NULL;
+    expect(vzdump_qemu_peer_new_vmid(100, dir, &peer, &err), VZDUMP_QEMU_OK, &err, NULL, "peer");
+    expect(vzdump_qemu_command(peer, "query-status", NULL, 0, &json, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "running VM answers");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    /* proxmox/qemu-server src/PVE/QMPClient.pm `cmd` with `mux_input`'s desc. */
+    expect_exact(vzdump_qemu_backup_query(peer, &json, &err), VZDUMP_QEMU_NO_PROXMOX_SUPPORT,
+                 &err,
+                 "VM 100 qmp command 'query-backup' failed - The command query-backup has not "
+                 "been found",
+                 "stock query-backup of a VM");
+    expect_detail("\"stage\":\"command\"", "query-backup stage");
+
+    /* A stopped QEMU does not greet: `mux_timeout`'s "got timeout", in the handshake. */
+    expect(vzdump_qemu_peer_set_timeouts(peer, 0, 300, &err), VZDUMP_QEMU_OK, &err, NULL,
+           "short handshake");
+    kill(qemu, SIGSTOP);
+    expect_exact(vzdump_qemu_command(peer, "query-status", NULL, 0, &json, &err),
+                 VZDUMP_QEMU_HANDSHAKE, &err,
+                 "VM 100 qmp command 'query-status' failed - got timeout", "silent QEMU");
+    expect_detail("\"timeout_ms\":300", "timeout detail");
+    kill(qemu, SIGCONT);
+
+    /* The agent: today's qmp_cmd tests the agent's socket, the seed's the monitor's. */
+    expect(vzdump_qemu_peer_set_style(peer, VZDUMP_QEMU_STYLE_CURRENT, &err), VZDUMP_QEMU_OK,
+           &err, NULL, "style current");
+    expect_exact(vzdump_qemu_qga_command(peer, "guest-ping", NULL, 0, &json, &err),
+                 VZDUMP_QEMU_NO_SOCKET, &err, "unable to open monitor socket",
+                 "no agent socket (current)");
+    expect(vzdump_qemu_peer_set_style(peer, VZDUMP_QEMU_STYLE_SEED, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "style seed");
+    expect_exact(vzdump_qemu_qga_command(peer, "guest-ping", NULL, 0, &json, &err),
+                 VZDUMP_QEMU_CONNECT, &err,
+                 "VM 100 qmp command 'guest-ping' failed - unable to connect to VM 100 qga "
+                 "socket - No such file or directory",
+                 "no agent socket (seed)");
+
+    /* The VM runs, but its socket path holds a socket nobody listens on. */
+    CHECK(rename(sock, moved) == 0, "move socket");
+    int stale = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    CHECK(strlen(sock) < sizeof sa.sun_path, "socket path fits: %s", sock);
+    memcpy(sa.sun_path, sock, strlen(sock) < sizeof sa.sun_path ? strlen(sock) + 1 : 0);
+    CHECK(bind(stale, (struct sockaddr *)&sa, sizeof sa) == 0, "bind stale socket");
+    close(stale);
+    /* `$open_connection`: "unable to connect to $peer_name $sotype socket - $!". */
+    expect_exact(vzdump_qemu_backup_cancel(peer, &err), VZDUMP_QEMU_CONNECT, &err,
+                 "VM 100 qmp command 'backup-cancel' failed - unable to connect to VM 100 qmp "
+                 "socket - Connection refused",
+                 "refused");
+    expect_detail("\"errno\":111", "refused errno");
+
+    /* Monitor.pm `qmp_cmd`: -e $sname, else "unable to open monitor socket". */
+    unlink(sock);
+    expect_exact(vzdump_qemu_backup_cancel(peer, &err), VZDUMP_QEMU_NO_SOCKET, &err,
+                 "unable to open monitor socket", "removed socket");
+
+    /* Killed and reaped: a stale pid file. */
+    kill(qemu, SIGKILL);
+    waitpid(qemu, NULL, 0);
+    CHECK(rename(moved, sock) == 0, "socket file back");
+    expect_exact(vzdump_qemu_backup_query(peer, &json, &err), VZDUMP_QEMU_NOT_RUNNING, &err,
+                 "VM 100 not running", "stale pid file");
+    CHECK(json == NULL, "no output");
+    vzdump_qemu_peer_free(peer);
+}
+
 /* The guest agent: real qemu-ga on the host, its freeze commands blocked. */
 static void test_qga(const char *agent_sock)
 {
@@ -476,6 +622,7 @@ int main(int argc, char **argv)
     test_bad_input();
     test_qemu(argv[2]);
     test_disconnected(argv[3]);
+    test_vm_texts(argv[3]);
     test_sim_backup(argv[1], argv[3]);
     test_qga(argv[4]);
     printf("%d passed, %d failed\n", passed, failed);
