@@ -339,9 +339,27 @@ vzdump_qemu_result vzdump_qemu_poll_new(const struct vzdump_qemu_peer *peer,
                                         char **error);
 
 /**
+ * Gives today's loop (`VZDUMP_QEMU_STYLE_CURRENT`) the `query-proxmox-support` reply of
+ * the backup's QEMU, as today's `archive_pbs` does (a VMA backup passes none): when it
+ * says `query-bitmap-info`, the first `vzdump_qemu_poll_run` queries
+ * `query-pbs-bitmap-info` and logs the dirty-bitmap lines before polling (per drive unless
+ * `is_template`), and the dirty bytes become the percent base. The seed style ignores it.
+ * Call it before the first run.
+ *
+ * # Safety
+ * `poll` is NULL or live; `support_json` NULL or NUL-terminated.
+ */
+vzdump_qemu_result vzdump_qemu_poll_set_qemu_support(struct vzdump_qemu_poll *poll,
+                                                     const char *support_json,
+                                                     bool is_template,
+                                                     char **error);
+
+/**
  * Runs (or, after `VZDUMP_QEMU_INTERRUPTED`, resumes) the loop until the job ends.
  * Returns OK when it is done, after logging the summary; `*out_progress_json` (may be
- * NULL) then gets `{"percent","transferred","total","target","zero","reused","duration"}`.
+ * NULL) then gets `{"percent","transferred","total","target","zero","reused","duration"}`,
+ * where `total` and `reused` are what today's loop returns (the last non-zero total; the
+ * last `reused` read, `null` if QEMU reported none).
  * `VZDUMP_QEMU_POLL` carries the seed's die text (`got unexpected uuid`, the job's
  * errmsg or `unknown error`, `got unexpected status '<s>'`,
  * `got wrong number of transfered bytes (<a> != <b>)`). `VZDUMP_QEMU_CANCELLED` when

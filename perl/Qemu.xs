@@ -283,7 +283,23 @@ fail(pTHX_ vzdump_qemu_result rc, char *err)
     croak_sv(msg);
 }
 
-/* Makes the peer for a VM id or socket path (a string with '/'); dies on bad input. */
+/* The VZDUMP_QEMU_STYLE_* of a style name ('seed' or 'current'; undef is 'seed'). */
+static uint32_t
+style_arg(pTHX_ SV *style, const char *what)
+{
+    const char *name = SvOK(style) ? str_arg(aTHX_ style, what) : "seed";
+
+    if (strEQ(name, "seed"))
+        return VZDUMP_QEMU_STYLE_SEED;
+    if (strEQ(name, "current"))
+        return VZDUMP_QEMU_STYLE_CURRENT;
+    croak_arg(aTHX_ what, "'seed' or 'current'", style);
+}
+
+/*
+ * Makes the peer for a VM id or socket path (a string with '/'), worded in the style of
+ * $PVE::RS::VZDump::Qemu::STYLE; dies on bad input.
+ */
 static vzdump_qemu_peer *
 new_peer(pTHX_ SV *target, SV *run_dir)
 {
@@ -293,6 +309,9 @@ new_peer(pTHX_ SV *target, SV *run_dir)
     uint32_t vmid;
     const char *t = str_arg(aTHX_ target, "the VM id or socket path");
     const char *dir = opt_str_arg(aTHX_ run_dir, "the run directory");
+    SV *style_sv = get_sv("PVE::RS::VZDump::Qemu::STYLE", 0);
+    uint32_t style = style_arg(aTHX_ style_sv ? style_sv : &PL_sv_undef,
+                               "$PVE::RS::VZDump::Qemu::STYLE");
 
     if (strchr(t, '/'))
         rc = vzdump_qemu_peer_new_path(t, &peer, &err);
@@ -301,8 +320,12 @@ new_peer(pTHX_ SV *target, SV *run_dir)
     else
         croak_sv(sv_2mortal(newSVpvf("'%s' is neither a VM id nor a socket path (a path"
                                      " contains '/')\n", t)));
-    if (rc != VZDUMP_QEMU_OK)
+    if (rc == VZDUMP_QEMU_OK)
+        rc = vzdump_qemu_peer_set_style(peer, style, &err);
+    if (rc != VZDUMP_QEMU_OK) {
+        vzdump_qemu_peer_free(peer);
         fail(aTHX_ rc, err);
+    }
     return peer;
 }
 
@@ -725,20 +748,14 @@ _new(class, target, run_dir, job_uuid, style, interval_ms)
   PREINIT:
     vzdump_qemu_peer *peer;
     vzdump_qemu_poll *poll = NULL;
-    const char *uuid, *style_name;
+    const char *uuid;
     uint32_t style_code;
     UV ms;
     char *err = NULL;
     vzdump_qemu_result rc;
   CODE:
     uuid = str_arg(aTHX_ job_uuid, "the job UUID");
-    style_name = SvOK(style) ? str_arg(aTHX_ style, "the style") : "seed";
-    if (strEQ(style_name, "seed"))
-        style_code = VZDUMP_QEMU_STYLE_SEED;
-    else if (strEQ(style_name, "current"))
-        style_code = VZDUMP_QEMU_STYLE_CURRENT;
-    else
-        croak_arg(aTHX_ "the style", "'seed' or 'current'", style);
+    style_code = style_arg(aTHX_ style, "the style");
     ms = uint_arg(aTHX_ interval_ms, "the interval", UINT64_MAX / 2);
     peer = new_peer(aTHX_ target, run_dir);
     rc = vzdump_qemu_poll_new(peer, uuid, style_code, ms, &poll, &err);
@@ -748,6 +765,21 @@ _new(class, target, run_dir, job_uuid, style, interval_ms)
     RETVAL = new_handle(aTHX_ class, POLL_CLASS, &poll_vtbl, poll);
   OUTPUT:
     RETVAL
+
+void
+_set_qemu_support(poll, support_json, is_template)
+    vzdump_qemu_poll *poll
+    SV *support_json
+    SV *is_template
+  PREINIT:
+    const char *support;
+    char *err = NULL;
+    vzdump_qemu_result rc;
+  CODE:
+    support = str_arg(aTHX_ support_json, "the qemu_support");
+    rc = vzdump_qemu_poll_set_qemu_support(poll, support, SvTRUE(is_template), &err);
+    if (rc != VZDUMP_QEMU_OK)
+        fail(aTHX_ rc, err);
 
 SV *
 _run(poll, log_cb, cancel_on_error)

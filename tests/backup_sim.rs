@@ -524,3 +524,94 @@ fn refused_start_releases_the_pipe_so_the_reader_sees_eof() {
     // would hang forever.
     assert_eq!(reader.join().unwrap(), 0);
 }
+
+/// Today's loop with the `query-proxmox-support` reply (proxmox/qemu-server
+/// src/PVE/VZDump/QemuServer.pm `archive_pbs` passes it to `$query_backup_status_loop`):
+/// the dirty-bitmap lines come first, the dirty bytes are the percent base, and the
+/// result is `{total, reused}`.
+#[test]
+fn current_loop_logs_the_dirty_bitmap_lines_of_a_pbs_job() {
+    const MIB: u64 = 1 << 20;
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=40M", "--rate", "64M"]);
+    let options = Options::default();
+    let support = backup::proxmox_support(&peer(&sim), &options).unwrap();
+    assert_eq!(support["query-bitmap-info"], true);
+    let params = PbsParams {
+        repository: "root@pam@localhost:store".into(),
+        backup_id: "100".into(),
+        backup_time: 1_700_000_000,
+        password: Some(Secret::new("pw")),
+        use_dirty_bitmap: Some(true),
+        ..PbsParams::default()
+    };
+    let run = |is_template: bool| {
+        let uuid = backup::start_pbs(&peer(&sim), &options, &params, None).unwrap();
+        let mut poller = Poller::new(&peer(&sim), &options, &uuid, Style::Current, None);
+        poller.set_qemu_support(&support, is_template);
+        let mut lines = Vec::new();
+        let done = poller
+            .run(
+                &mut |_l: Level, s: &str| lines.push(s.to_string()),
+                &mut || false,
+            )
+            .unwrap();
+        (done, lines)
+    };
+    // A first backup creates the bitmap: a full backup, no incremental line.
+    let (_, lines) = run(false);
+    assert_eq!(
+        lines[0], "scsi0: dirty-bitmap status: created new",
+        "{lines:?}"
+    );
+    assert!(lines[1].contains(" of 40.0 MiB) in "), "{lines:?}");
+    // The second one uses it: the simulator leaves every eighth 4 MiB chunk dirty.
+    let (done, lines) = run(false);
+    assert_eq!(
+        lines[..2],
+        [
+            "scsi0: dirty-bitmap status: OK (8.0 MiB of 40.0 MiB dirty)",
+            "using fast incremental mode (dirty-bitmap), 8.0 MiB dirty of 40.0 MiB total",
+        ],
+        "{lines:?}"
+    );
+    // The percent base is the dirty part ...
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("100% (8.0 MiB of 8.0 MiB)")),
+        "{lines:?}"
+    );
+    // ... and today's result: last non-zero total and the last reused read.
+    assert_eq!(done.totals.total, 40 * MIB);
+    assert!(
+        done.totals.reused.is_some_and(|r| r >= 32 * MIB),
+        "{:?}",
+        done.totals
+    );
+    // A template logs no per-drive line, the totals still count.
+    let (_, lines) = run(true);
+    assert_eq!(
+        lines[0], "using fast incremental mode (dirty-bitmap), 8.0 MiB dirty of 40.0 MiB total",
+        "{lines:?}"
+    );
+    // The seed's loop has no such step, and (older than dirty bitmaps) takes an
+    // incremental job's byte count for a failure.
+    let uuid = backup::start_pbs(&peer(&sim), &options, &params, None).unwrap();
+    let mut poller = Poller::new(&peer(&sim), &options, &uuid, Style::Seed, None);
+    poller.set_qemu_support(&support, false);
+    let mut lines = Vec::new();
+    let err = poller
+        .run(
+            &mut |_l: Level, s: &str| lines.push(s.to_string()),
+            &mut || false,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "got wrong number of transfered bytes (41943040 != 8388608)"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("dirty-bitmap")),
+        "{lines:?}"
+    );
+}

@@ -39,17 +39,20 @@ dies_like(sub { mon_cmd($sock, 'query-status', timeout => 'soon') },
     qr/^mon_cmd: timeout must be a number of seconds, got 'soon'$/, 'mon_cmd bad timeout');
 dies_like(sub { PVE::RS::VZDump::Qemu::_command($sock, undef, 'query-status', undef, 'nan') },
     qr/^the timeout must be a number between 0 and \d+, got 'nan'$/, '_command NaN timeout');
-dies_like(sub { mon_cmd($sock, 'query-status') },
-    qr/^unable to connect to qmp socket '\/nonexistent\/q.sock' - No such file or directory$/,
+# proxmox/qemu-server src/PVE/QemuServer/Monitor.pm `qmp_cmd`: -e $sname, else this.
+dies_like(sub { mon_cmd($sock, 'query-status') }, qr/^unable to open monitor socket$/,
     'mon_cmd missing socket');
 {
     local $PVE::RS::VZDump::Qemu::RUN_DIR = '/nonexistent';
+    # Monitor.pm `qmp_cmd`: "$peer->{name} not running" comes first, agent included.
+    dies_like(sub { mon_cmd(100, 'query-status') }, qr/^VM 100 not running$/,
+        'mon_cmd VM id: qemu-server\'s running check');
+    dies_like(sub { mon_cmd(100, 'guest-ping') }, qr/^VM 100 not running$/,
+        'mon_cmd guest command: the running check too');
+    local $PVE::RS::VZDump::Qemu::STYLE = 'today';
     dies_like(sub { mon_cmd(100, 'query-status') },
-        qr/^unable to connect to VM 100 qmp socket - No such file or directory$/,
-        'mon_cmd VM id names the VM like qemu-server');
-    dies_like(sub { mon_cmd(100, 'guest-ping') },
-        qr/^unable to connect to VM 100 qga socket - No such file or directory$/,
-        'mon_cmd guest command goes to the VM\'s agent socket');
+        qr/^\$PVE::RS::VZDump::Qemu::STYLE must be 'seed' or 'current', got 'today'$/,
+        'an unknown style is refused');
 }
 
 # Guest agent commands and steps: same target and option checks.
@@ -61,8 +64,7 @@ dies_like(sub { mon_cmd($sock, 'guest-ping', timeout => -2) },
     qr/^mon_cmd: timeout must be a number of seconds, got '-2'$/, 'mon_cmd guest bad timeout');
 dies_like(sub { mon_cmd($sock, "guest-ping\0x") }, qr/^the command must not contain NUL bytes$/,
     'mon_cmd guest NUL in command');
-dies_like(sub { mon_cmd($sock, 'guest-ping') },
-    qr/^unable to connect to qga socket '\/nonexistent\/q.sock' - No such file or directory$/,
+dies_like(sub { mon_cmd($sock, 'guest-ping') }, qr/^unable to open monitor socket$/,
     'mon_cmd guest command: a path is the agent socket');
 dies_like(sub { PVE::RS::VZDump::Qemu::_qga_command($sock, undef, 'guest-ping', '[1]', 0) },
     qr/^arguments_json must be a JSON object$/, '_qga_command arguments not an object');

@@ -115,4 +115,37 @@ sub lines { my ($log) = @_; return [map { $_->[1] } @$log]; }
     is($status->{errmsg}, 'backup canceled', 'cancel_on_error: errmsg');
 }
 
+# Today's loop given the query-proxmox-support reply, as today's archive_pbs gives it
+# (proxmox/qemu-server src/PVE/VZDump/QemuServer.pm `$query_backup_status_loop`): the
+# dirty-bitmap lines first, then {total, reused} returned.
+{
+    my $sim = start_sim("$dir/100.qmp", '--gen-disk', 'drive-scsi0=40M', '--rate', '64M');
+    my $support = PVE::RS::VZDump::Qemu::mon_cmd(100, 'query-proxmox-support');
+    my %pbs = ('backup-file' => 'root@pam@localhost:store', 'backup-id' => '100',
+        'backup-time' => 1700000000, password => 'pw', 'use-dirty-bitmap' => JSON::PP::true);
+    my @lines;
+    for my $round (1, 2) {
+        my $uuid = PVE::RS::VZDump::Qemu::backup_start_pbs(100, \%pbs);
+        @lines = ();
+        my $res = query_backup_status_loop(100, $uuid, sub { push @lines, $_[1] },
+            style => 'current', interval => 0.2, qemu_support => $support);
+        is($res->{total}, 40 * $MiB, "bitmap round $round: total returned");
+        ok(defined($res->{reused}), "bitmap round $round: reused returned");
+    }
+    is_deeply([@lines[0, 1]], [
+        'scsi0: dirty-bitmap status: OK (8.0 MiB of 40.0 MiB dirty)',
+        'using fast incremental mode (dirty-bitmap), 8.0 MiB dirty of 40.0 MiB total',
+    ], 'bitmap lines before the status lines') or diag explain \@lines;
+    my $uuid = PVE::RS::VZDump::Qemu::backup_start_pbs(100, \%pbs);
+    @lines = ();
+    query_backup_status_loop(100, $uuid, sub { push @lines, $_[1] }, style => 'current',
+        interval => 0.2, qemu_support => $support, is_template => 1);
+    is($lines[0], 'using fast incremental mode (dirty-bitmap), 8.0 MiB dirty of 40.0 MiB total',
+        'a template: no per-drive line');
+    eval { query_backup_status_loop(100, $uuid, sub {}, qemu_support => 'yes') };
+    like($@, qr/^query_backup_status_loop: qemu_support must be a hash reference, got 'yes'\n\z/,
+        'qemu_support must be a hash');
+    stop_peer($sim);
+}
+
 done_testing();

@@ -12,13 +12,15 @@ use IO::Socket::UNIX;
 use Test::More;
 
 use PVE::RS::VZDump::Qemu qw(mon_cmd qga_fs_freeze qga_fs_thaw);
-use TestPeers qw(tmpdir start_qga start_fake_agent stop_peer);
+use TestPeers qw(tmpdir start_qemu start_qga start_fake_agent stop_peer);
 
 BAIL_OUT("$TestPeers::QEMU_GA not installed: real-peer tests never skip")
     if !-x $TestPeers::QEMU_GA;
 
 my $dir = tmpdir();
 local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
+# VM 100's QEMU (with its pid file: qemu-server's running check) and its agent.
+my $qemu = start_qemu("$dir/100.qmp");
 my $qga = start_qga($dir);
 
 my $FREEZE_LINE = "issuing guest-agent 'fs-freeze' command";
@@ -47,13 +49,21 @@ is(mon_cmd(100, 'guest-sync', id => 4242), 4242, 'arguments reach the agent');
 
 my $ok = eval { mon_cmd(100, 'guest-fsfreeze-freeze'); 1 };
 ok(!$ok, 'a blocked command dies');
-like($@, qr/^VM 100 qga command 'guest-fsfreeze-freeze' failed - .*has been disabled.*\n\z/,
-    'blocked command: the library\'s text, VM named as in qemu-server');
+# The seed's PVE::QMPClient `cmd` (2020) said "VM $vmid qmp command" for the agent too ...
+like($@, qr/^VM 100 qmp command 'guest-fsfreeze-freeze' failed - .*has been disabled.*\n\z/,
+    'blocked command: the seed\'s text');
+{
+    # ... today's proxmox/qemu-server src/PVE/QMPClient.pm `cmd` says the peer's type.
+    local $PVE::RS::VZDump::Qemu::STYLE = 'current';
+    $ok = eval { mon_cmd(100, 'guest-fsfreeze-freeze'); 1 };
+    like($@, qr/^VM 100 qga command 'guest-fsfreeze-freeze' failed - .*has been disabled.*\n\z/,
+        'blocked command: today\'s text');
+}
 $ok = eval { mon_cmd("$dir/100.qga", 'guest-fsfreeze-thaw'); 1 };
 like($@, qr/^qga socket '\Q$dir\E\/100\.qga' command 'guest-fsfreeze-thaw' failed - .*has been disabled.*\n\z/,
     'blocked command by path: the socket named');
 $ok = eval { mon_cmd(100, 'guest-no-such-command'); 1 };
-like($@, qr/^VM 100 qga command 'guest-no-such-command' failed - .+\n\z/, 'unknown command dies');
+like($@, qr/^VM 100 qmp command 'guest-no-such-command' failed - .+\n\z/, 'unknown command dies');
 is(mon_cmd(100, 'guest-fsfreeze-status'), 'thawed', 'still thawed, agent still serving');
 
 # qga_fs_freeze / qga_fs_thaw against qemu-ga: freeze and thaw are blocked, so both log the
@@ -66,7 +76,7 @@ is(mon_cmd(100, 'guest-fsfreeze-status'), 'thawed', 'still thawed, agent still s
     is_deeply($log->[0], ['info', $FREEZE_LINE], 'qga_fs_freeze: the seed\'s info line first');
     is($log->[1]->[0], 'err', 'qga_fs_freeze: then an error line');
     like($log->[1]->[1],
-        qr/^VM 100 qga command 'guest-fsfreeze-freeze' failed - .*has been disabled/,
+        qr/^VM 100 qmp command 'guest-fsfreeze-freeze' failed - .*has been disabled/,
         'qga_fs_freeze: the disabled error');
     unlike($log->[1]->[1], qr/\n/, 'qga_fs_freeze: no newline in the line');
 
@@ -76,7 +86,7 @@ is(mon_cmd(100, 'guest-fsfreeze-status'), 'thawed', 'still thawed, agent still s
     is(scalar(@$log), 2, 'qga_fs_thaw: two lines') or diag explain $log;
     is_deeply($log->[0], ['info', $THAW_LINE], 'qga_fs_thaw: the seed\'s info line first');
     is($log->[1]->[0], 'err', 'qga_fs_thaw: then an error line');
-    like($log->[1]->[1], qr/^VM 100 qga command 'guest-fsfreeze-thaw' failed - .*has been disabled/,
+    like($log->[1]->[1], qr/^VM 100 qmp command 'guest-fsfreeze-thaw' failed - .*has been disabled/,
         'qga_fs_thaw: the disabled error');
 }
 
@@ -190,15 +200,34 @@ my %working = ('guest-ping' => {}, 'guest-fsfreeze-freeze' => 2, 'guest-fsfreeze
     stop_peer($fake);
 }
 
-# A VM id whose agent socket does not exist.
+# A VM that does not run: qemu-server's running check (Monitor.pm `qmp_cmd`) comes first.
 {
     local $PVE::RS::VZDump::Qemu::RUN_DIR = "$dir/none";
     $ok = eval { mon_cmd(100, 'guest-ping'); 1 };
-    is($@, "unable to connect to VM 100 qga socket - No such file or directory\n",
-        'missing agent socket: qemu-server\'s text');
+    is($@, "VM 100 not running\n", 'VM not running: qemu-server\'s text');
+    my ($log, $sink) = collector();
+    is(qga_fs_freeze(100, $sink), undef, 'VM not running: no thaw due');
+    is_deeply($log, [['info', $SKIP_LINE]], 'VM not running: skip line');
+}
+
+# A running VM whose agent socket does not exist.
+{
+    my $vmdir = tmpdir();
+    local $PVE::RS::VZDump::Qemu::RUN_DIR = $vmdir;
+    my $vm = start_qemu("$vmdir/100.qmp");
+    # The seed's `qmp_cmd` tested the monitor's socket; the connect to the agent's fails
+    # (PVE::QMPClient `$open_connection`: "unable to connect to VM $vmid qga socket - $!").
+    $ok = eval { mon_cmd(100, 'guest-ping'); 1 };
+    is($@, "VM 100 qmp command 'guest-ping' failed - unable to connect to VM 100 qga socket - No such file or directory\n",
+        'missing agent socket: the seed\'s text');
+    # Today's proxmox/qemu-server src/PVE/QemuServer/Monitor.pm `qmp_cmd` tests the agent's.
+    local $PVE::RS::VZDump::Qemu::STYLE = 'current';
+    $ok = eval { mon_cmd(100, 'guest-ping'); 1 };
+    is($@, "unable to open monitor socket\n", 'missing agent socket: today\'s text');
     my ($log, $sink) = collector();
     is(qga_fs_freeze(100, $sink), undef, 'missing agent socket: no thaw due');
     is_deeply($log, [['info', $SKIP_LINE]], 'missing agent socket: skip line');
+    stop_peer($vm);
 }
 
 is(mon_cmd(100, 'guest-fsfreeze-status'), 'thawed', 'qemu-ga still serving at the end');

@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::backup;
-use crate::error::{Error, Result};
-use crate::progress::{self, Completed, Level, LoopError, StatusLoop, Style, SystemClock};
+use crate::error::{Cause, CommandError, Error, Result, Stage};
+use crate::progress::{
+    self, BitmapInfo, BitmapSetup, Completed, Level, LoopError, StatusLoop, Style, SystemClock,
+};
 use crate::qmp::{Options, Peer};
 
 /// `query-backup` on a fresh connection per query, as qemu-server's `mon_cmd`.
@@ -29,6 +33,11 @@ pub struct Poller {
     options: Options,
     state: StatusLoop,
     interval: Duration,
+    style: Style,
+    job_uuid: String,
+    start: i64,
+    /// Today's loop: the dirty-bitmap lines are still to be logged, for a template or not.
+    bitmap: Option<bool>,
 }
 
 impl Poller {
@@ -53,7 +62,52 @@ impl Poller {
             options,
             state: StatusLoop::new(style, job_uuid, start, None),
             interval: interval.unwrap_or(progress::DEFAULT_INTERVAL),
+            style,
+            job_uuid: job_uuid.to_string(),
+            start,
+            bitmap: None,
         }
+    }
+
+    /// Today's loop contract (proxmox/qemu-server `src/PVE/VZDump/QemuServer.pm`,
+    /// `$query_backup_status_loop`, which `archive_pbs` gives its `query-proxmox-support`
+    /// reply): when `support` says `query-bitmap-info`, the loop first runs
+    /// `query-pbs-bitmap-info`, logs the dirty-bitmap lines (per drive unless the VM
+    /// `is_template`, then the fast incremental line) and takes the dirty bytes as its
+    /// percent base. The seed style has no such step and ignores it; a VMA backup passes
+    /// nothing, as `archive_vma` does.
+    /// Call it before the first [`run`](Self::run).
+    pub fn set_qemu_support(&mut self, support: &Value, is_template: bool) {
+        let has_bitmap_info = support
+            .get("query-bitmap-info")
+            .is_some_and(crate::qmp::perl_true);
+        self.bitmap = (self.style == Style::Current && has_bitmap_info).then_some(is_template);
+    }
+
+    /// `query-pbs-bitmap-info`, its lines logged, and the loop state rebuilt on its totals.
+    fn set_up_bitmap(&mut self, is_template: bool, log: &mut dyn FnMut(Level, &str)) -> Result<()> {
+        let reply = backup::pbs_bitmap_info(&self.peer, &self.options)?;
+        let drives: Vec<BitmapInfo> = serde_json::from_value(reply.clone()).map_err(|e| {
+            Error::from(CommandError {
+                peer: self.peer.clone(),
+                command: "query-pbs-bitmap-info".into(),
+                stage: Stage::Command,
+                cause: Cause::Protocol {
+                    reason: format!(
+                        "reply not understood ({e}): '{}'",
+                        crate::qmp::framing::excerpt(reply.to_string().as_bytes())
+                    ),
+                },
+                style: self.style,
+                bare: false,
+            })
+        })?;
+        let setup = BitmapSetup::new(&drives, is_template);
+        for line in &setup.lines {
+            log(line.level, &line.text);
+        }
+        self.state = StatusLoop::new(self.style, &self.job_uuid, self.start, Some(&setup));
+        Ok(())
     }
 
     /// Runs (or resumes) the loop until the job ends, sending every line to `log`.
@@ -65,6 +119,11 @@ impl Poller {
         log: &mut dyn FnMut(Level, &str),
         cancelled: &mut dyn FnMut() -> bool,
     ) -> Result<Completed> {
+        if let Some(is_template) = self.bitmap {
+            // Once: a resumed loop does not log the lines again.
+            self.set_up_bitmap(is_template, log)?;
+            self.bitmap = None;
+        }
         let mut source = Query {
             peer: &self.peer,
             options: &self.options,

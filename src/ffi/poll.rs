@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
 use std::time::Duration;
 
-use super::qmp::{handle, handle_mut, vzdump_qemu_peer};
+use super::qmp::{handle, handle_mut, json_arg, vzdump_qemu_peer};
 use super::result::*;
 use super::strings::str_arg;
 use super::{boundary, free_handle, need, put, put_string, Failure};
@@ -101,9 +101,38 @@ pub unsafe extern "C" fn vzdump_qemu_poll_new(
     })
 }
 
+/// Gives today's loop (`VZDUMP_QEMU_STYLE_CURRENT`) the `query-proxmox-support` reply of
+/// the backup's QEMU, as today's `archive_pbs` does (a VMA backup passes none): when it
+/// says `query-bitmap-info`, the first `vzdump_qemu_poll_run` queries
+/// `query-pbs-bitmap-info` and logs the dirty-bitmap lines before polling (per drive unless
+/// `is_template`), and the dirty bytes become the percent base. The seed style ignores it.
+/// Call it before the first run.
+///
+/// # Safety
+/// `poll` is NULL or live; `support_json` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_poll_set_qemu_support(
+    poll: *mut vzdump_qemu_poll,
+    support_json: *const c_char,
+    is_template: bool,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        // SAFETY: caller contract.
+        let state = unsafe { handle_mut(poll, "poll") }?;
+        let support = unsafe { json_arg(support_json, "support_json") }?.ok_or_else(|| {
+            Failure::new(VZDUMP_QEMU_NULL_PARAMETER, "support_json must not be NULL")
+        })?;
+        state.poller.set_qemu_support(&support, is_template);
+        Ok(())
+    })
+}
+
 /// Runs (or, after `VZDUMP_QEMU_INTERRUPTED`, resumes) the loop until the job ends.
 /// Returns OK when it is done, after logging the summary; `*out_progress_json` (may be
-/// NULL) then gets `{"percent","transferred","total","target","zero","reused","duration"}`.
+/// NULL) then gets `{"percent","transferred","total","target","zero","reused","duration"}`,
+/// where `total` and `reused` are what today's loop returns (the last non-zero total; the
+/// last `reused` read, `null` if QEMU reported none).
 /// `VZDUMP_QEMU_POLL` carries the seed's die text (`got unexpected uuid`, the job's
 /// errmsg or `unknown error`, `got unexpected status '<s>'`,
 /// `got wrong number of transfered bytes (<a> != <b>)`). `VZDUMP_QEMU_CANCELLED` when
@@ -148,10 +177,10 @@ pub unsafe extern "C" fn vzdump_qemu_poll_run(
         match outcome {
             Ok(done) => {
                 if !out_progress_json.is_null() {
-                    let p = done.progress;
+                    let (p, t) = (done.progress, done.totals);
                     let json = serde_json::json!({
-                        "percent": p.percent, "transferred": p.transferred, "total": p.total,
-                        "target": p.target, "zero": p.zero, "reused": p.reused,
+                        "percent": p.percent, "transferred": p.transferred, "total": t.total,
+                        "target": p.target, "zero": p.zero, "reused": t.reused,
                         "duration": p.duration,
                     });
                     // SAFETY: checked non-NULL.

@@ -76,8 +76,9 @@ impl std::fmt::Debug for Qmp {
 
 /// Runs one command on its own connection (connect, negotiate, execute, close), as
 /// qemu-server's `mon_cmd` does, after its checks ([`Peer::check_reachable`]). `timeout`
-/// defaults to `options.command_timeout`, else to qemu-server's value for the command.
-/// Every failure names `command`, the handshake's included, as qemu-server's do.
+/// defaults to `options.command_timeout`, else to qemu-server's value for the command; a
+/// timeout shorter than the connect or handshake timeout bounds those too. Every failure
+/// names `command`, the handshake's included, as qemu-server's do.
 pub fn command(
     peer: &Peer,
     command: &str,
@@ -86,7 +87,17 @@ pub fn command(
     options: &Options,
 ) -> Result<Value> {
     peer.check_reachable(options.style)?;
-    let mut qmp = Qmp::connect_for(peer, options, command)?;
+    // qemu-server's connect retries and its one mux timeout are both the command's
+    // timeout: a short one bounds the handshake too.
+    let limit = timeout
+        .or(options.command_timeout)
+        .unwrap_or_else(|| timeouts::for_command(command));
+    let options = Options {
+        connect_timeout: options.connect_timeout.min(limit),
+        handshake_timeout: options.handshake_timeout.min(limit),
+        ..options.clone()
+    };
+    let mut qmp = Qmp::connect_for(peer, &options, command)?;
     qmp.execute(command, arguments, timeout)
 }
 
@@ -365,7 +376,7 @@ impl Qmp {
         }
         match obj.get("id") {
             Some(Value::String(got)) if got == id => {}
-            got if !perl_true(got) => {
+            got if !got.is_some_and(super::perl_true) => {
                 self.kill(Cause::MissingId);
                 return Err(self.failure(command, Stage::Command, Cause::MissingId));
             }
@@ -572,17 +583,6 @@ fn chomp(mut s: String) -> String {
         s.pop();
     }
     s
-}
-
-/// Perl's truth of a decoded JSON value (`!$cmdid` in qemu-server's client): absent, null,
-/// false, `""`, `"0"` and the number 0 are false.
-fn perl_true(value: Option<&Value>) -> bool {
-    match value {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-        Some(Value::String(s)) => !s.is_empty() && s != "0",
-        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
-        Some(_) => true,
-    }
 }
 
 /// A decoded JSON value as Perl interpolates it into a message.

@@ -31,6 +31,18 @@ pub(crate) use connect::connect_socket;
 use crate::error::{Error, Result};
 use crate::style::Style;
 
+/// Perl's truth of a decoded JSON value, as qemu-server tests replies (`!$cmdid`,
+/// `$qemu_support->{...}`): null, false, `""`, `"0"` and the number 0 are false.
+pub(crate) fn perl_true(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(false) => false,
+        Value::String(s) => !s.is_empty() && s != "0",
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        _ => true,
+    }
+}
+
 /// Default directory of qemu-server's monitor sockets.
 pub const DEFAULT_RUN_DIR: &str = "/var/run/qemu-server";
 

@@ -76,6 +76,7 @@ struct log_state {
     int lines;
     int status_lines;
     int stop_after;
+    char first[512];
     char last[512];
 };
 
@@ -85,6 +86,8 @@ static uint32_t log_cb(void *userdata, uint32_t level, const char *line)
     st->lines++;
     if (strncmp(line, "status: ", 8) == 0)
         st->status_lines++;
+    if (st->lines == 1)
+        snprintf(st->first, sizeof st->first, "%u %s", level, line);
     snprintf(st->last, sizeof st->last, "%u %s", level, line);
     return st->stop_after && st->lines >= st->stop_after;
 }
@@ -460,8 +463,44 @@ static void test_sim_backup(const char *sock, const char *dir)
     /* Either the callback stopped it, or the job was done before the first line. */
     CHECK(r == VZDUMP_QEMU_CANCELLED || r == VZDUMP_QEMU_OK, "pbs poll %u %s", r, err ? err : "");
     vzdump_qemu_string_free(err);
+    err = NULL;
     vzdump_qemu_poll_free(poll);
     vzdump_qemu_string_free(uuid);
+    uuid = NULL;
+
+    /* Today's loop with the query-proxmox-support reply: the dirty-bitmap lines first
+       (proxmox/qemu-server src/PVE/VZDump/QemuServer.pm `$query_backup_status_loop`). */
+    const char *pbs_bitmap = "{\"backup-file\": \"root@pam@localhost:store\", \"backup-id\": "
+                             "\"101\", \"backup-time\": 1700000000, \"password\": \"pw\", "
+                             "\"use-dirty-bitmap\": true}";
+    char *support = NULL;
+    expect(vzdump_qemu_command(peer, "query-proxmox-support", NULL, 0, &support, &err),
+           VZDUMP_QEMU_OK, &err, NULL, "query-proxmox-support");
+    for (int round = 0; round < 2; round++) {
+        expect(vzdump_qemu_backup_start_pbs(peer, pbs_bitmap, 0, &uuid, &err), VZDUMP_QEMU_OK,
+               &err, NULL, "pbs with bitmap");
+        expect(vzdump_qemu_poll_new(peer, uuid, VZDUMP_QEMU_STYLE_CURRENT, 0, &poll, &err),
+               VZDUMP_QEMU_OK, &err, NULL, "poll bitmap");
+        expect(vzdump_qemu_poll_set_qemu_support(poll, NULL, false, &err),
+               VZDUMP_QEMU_NULL_PARAMETER, &err, "support_json must not be NULL", "support NULL");
+        expect(vzdump_qemu_poll_set_qemu_support(poll, support, false, &err), VZDUMP_QEMU_OK,
+               &err, NULL, "set support");
+        struct log_state bm = {0};
+        expect(vzdump_qemu_poll_run(poll, log_cb, NULL, &bm, false, &json, &err),
+               VZDUMP_QEMU_OK, &err, NULL, "poll bitmap run");
+        const char *want = round == 0 ? "0 scsi0: dirty-bitmap status: created new"
+                                      : "0 scsi0: dirty-bitmap status: OK (";
+        CHECK(strncmp(bm.first, want, strlen(want)) == 0, "round %d first line '%s'", round,
+              bm.first);
+        CHECK(json && strstr(json, "\"total\":16777216"), "bitmap result %s",
+              json ? json : "(null)");
+        vzdump_qemu_string_free(json);
+        json = NULL;
+        vzdump_qemu_poll_free(poll);
+        vzdump_qemu_string_free(uuid);
+        uuid = NULL;
+    }
+    vzdump_qemu_string_free(support);
     vzdump_qemu_peer_free(peer);
 }
 

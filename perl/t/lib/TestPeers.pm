@@ -43,6 +43,23 @@ sub sim_binary {
     return -x $bin ? $bin : undef;
 }
 
+# The pid file qemu-server's running check reads for a socket <dir>/<vmid>.qmp, if the
+# socket is named so.
+sub pidfile_for {
+    my ($socket) = @_;
+    return $socket =~ m|^(.*)/(\d+)\.qmp$| ? "$1/$2.pid" : undef;
+}
+
+# Waits until the file exists (up to 10 s).
+sub wait_file {
+    my ($path) = @_;
+    for (1 .. 500) {
+        return 1 if -e $path;
+        sleep(0.02);
+    }
+    die "$path did not appear\n";
+}
+
 # Waits until something accepts connections on the socket (up to 10 s).
 sub wait_socket {
     my ($path) = @_;
@@ -75,23 +92,32 @@ sub _spawn {
     return $pid;
 }
 
-# QEMU without a guest, paused (prelaunch), QMP on $socket.
+# QEMU without a guest, paused (prelaunch), QMP on $socket. For a socket <dir>/<vmid>.qmp
+# it writes <dir>/<vmid>.pid, as qemu-server starts VM <vmid>, so that the VM counts as
+# running.
 sub start_qemu {
     my ($socket) = @_;
+    my $pidfile = pidfile_for($socket);
     my $pid = _spawn(
         'qemu-system-x86_64', '-machine', 'none', '-nodefaults', '-display', 'none', '-S',
         '-qmp', "unix:$socket,server=on,wait=off",
+        defined($pidfile) ? ('-pidfile', $pidfile) : (),
     );
+    wait_file($pidfile) if defined($pidfile);
     wait_socket($socket);
     return $pid;
 }
 
-# The simulator on $socket with extra arguments, e.g. (--gen-disk => 'drive-scsi0=32M').
+# The simulator on $socket with extra arguments, e.g. (--gen-disk => 'drive-scsi0=32M');
+# with a pid file as start_qemu does.
 sub start_sim {
     my ($socket, @args) = @_;
     my $bin = sim_binary() // die "pve-qmp-sim is not built\n";
-    my $pid = _spawn($bin, '--socket', $socket, @args);
+    my $pidfile = pidfile_for($socket);
+    my $pid = _spawn($bin, '--socket', $socket, defined($pidfile) ? ('--pidfile', $pidfile) : (),
+        @args);
     wait_socket($socket);
+    wait_file($pidfile) if defined($pidfile);
     return $pid;
 }
 

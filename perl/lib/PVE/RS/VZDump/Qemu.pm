@@ -24,6 +24,9 @@ our %EXPORT_TAGS = (all => \@EXPORT_OK);
 # Tests point it elsewhere.
 our $RUN_DIR = '/var/run/qemu-server';
 
+# Whose texts to reproduce: 'seed' (qemu-server of 2020) or 'current' (today's).
+our $STYLE = 'seed';
+
 # Bytes in and out (the C API speaks UTF-8 JSON); stable key order for readable traces.
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 
@@ -171,11 +174,18 @@ sub query_backup_status_loop {
     my ($target, $job_uuid, $log, %opts) = @_;
 
     my $func = 'query_backup_status_loop';
-    _check_opts($func, \%opts, qw(style interval cancel_on_error));
+    _check_opts($func, \%opts, qw(style interval cancel_on_error qemu_support is_template));
     my $sink = _log_sink($func, $log);
     my $poll = PVE::RS::VZDump::Qemu::Poll->_new(
-        $target, $RUN_DIR, $job_uuid, $opts{style}, _ms($func, 'interval', $opts{interval}),
+        $target, $RUN_DIR, $job_uuid, $opts{style} // $STYLE,
+        _ms($func, 'interval', $opts{interval}),
     );
+    if (defined($opts{qemu_support})) {
+        my $support = _check_hash($func, 'qemu_support', $opts{qemu_support});
+        PVE::RS::VZDump::Qemu::Poll::_set_qemu_support(
+            $poll, $JSON->encode($support), $opts{is_template},
+        );
+    }
     my $progress = PVE::RS::VZDump::Qemu::Poll::_run($poll, $sink, $opts{cancel_on_error});
     return defined($progress) ? $JSON->decode($progress) : undef;
 }
@@ -326,11 +336,22 @@ where the seed had one, takes the same arguments, logs the same lines and dies w
 same texts. The pieces are independent: any one of them can be swapped while the others
 stay Perl.
 
-All errors are Perl C<die>s with a message ending in C<"\n">. Where the seed has a text for
-a failure, the message is that text (C<got unexpected uuid>, C<interrupted by signal>,
-C<VM 100 qmp command 'backup' failed - ...>, ...). Wrong argument types (undef, a reference
-where a string is expected, a foreign object as a handle) die with a message naming the
-argument, never crash.
+All errors are Perl C<die>s with a message ending in C<"\n">. Where qemu-server has a text
+for a failure, the message is that text, as C<PVE::QemuServer::Monitor::mon_cmd> and
+C<PVE::QMPClient> die with it:
+
+    VM 100 not running                        (no pid file, a stale one, not a QEMU's)
+    unable to open monitor socket             (the socket file is missing)
+    VM 100 qmp command 'query-backup' failed - <reason>
+
+with the reason C<unable to connect to VM 100 qmp socket - Connection refused> (or
+C<- timeout after N retries>), C<client closed connection>, C<got timeout>,
+C<received response without command id> (the seed's client spelled it C<responsed>),
+C<got wrong command id 'X' (expected Y)>, or QEMU's own description
+(C<The command query-backup has not been found>). The status loop's texts are the seed's
+(C<got unexpected uuid>, C<interrupted by signal>, ...). Wrong argument types (undef, a
+reference where a string is expected, a foreign object as a handle) die with a message
+naming the argument, never crash.
 
 =head2 Peers
 
@@ -344,12 +365,26 @@ id (messages C<VM 100 qga command 'x' failed - ...>), and for a path the path it
 must then be the agent's socket, not the monitor's (C<qga socket '/path' command 'x' failed
 - ...>).
 
+A one-shot command to a VM id first makes qemu-server's checks: the VM runs (its
+F<$RUN_DIR/E<lt>vmidE<gt>.pid> names a live QEMU started with that C<-pidfile>), else
+C<VM 100 not running>; the socket file exists, else C<unable to open monitor socket>.
+Connection objects and C<backup_start_vma> skip them, as C<PVE::QMPClient> does.
+
 =over 4
 
 =item C<$PVE::RS::VZDump::Qemu::RUN_DIR>
 
-Directory of the monitor and agent sockets, default F</var/run/qemu-server>. Tests set it
-to a temporary directory.
+Directory of the monitor and agent sockets and the pid files, default
+F</var/run/qemu-server>. Tests set it to a temporary directory.
+
+=item C<$PVE::RS::VZDump::Qemu::STYLE>
+
+Whose texts to reproduce: C<seed> (the default: qemu-server of 2020) or C<current>
+(today's). They differ in the status loop's lines (its C<style> option, whose default is
+this variable), in the spelling C<responsed>, and for the guest agent: the seed's client
+named agent commands C<VM 100 qmp command 'guest-ping' failed - ...> and its C<qmp_cmd>
+tested the monitor's socket file, today's says C<VM 100 qga command ...> and tests the
+agent's.
 
 =back
 
@@ -396,10 +431,11 @@ C<guest-fstrim> and C<guest-shutdown>, 5 s for most others). C<guest-shutdown> a
 C<guest-suspend-*>, which may get no reply, return C<undef>.
 
 Replaces C<PVE::QemuServer::Monitor::mon_cmd($vmid, $command, %args)> (the seed imports it
-from C<PVE::QemuServer>). Errors read as in qemu-server, e.g.
-C<VM 100 qmp command 'cont' failed - ...>,
-C<VM 100 qga command 'guest-fsfreeze-freeze' failed - ...> or
-C<unable to connect to VM 100 qmp socket - No such file or directory>.
+from C<PVE::QemuServer>). Errors read as in qemu-server (L</DESCRIPTION>), e.g.
+C<VM 100 not running>, C<VM 100 qmp command 'cont' failed - got timeout> or
+C<VM 100 qmp command 'guest-fsfreeze-freeze' failed - ...> (C<qga command> with
+C<$STYLE> C<current>). A timeout shorter than 5 s bounds the connect and the greeting too,
+as qemu-server's single timeout does.
 
 =head2 backup_start_vma($target, $fd, \%params, %opts)
 
@@ -411,8 +447,11 @@ C<speed> in bytes/s). C<%opts>: C<timeout> for the whole start (default 30 s).
 
 Replaces the seed's C<PVE::QMPClient> queue in C<archive_vma> (lines ~553-591: C<getfd> and
 C<backup> chained by callbacks, C<queue_execute(30)>, C<got no uuid for backup task>). As
-there, an error reply of QEMU dies with QEMU's bare description + C<"\n">, e.g.
-C<previous backup not finished>. The caller still closes its own copy of a pipe's write end
+there, it makes no running check and dies with the bare reason + C<"\n">: QEMU's
+description (e.g. C<previous backup not finished>), C<got timeout>,
+C<client closed connection> or C<unable to connect to VM 100 qmp socket - ...>. A
+C<devlist> that names a device twice (it crashes pve-qemu 10.0.2) or has an empty name
+dies before anything is sent. The caller still closes its own copy of a pipe's write end
 afterwards (seed: C<close output file handle failed>).
 
 =head2 backup_start_pbs($target, \%params, %opts)
@@ -426,7 +465,8 @@ C<speed>. Passwords never appear in error messages. C<%opts>: C<timeout> (defaul
 in current qemu-server; the seed used C<timeout =E<gt> 60>).
 
 Replaces C<mon_cmd($vmid, 'backup', format =E<gt> 'pbs', ...)> in the seed's C<archive_pbs>.
-Errors: C<VM 100 qmp command 'backup' failed - ...>.
+Errors: as C<mon_cmd>'s, e.g. C<VM 100 qmp command 'backup' failed - ...>; a C<devlist> as
+for C<backup_start_vma>.
 
 =head2 backup_cancel($target)
 
@@ -444,8 +484,10 @@ C<transferred>, C<zero-bytes>, C<errmsg>, ...). Replaces C<mon_cmd($vmid, 'query
 
 Polls C<query-backup> until job C<$job_uuid> ends, logging progress lines, and returns a
 hash reference C<{percent, transferred, total, target, zero, reused, duration}> when the job
-is done. Replaces the seed's C<< $query_backup_status_loop->($self, $vmid, $job_uuid) >>
-(lines 255-319).
+is done, of which C<total> and C<reused> are what today's loop returns (the last non-zero
+total; the last C<reused> read, C<undef> if QEMU reported none). Replaces the seed's
+C<< $query_backup_status_loop->($self, $vmid, $job_uuid) >> (lines 255-319) and today's
+C<< $query_backup_status_loop->($self, $vmid, $job_uuid, $qemu_support) >>.
 
 C<$log> receives every line: a code reference called as C<< $log->($level, $line) >> with
 C<$level> one of C<info>, C<warn>, C<err>, or an object with C<loginfo> and C<logerr>
@@ -459,7 +501,7 @@ C<%opts>:
 
 =item C<style =E<gt> 'seed' | 'current'>
 
-C<seed> (default): the seed's lines, e.g.
+C<seed> (default: C<$STYLE>): the seed's lines, e.g.
 C<status: 3% (1073741824/34359738368), sparse 0% (268435456), duration 3, read/write 357/268 MB/s>
 and C<transferred 34359 MB in 131 seconds (262 MB/s)>. C<current>: today's qemu-server
 lines (C<  3% (1.0 GiB of 32.0 GiB) in 3s, read: ..., write: ...>, C<backup is sparse: ...>).
@@ -467,6 +509,15 @@ lines (C<  3% (1.0 GiB of 32.0 GiB) in 3s, read: ..., write: ...>, C<backup is s
 =item C<interval =E<gt> $seconds>
 
 Time between two C<query-backup> calls (default 1).
+
+=item C<qemu_support =E<gt> \%reply>, C<is_template =E<gt> 0 | 1>
+
+Today's loop only (C<style =E<gt> 'current'>): the C<query-proxmox-support> reply, as
+today's C<archive_pbs> passes it (C<archive_vma> passes none). When it says
+C<query-bitmap-info>, the loop first runs C<query-pbs-bitmap-info> and logs today's
+dirty-bitmap lines (C<scsi0: dirty-bitmap status: OK (drive clean)>, ... unless
+C<is_template>, then C<using fast incremental mode (dirty-bitmap), ...>), and the dirty
+bytes become the percent base.
 
 =item C<cancel_on_error =E<gt> 0 | 1>
 
