@@ -50,6 +50,7 @@ mod bitmap;
 mod current;
 mod driver;
 mod format;
+mod perl_num;
 mod schedule;
 mod seed;
 mod status_loop;
