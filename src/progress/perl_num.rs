@@ -26,7 +26,9 @@
 //!   doubles;
 //! - interpolating a number in a string prints an integer in decimal and a double with
 //!   `%.15g` (`0` for either zero); `sprintf "%d"` takes `SvIV`, which wraps a UV into
-//!   the negative and clamps a double.
+//!   the negative and clamps a double. (Perl prints a double that once served as an
+//!   integer operand, so below 2^53, like an integer; no figure the loop prints is such a
+//!   double: the printed ones come from `int()`, which gives integers below 2^64.)
 //!
 //! Conversions to double round to nearest, ties to even (as the C casts on x86-64).
 //! Every rule above was checked against `/usr/bin/perl` (5.36); `tests/progress_perl.rs`
