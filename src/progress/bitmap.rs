@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use super::format::render_bytes;
+use super::format::{bytes_text, render_bytes};
+use super::perl_num::PerlNum;
 use super::LogLine;
 
 /// One drive of a `query-pbs-bitmap-info` reply (`PBSBitmapInfo`).
@@ -26,19 +27,22 @@ pub struct BitmapInfo {
 pub struct BitmapSetup {
     /// Per-drive status lines, then the fast incremental line if any part is clean.
     pub lines: Vec<LogLine>,
-    /// Sum of the dirty bytes: the percent base of the whole run.
-    pub(super) target: u64,
+    /// Sum of the dirty bytes: the percent base of the whole run. A Perl sum, so a double
+    /// once it passes `u64::MAX`.
+    pub(super) target: PerlNum,
     /// Sum of the clean bytes: the initial "reused" counter for write rates.
-    pub(super) reused: i128,
+    pub(super) reused: PerlNum,
 }
 
 impl BitmapSetup {
     /// Sorts `drives` by name and derives the lines and totals. A template logs no
-    /// per-drive lines (its bitmaps mean nothing to the user) but keeps the totals.
+    /// per-drive lines (its bitmaps mean nothing to the user) but keeps the totals. The sums
+    /// are Perl's (`$target += $info->{dirty}`, `$total += $info->{size}`,
+    /// `$last_reused += $info->{size} - $info->{dirty}` in `$query_backup_status_loop`).
     pub fn new(drives: &[BitmapInfo], is_template: bool) -> Self {
         let mut sorted: Vec<&BitmapInfo> = drives.iter().collect();
         sorted.sort_by(|a, b| a.drive.cmp(&b.drive));
-        let (mut target, mut total, mut reused) = (0u64, 0u64, 0i128);
+        let (mut target, mut total, mut reused) = (PerlNum::ZERO, PerlNum::ZERO, PerlNum::ZERO);
         let mut lines = Vec::new();
         for info in sorted {
             if !is_template {
@@ -48,15 +52,16 @@ impl BitmapSetup {
                     action_text(info)
                 )));
             }
-            target = target.saturating_add(info.dirty);
-            total = total.saturating_add(info.size);
-            reused += i128::from(info.size) - i128::from(info.dirty);
+            let (size, dirty) = (PerlNum::from(info.size), PerlNum::from(info.dirty));
+            target = target + dirty;
+            total = total + size;
+            reused = reused + (size - dirty);
         }
-        if target < total {
+        if target.num_lt(total) {
             lines.push(LogLine::info(format!(
                 "using fast incremental mode (dirty-bitmap), {} dirty of {} total",
-                render_bytes(target, 1),
-                render_bytes(total, 1)
+                bytes_text(target, 1),
+                bytes_text(total, 1)
             )));
         }
         BitmapSetup {
@@ -141,8 +146,8 @@ mod tests {
         );
         let total = 64 * G + (1 << 20) + 5 * G + (4 << 20);
         let target = G / 2 + (1 << 20) + 5 * G + (4 << 20);
-        assert_eq!(setup.target, target);
-        assert_eq!(setup.reused, i128::from(total - target));
+        assert_eq!(setup.target, PerlNum::from(target));
+        assert_eq!(setup.reused, PerlNum::from(total - target));
     }
 
     #[test]
@@ -150,7 +155,10 @@ mod tests {
         let drives = [drive("drive-scsi0", "new", 1 << 30, 1 << 30)];
         let setup = BitmapSetup::new(&drives, false);
         assert_eq!(texts(&setup), ["scsi0: dirty-bitmap status: created new"]);
-        assert_eq!((setup.target, setup.reused), (1 << 30, 0));
+        assert_eq!(
+            (setup.target, setup.reused),
+            (PerlNum::from(1u64 << 30), PerlNum::ZERO)
+        );
 
         let drives = [drive("drive-scsi0", "used", 1 << 30, 1 << 20)];
         let setup = BitmapSetup::new(&drives, true);

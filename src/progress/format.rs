@@ -1,6 +1,8 @@
 //! Human-readable sizes and durations, as pve-common's `render_bytes` and `render_duration`
 //! print them (`docs/pve-backup-qmp.md` 12.1, 12.2).
 
+use super::perl_num::PerlNum;
+
 const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 
 /// Decimals beyond this are clamped: they carry no information and would only allocate.
@@ -8,44 +10,77 @@ const MAX_PRECISION: usize = 64;
 
 /// `value` bytes in binary units with `precision` decimals (0 means 2), e.g. `1.50 KiB`.
 ///
-/// The unit index is `trunc(ln(value) / ln(1024))` in f64, as in Perl, so values just below
-/// a power of 1024 keep the rounding artefacts of the original (`1048575` with precision 1
-/// is `1024.0 KiB`, `1024^5 - 1` is `1.0 PiB`). Rust's `{:.N}` rounds like glibc's
-/// `sprintf`, ties to even. Values of 1024^6 and more stay in PiB (Perl prints no unit).
+/// The unit index is `int(log($value)/log(1024))` in doubles, as in Perl, so values just
+/// below a power of 1024 keep the rounding artefacts of the original (`1048575` with
+/// precision 1 is `1024.0 KiB`, `1024^5 - 1` is `1.0 PiB`). The digits are glibc's
+/// `sprintf`, ties to even. Where the index reaches 6 (from 1024^6 bytes, and from
+/// `2^60 - 1`, whose double is 2^60) Perl's unit list has no entry: the number is followed
+/// by a space and nothing else, e.g. `16.00 ` for `u64::MAX`.
 pub fn render_bytes(value: u64, precision: u32) -> String {
+    bytes_text(PerlNum::from(value), precision)
+}
+
+/// pve-common's `render_bytes($value, $precision)` (`proxmox/pve-common
+/// src/PVE/Format.pm`) for any Perl number.
+pub(super) fn bytes_text(value: PerlNum, precision: u32) -> String {
+    // `%.${precision || 2}f`
     let precision = match precision {
         0 => 2,
         p => (p as usize).min(MAX_PRECISION),
     };
-    let mut scaled = value as f64;
-    let mut unit = 0;
-    if value > 1023 {
-        unit = ((scaled.ln() / 1024f64.ln()) as usize).min(UNITS.len() - 1);
-        scaled /= 1024f64.powi(unit as i32);
+    let mut value = value;
+    let mut max_unit = PerlNum::ZERO;
+    if value.num_gt(PerlNum::iv(1023)) {
+        // int(log($value)/log(1024)); neither log dies (both arguments are positive) and
+        // log(1024) is no zero.
+        let ratio = value.log().checked_div(PerlNum::iv(1024).log());
+        max_unit = ratio.map_or(PerlNum::ZERO, PerlNum::int);
+        // 1024**$max_unit: pp_pow multiplies a power-of-two base in doubles, exactly
+        // (any index here is at most 102, whose power is still finite).
+        let power = PerlNum::nv(1024f64.powi(max_unit.to_i64_saturating() as i32));
+        value = value.checked_div(power).unwrap_or(value);
     }
-    format!("{scaled:.precision$} {}", UNITS[unit])
+    // $units[$max_unit]: undef, which prints as nothing, past the last unit.
+    let unit = max_unit
+        .as_integer()
+        .and_then(|index| usize::try_from(index).ok())
+        .and_then(|index| UNITS.get(index))
+        .copied()
+        .unwrap_or("");
+    format!("{} {unit}", value.fixed(precision))
 }
 
 /// `secs` as its non-zero parts among weeks, days, hours, minutes and seconds, e.g.
 /// `1h 2m 5s`; `0s` for zero.
 pub fn render_duration(secs: u64) -> String {
-    const PARTS: [(char, u64); 5] = [
-        ('w', 604_800),
-        ('d', 86_400),
-        ('h', 3_600),
+    duration_text(PerlNum::from(secs))
+}
+
+/// pve-common's `render_duration($duration_in_seconds)` (`proxmox/pve-common
+/// src/PVE/Format.pm`) for any Perl number: negative durations give an empty text.
+pub(super) fn duration_text(secs: PerlNum) -> String {
+    const PARTS: [(char, i64); 5] = [
+        ('w', 7 * 24 * 3600),
+        ('d', 24 * 3600),
+        ('h', 3600),
         ('m', 60),
         ('s', 1),
     ];
-    if secs == 0 {
+    // my $rest = round($duration_in_seconds // 0);
+    let mut rest = secs.round();
+    if !rest.is_true() {
         return "0s".to_string();
     }
-    let mut rest = secs;
     let mut parts = Vec::new();
     for (unit, length) in PARTS {
-        let count = rest / length;
-        if count > 0 {
-            parts.push(format!("{count}{unit}"));
-            rest -= count * length;
+        let length = PerlNum::iv(length);
+        // if ((my $v = int($rest / $unitlength)) > 0); the lengths are no zeros.
+        let Some(v) = rest.checked_div(length).map(PerlNum::int) else {
+            continue;
+        };
+        if v.num_gt(PerlNum::ZERO) {
+            parts.push(format!("{v}{unit}"));
+            rest = rest - v * length;
         }
     }
     parts.join(" ")
@@ -99,9 +134,14 @@ mod tests {
     }
 
     #[test]
-    fn bytes_beyond_pib_and_large_precision_are_bounded() {
-        assert_eq!(render_bytes(u64::MAX, 2), "16384.00 PiB");
-        assert_eq!(render_bytes(1 << 60, 1), "1024.0 PiB");
+    fn bytes_beyond_pib_have_no_unit_and_large_precision_is_bounded() {
+        // Perl's `$units[6]` is undef: the number, a space and nothing. This used to be
+        // clamped to PiB (`16384.00 PiB`, `1024.0 PiB`); Perl prints the following.
+        assert_eq!(render_bytes(u64::MAX, 2), "16.00 ");
+        assert_eq!(render_bytes(1 << 60, 1), "1.0 ");
+        // (double)(2^60 - 1) is 2^60.
+        assert_eq!(render_bytes((1 << 60) - 1, 1), "1.0 ");
+        assert_eq!(bytes_text(PerlNum::nv(1e30), 2), "807.79 ");
         let wide = render_bytes(1536, u32::MAX);
         assert_eq!(wide.len(), "1.".len() + MAX_PRECISION + " KiB".len());
         assert!(wide.starts_with("1.5000"));

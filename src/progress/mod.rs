@@ -15,7 +15,8 @@
 //!
 //! # Where each line and error of the seed comes from
 //!
-//! Seed lines refer to `$query_backup_status_loop` in `shared/seed/QemuServer.pm`.
+//! Seed lines are the line numbers of the 2020 seed's `$query_backup_status_loop` (in its
+//! `QemuServer.pm`).
 //!
 //! | seed (line) | text | code path |
 //! | --- | --- | --- |
@@ -40,16 +41,31 @@
 //! `observe`'s print branch, the sparse / incremental / transferred (`<1 seconds`) lines in
 //! `current::summary`, and the bitmap lines in [`BitmapSetup::new`].
 //!
-//! Deviations, all on input qemu-server never sees: counters beyond 2^53 are computed
-//! exactly instead of in f64; sizes of 1024^6 bytes and more print in PiB; an incremental
-//! line with a zero total prints 0 % where Perl dies dividing by zero; more than 64 decimals
-//! are clamped to 64. A differential run against the seed's Perl code (and a transcription of
-//! the current one) over 20 000 random reply sequences found no other difference.
+//! # Numbers
+//!
+//! Every figure of both styles (percents, byte and time differences, rates, the bitmap
+//! sums, [`render_bytes`] and [`render_duration`]) is computed with Perl's own number
+//! semantics by the private `perl_num` module: integers stay exact while they fit an IV or
+//! UV, and become doubles exactly where perl 5.36 switches (products beyond 64 bits,
+//! divisions that are not exact integer quotients above 2^53, `undef` operands, ...).
+//! Above 2^53 this gives qemu-server's digits, not the exact ones: e.g. the percent of a
+//! backup past about 90 TB (`transferred * 100` beyond 2^53), a rate above 2^53 bytes/s,
+//! or `1.0 ` for 2^60 bytes (no unit: Perl's unit list ends at PiB).
+//! `tests/progress_perl.rs` compares each formula with the upstream expression run by
+//! `/usr/bin/perl` over thousands of cases.
+//!
+//! Deviations, all on input qemu-server never sees: the [`Progress`] fields are integers
+//! and saturate where Perl's value does not fit (a percent only where `transferred` exceeds
+//! its base about 1.8e17-fold, a target only for bitmap sizes adding up beyond `u64::MAX`;
+//! a rate is 0 where Perl's is negative, from a clock that went backwards); the lines print
+//! Perl's values. An incremental line with a zero total prints 0 % where Perl dies
+//! dividing by zero. [`render_bytes`] clamps more than 64 decimals to 64.
 
 mod bitmap;
 mod current;
 mod driver;
 mod format;
+mod perl_num;
 mod schedule;
 mod seed;
 mod status_loop;

@@ -1,22 +1,30 @@
 //! The 2020 (seed) format: raw byte counts, decimal MB (`docs/pve-backup-qmp.md` 11.2).
+//! Every number is computed as the 2020 seed's `$query_backup_status_loop` computes it in
+//! Perl ([`PerlNum`]).
 
-use std::num::NonZeroI64;
-
+use super::perl_num::PerlNum;
 use super::status_loop::{percent_of, Last, Numbers};
 use super::LogLine;
 
-/// Whole decimal MB per second, truncated; 0 unless `bytes` is positive.
-fn mbps(bytes: i128, secs: NonZeroI64) -> i128 {
-    if bytes > 0 {
-        bytes / i128::from(secs.get()) / 1_000_000
-    } else {
-        0
+/// `1000 * 1000`, folded by Perl into the integer 1000000.
+const MILLION: PerlNum = PerlNum::iv(1_000_000);
+
+/// The seed's `$get_mbps`: `($mb > 0) ? int(($mb / $delta) / (1000 * 1000)) : 0`, whole
+/// decimal MB per second. `delta` is never zero (a zero time difference counts as 1, a zero
+/// duration prints no summary).
+fn mbps(mb: PerlNum, delta: PerlNum) -> PerlNum {
+    if !mb.num_gt(PerlNum::ZERO) {
+        return PerlNum::ZERO;
     }
+    mb.checked_div(delta)
+        .and_then(|per_sec| per_sec.checked_div(MILLION))
+        .map_or(PerlNum::ZERO, PerlNum::int)
 }
 
 /// `status: <p>% (<transferred>/<total>), sparse <z>% (<zero>), duration <d>, read/write <r>/<w> MB/s`.
 pub(super) fn status_line(n: &Numbers) -> String {
-    let zero_per = percent_of(n.zero, n.total);
+    // $total ? int(($zero * 100)/$total) : 0
+    let zero_per = percent_of(PerlNum::from(n.zero), PerlNum::from(n.total), 0);
     format!(
         "status: {}% ({}/{}), sparse {zero_per}% ({}), duration {}, read/write {}/{} MB/s",
         n.percent,
@@ -31,16 +39,17 @@ pub(super) fn status_line(n: &Numbers) -> String {
 
 /// `transferred <n> MB in <s> seconds (<r> MB/s)`, when both the last transferred count
 /// and the duration are non-zero.
-pub(super) fn summary(last: &Last, duration: i64) -> Vec<LogLine> {
-    match NonZeroI64::new(duration) {
-        Some(secs) if last.read_transferred != 0 => {
-            let bytes = last.read_transferred;
-            vec![LogLine::info(format!(
-                "transferred {} MB in {duration} seconds ({} MB/s)",
-                bytes / 1_000_000,
-                mbps(i128::from(bytes), secs)
-            ))]
-        }
-        _ => Vec::new(),
+pub(super) fn summary(last: &Last, duration: PerlNum) -> Vec<LogLine> {
+    let transferred = PerlNum::from(last.read_transferred);
+    if !(transferred.is_true() && duration.is_true()) {
+        return Vec::new();
     }
+    // my $mb = int($transferred / (1000 * 1000));
+    let mb = transferred
+        .checked_div(MILLION)
+        .map_or(PerlNum::ZERO, PerlNum::int);
+    vec![LogLine::info(format!(
+        "transferred {mb} MB in {duration} seconds ({} MB/s)",
+        mbps(transferred, duration)
+    ))]
 }

@@ -1,9 +1,8 @@
 //! The decision logic of the status-poll loop: one `query-backup` reply and the wall-clock
 //! second it was read in → the lines to log and whether to go on. No I/O, no clock.
 
-use std::num::NonZeroI64;
-
 use super::bitmap::BitmapSetup;
+use super::perl_num::PerlNum;
 use super::{current, seed, LogLine};
 use crate::backup::BackupStatus;
 
@@ -52,6 +51,10 @@ pub struct Observation {
 }
 
 /// The numbers of the latest accepted reply, for callers that want data rather than text.
+///
+/// They are the values qemu-server computes (in Perl); one that does not fit its field
+/// saturates (a percent only does where `transferred` exceeds its base about 1.8e17-fold, a
+/// target only for bitmaps whose dirty sizes add up to more than `u64::MAX`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Progress {
     /// Percent done, as printed (base `total` in the seed style, `target` in the current one).
@@ -68,9 +71,10 @@ pub struct Progress {
     pub reused: u64,
     /// Whole seconds since the loop started (wall clock).
     pub duration: i64,
-    /// Read rate in bytes/s since the last printed line (0 when counters went backwards).
+    /// Read rate in bytes/s since the last printed line: `int($rbytes / $timediff)` as
+    /// qemu-server's `$get_mbps` computes it, 0 when not positive (counters went backwards).
     pub read_rate: u64,
-    /// Write rate in bytes/s over the same interval.
+    /// Write rate in bytes/s over the same interval, computed the same way.
     pub write_rate: u64,
     /// The writer is being closed after all jobs finished.
     pub finishing: bool,
@@ -92,7 +96,8 @@ pub struct Totals {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Last {
     pub(super) total: u64,
-    pub(super) target: u64,
+    /// May be a double: the bitmap target is a Perl sum.
+    pub(super) target: PerlNum,
     pub(super) zero: u64,
     pub(super) transferred: u64,
     pub(super) read_transferred: u64,
@@ -101,27 +106,35 @@ pub(super) struct Last {
 
 /// One reply's numbers as the line formats need them.
 pub(super) struct Numbers {
-    pub(super) percent: u64,
+    pub(super) percent: PerlNum,
     pub(super) transferred: u64,
     pub(super) total: u64,
-    pub(super) target: u64,
+    pub(super) target: PerlNum,
     pub(super) zero: u64,
-    pub(super) duration: i64,
+    pub(super) duration: PerlNum,
     /// Bytes read since the last printed line (negative if the counter went backwards).
-    pub(super) read: i128,
+    pub(super) read: PerlNum,
     /// Bytes written since the last printed line.
-    pub(super) write: i128,
-    /// Seconds since the last printed line, a zero difference counting as 1.
-    pub(super) timediff: NonZeroI64,
+    pub(super) write: PerlNum,
+    /// Seconds since the last printed line, a zero difference counting as 1: never zero.
+    pub(super) timediff: PerlNum,
 }
 
-/// A zero time difference counts as one second.
-const ONE: NonZeroI64 = NonZeroI64::new(1).unwrap();
+/// `$whole ? int(($part * 100) / $whole) : $empty`, in Perl numbers. The division fails
+/// exactly when `whole` is false (zero), so that is the `$empty` case.
+pub(super) fn percent_of(part: PerlNum, whole: PerlNum, empty: i64) -> PerlNum {
+    (part * PerlNum::iv(100))
+        .checked_div(whole)
+        .map_or(PerlNum::iv(empty), PerlNum::int)
+}
 
-/// `int(part * 100 / whole)` without overflow, 0 for an empty whole.
-pub(super) fn percent_of(part: u64, whole: u64) -> u64 {
-    let per = (u128::from(part) * 100).checked_div(u128::from(whole));
-    per.map_or(0, |p| u64::try_from(p).unwrap_or(u64::MAX))
+/// `int($mb / $delta)` of qemu-server's `$get_mbps`, `None` where it returns early because
+/// `$mb <= 0`. `delta` is never zero.
+pub(super) fn per_second(mb: PerlNum, delta: PerlNum) -> Option<PerlNum> {
+    if !mb.num_gt(PerlNum::ZERO) {
+        return None;
+    }
+    Some(mb.checked_div(delta).map_or(PerlNum::ZERO, PerlNum::int))
 }
 
 /// Perl truthiness of an optional string: absent, `""` and `"0"` are false.
@@ -136,15 +149,15 @@ pub struct StatusLoop {
     job_uuid: String,
     start: i64,
     last_time: i64,
-    /// `None` before the first printed line (qemu-server's -1).
-    last_percent: Option<u64>,
+    /// -1 before the first printed line, as in qemu-server.
+    last_percent: PerlNum,
     last: Last,
     /// Current style: the reused counter at the last printed line (initially the clean part
     /// of the bitmaps).
-    last_reused: i128,
+    last_reused: PerlNum,
     last_finishing: bool,
     /// Current style with bitmap info: the fixed target.
-    bitmap_target: Option<u64>,
+    bitmap_target: Option<PerlNum>,
     progress: Progress,
 }
 
@@ -164,9 +177,9 @@ impl StatusLoop {
             job_uuid: job_uuid.to_string(),
             start: start_secs,
             last_time: start_secs,
-            last_percent: None,
+            last_percent: PerlNum::iv(-1),
             last: Last::default(),
-            last_reused: bitmap.map_or(0, |b| b.reused),
+            last_reused: bitmap.map_or(PerlNum::ZERO, |b| b.reused),
             last_finishing: false,
             bitmap_target: bitmap.map(|b| b.target),
             progress: Progress::default(),
@@ -195,16 +208,18 @@ impl StatusLoop {
             return failed(Vec::new(), PollError::UnexpectedUuid);
         }
         let numbers = self.measure(status, now_secs);
+        let rate =
+            |bytes| per_second(bytes, numbers.timediff).map_or(0, PerlNum::to_u64_saturating);
         self.progress = Progress {
-            percent: numbers.percent,
+            percent: numbers.percent.to_u64_saturating(),
             transferred: numbers.transferred,
             total: numbers.total,
-            target: numbers.target,
+            target: numbers.target.to_u64_saturating(),
             zero: numbers.zero,
             reused: status.reused.unwrap_or(0),
-            duration: numbers.duration,
-            read_rate: per_second(numbers.read, numbers.timediff),
-            write_rate: per_second(numbers.write, numbers.timediff),
+            duration: numbers.duration.to_i64_saturating(),
+            read_rate: rate(numbers.read),
+            write_rate: rate(numbers.write),
             finishing: status.finishing,
         };
         let line = match self.style {
@@ -217,13 +232,15 @@ impl StatusLoop {
             return self.end(state, status, line, &numbers);
         }
         let mut lines = Vec::new();
-        if self.last_percent != Some(numbers.percent) && numbers.timediff.get() > 2 {
+        if numbers.percent.num_ne(self.last_percent) && numbers.timediff.num_gt(PerlNum::iv(2)) {
             lines.push(LogLine::info(line));
-            self.last_percent = Some(numbers.percent);
+            self.last_percent = numbers.percent;
             self.remember(&numbers);
             self.last_time = now_secs;
             if self.style == Style::Current {
-                self.last_reused = i128::from(status.reused.unwrap_or(0));
+                // $last_reused = $reused: undef without one, which is no integer in the
+                // next subtraction.
+                self.last_reused = status.reused.map_or(PerlNum::UNDEF, PerlNum::from);
                 if status.finishing && !self.last_finishing {
                     lines.push(LogLine::info(
                         "Waiting for server to finish backup validation...",
@@ -238,45 +255,57 @@ impl StatusLoop {
         }
     }
 
-    /// The numbers of a reply: counters absent count as 0, deltas since the last printed line.
+    /// The numbers of a reply: counters absent count as 0, deltas since the last printed
+    /// line; all in Perl numbers, as `$query_backup_status_loop` computes them.
     fn measure(&self, status: &BackupStatus, now_secs: i64) -> Numbers {
         let total = status.total.unwrap_or(0);
         let transferred = status.transferred.unwrap_or(0);
         let zero = status.zero_bytes.unwrap_or(0);
         let target = match self.style {
-            Style::Seed => total,
+            Style::Seed => PerlNum::from(total),
+            // (defined($dirty) && $dirty < $total) ? $dirty : $total, unless fixed by bitmaps
             Style::Current => self.bitmap_target.unwrap_or(match status.dirty {
-                Some(dirty) if dirty < total => dirty,
-                _ => total,
+                Some(dirty) if dirty < total => PerlNum::from(dirty),
+                _ => PerlNum::from(total),
             }),
         };
         let percent = match self.style {
-            Style::Seed => percent_of(transferred, total),
-            Style::Current if target == 0 => 100,
-            Style::Current => percent_of(transferred, target),
+            // $total ? int(($transferred * 100)/$total) : 0
+            Style::Seed => percent_of(PerlNum::from(transferred), target, 0),
+            // $target ? int(($transferred * 100) / $target) : 100
+            Style::Current => percent_of(PerlNum::from(transferred), target, 100),
         };
-        let read = i128::from(transferred) - i128::from(self.last.transferred);
+        let ctime = PerlNum::from(now_secs);
+        // $rbytes = $transferred - $last_transferred
+        let read = PerlNum::from(transferred) - PerlNum::from(self.last.transferred);
         let write = match (self.style, status.reused.filter(|&r| r != 0)) {
-            // PBS counts zero chunks as reused.
-            (Style::Current, Some(reused)) => read - (i128::from(reused) - self.last_reused),
-            _ => read - (i128::from(zero) - i128::from(self.last.zero)),
+            // PBS counts zero chunks as reused: $rbytes - ($reused - $last_reused)
+            (Style::Current, Some(reused)) => read - (PerlNum::from(reused) - self.last_reused),
+            // $rbytes - ($zero - $last_zero)
+            _ => read - (PerlNum::from(zero) - PerlNum::from(self.last.zero)),
         };
+        // ($ctime - $last_time) || 1
+        let timediff = ctime - PerlNum::from(self.last_time);
         Numbers {
             percent,
             transferred,
             total,
             target,
             zero,
-            duration: now_secs.saturating_sub(self.start),
+            duration: ctime - PerlNum::from(self.start),
             read,
             write,
-            timediff: NonZeroI64::new(now_secs.saturating_sub(self.last_time)).unwrap_or(ONE),
+            timediff: if timediff.is_true() {
+                timediff
+            } else {
+                PerlNum::iv(1)
+            },
         }
     }
 
     /// The lines to log after the loop finished, at wall-clock second `now_secs`.
     pub fn summary(&self, now_secs: i64) -> Vec<LogLine> {
-        let duration = now_secs.saturating_sub(self.start);
+        let duration = PerlNum::from(now_secs) - PerlNum::from(self.start);
         match self.style {
             Style::Seed => seed::summary(&self.last, duration),
             Style::Current => current::summary(&self.last, duration),
@@ -293,7 +322,7 @@ impl StatusLoop {
     ) -> Observation {
         // The seed always prints the final line (so 100% may appear twice); current only
         // if it has not printed 100% yet.
-        let print = self.style == Style::Seed || self.last_percent.is_none_or(|p| p < 100);
+        let print = self.style == Style::Seed || self.last_percent.num_lt(PerlNum::iv(100));
         let lines = if print {
             vec![LogLine::info(line)]
         } else {
@@ -332,7 +361,9 @@ impl StatusLoop {
             }
         };
         keep(&mut self.last.total, n.total);
-        keep(&mut self.last.target, n.target);
+        if n.target.is_true() {
+            self.last.target = n.target;
+        }
         keep(&mut self.last.zero, n.zero);
         keep(&mut self.last.transferred, n.transferred);
     }
@@ -343,10 +374,4 @@ fn failed(lines: Vec<LogLine>, error: PollError) -> Observation {
         lines,
         step: Step::Failed(error),
     }
-}
-
-/// Bytes per second, 0 for a negative count or interval.
-fn per_second(bytes: i128, secs: NonZeroI64) -> u64 {
-    let per = bytes / i128::from(secs.get());
-    u64::try_from(per).unwrap_or(0)
 }
