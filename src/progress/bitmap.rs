@@ -1,5 +1,6 @@
 //! The dirty-bitmap lines the current loop logs before polling, from a
-//! `query-pbs-bitmap-info` reply (`docs/pve-backup-qmp.md` 6 and 11.3).
+//! `query-pbs-bitmap-info` reply (proxmox/qemu-server `src/PVE/VZDump/QemuServer.pm`,
+//! `$bitmap_action_to_human` and the start of `$query_backup_status_loop`).
 
 use serde::Deserialize;
 

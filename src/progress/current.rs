@@ -1,5 +1,5 @@
 //! The current format (qemu-server 6.2-12 and later): binary units and durations
-//! (`docs/pve-backup-qmp.md` 11.3). Every number is computed as `$query_backup_status_loop`
+//! (proxmox/qemu-server `src/PVE/VZDump/QemuServer.pm`). Every number is computed as `$query_backup_status_loop`
 //! of `proxmox/qemu-server src/PVE/VZDump/QemuServer.pm` computes it in Perl ([`PerlNum`]).
 
 use super::format::{bytes_text, duration_text};

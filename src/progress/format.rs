@@ -1,5 +1,5 @@
 //! Human-readable sizes and durations, as pve-common's `render_bytes` and `render_duration`
-//! print them (`docs/pve-backup-qmp.md` 12.1, 12.2).
+//! print them (proxmox/pve-common `src/PVE/Format.pm`).
 
 use super::perl_num::PerlNum;
 

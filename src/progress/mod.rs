@@ -1,6 +1,7 @@
 //! The status-poll loop that runs while QEMU backs up: `query-backup` until the job ends,
 //! with the log lines and errors of qemu-server, in the 2020 seed's format or today's
-//! (`docs/pve-backup-qmp.md` 11, 12).
+//! (proxmox/qemu-server `src/PVE/VZDump/QemuServer.pm`, `$query_backup_status_loop`;
+//! proxmox/pve-common `src/PVE/Format.pm`).
 //!
 //! Layers, each usable alone:
 //! - [`render_bytes`], [`render_duration`]: pve-common's size and duration formats;
@@ -33,6 +34,17 @@
 //! | 302–308 | print when percent changed and `timediff > 2`; keep non-zero `last_*` | `observe`, print branch; `StatusLoop::remember` |
 //! | 310 | `sleep(1)` | [`Scheduler::next_delay`] and `driver::wait` (1 s steady state) |
 //! | 313–318 | `transferred <n> MB in <s> seconds (<r> MB/s)` if transferred and duration | `seed::summary` via [`StatusLoop::summary`] |
+//! | 269 | `mon_cmd($vmid, 'query-backup')` dies: the loop dies with its text | `backup::poll` `Query` → [`LoopError::Source`], the texts of [`crate::Error`] |
+//! | 269 → `qmp_cmd` | `VM 100 not running` (pid file missing, stale, not a QEMU's) | [`crate::qmp::Peer::check_reachable`] → `Error::NotRunning`; proxmox/qemu-server `src/PVE/QemuServer/Monitor.pm` `qmp_cmd`, `src/PVE/QemuServer/Helpers.pm` `vm_running_locally` |
+//! | 269 → `qmp_cmd` | `unable to open monitor socket` | `check_reachable` → `Error::NoSocket`; `Monitor.pm` `qmp_cmd` |
+//! | 269 → `cmd` | `VM 100 qmp command 'query-backup' failed - <reason>` | `Error::Command` ([`crate::error::CommandError`]); proxmox/qemu-server `src/PVE/QMPClient.pm` `cmd` |
+//! | … reason | `unable to connect to VM 100 qmp socket - <strerror>` / `- timeout after <n> retries` | `qmp::connect` → `Cause::Connect` / `Cause::ConnectTimeout`; `QMPClient.pm` `$open_connection` |
+//! | … reason | `client closed connection` | `Cause::Closed`; `QMPClient.pm` `mux_close` |
+//! | … reason | `got timeout` (10 min for `query-backup`) | `Cause::Timeout`; `QMPClient.pm` `mux_timeout`, timeout table in `cmd` |
+//! | … reason | `received responsed without command id` (seed) / `received response without command id` (current) | `Cause::MissingId`; `QMPClient.pm` `mux_input` |
+//! | … reason | `got wrong command id '<got>' (expected <id>)` | `Cause::WrongId`; `QMPClient.pm` `mux_input` |
+//! | … reason | QEMU's `desc`, e.g. `The command query-backup has not been found` | `Cause::Qemu`; `QMPClient.pm` `mux_input` (`die "$desc\n"`) |
+//! | current only | `query-pbs-bitmap-info` fails before the first query: the same shapes for that command | `backup::Poller::set_qemu_support` |
 //!
 //! The current style ([`Style::Current`], qemu-server 6.2-12+) shares the skeleton and
 //! differs in: `current::status_line` (`%3d%% (<t> of <target>) in <d>, read: …, write: …`),

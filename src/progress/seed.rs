@@ -1,4 +1,4 @@
-//! The 2020 (seed) format: raw byte counts, decimal MB (`docs/pve-backup-qmp.md` 11.2).
+//! The 2020 (seed) format: raw byte counts, decimal MB.
 //! Every number is computed as the 2020 seed's `$query_backup_status_loop` computes it in
 //! Perl ([`PerlNum`]).
 

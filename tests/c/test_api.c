@@ -347,6 +347,83 @@ static void test_disconnected(const char *dir)
     unlink(path);
 }
 
+/* A scripted peer on `path`: greets, answers qmp_capabilities, then answers the next
+   command with `reply` ("%s" in it becomes the command's id) and waits for the close. */
+static pid_t scripted_peer(const char *path, const char *reply)
+{
+    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path)
+        return -1;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    unlink(path);
+    if (bind(ls, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(ls, 1) != 0)
+        return -1;
+    pid_t child = fork();
+    if (child == 0) {
+        int c = accept(ls, NULL, NULL);
+        const char *greet = "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, "
+                            "\"major\": 10}, \"package\": \"\"}, \"capabilities\": []}}\r\n";
+        (void)!write(c, greet, strlen(greet));
+        char buf[1024], out[1200];
+        for (int n = 0; n < 2; n++) {
+            ssize_t got = read(c, buf, sizeof buf - 1);
+            buf[got > 0 ? got : 0] = 0;
+            /* The id value: from after "id": to the closing brace. */
+            char *id = strstr(buf, "\"id\": ");
+            id = id ? id + 6 : strstr(buf, "\"id\":") ? strstr(buf, "\"id\":") + 5 : NULL;
+            char idv[64] = "0";
+            if (id) {
+                size_t len = strcspn(id, "}");
+                snprintf(idv, sizeof idv, "%.*s", (int)(len < sizeof idv ? len : sizeof idv - 1),
+                         id);
+            }
+            if (n == 0)
+                snprintf(out, sizeof out, "{\"return\": {}, \"id\": %s}\r\n", idv);
+            else
+                snprintf(out, sizeof out, reply, idv);
+            (void)!write(c, out, strlen(out));
+        }
+        (void)!read(c, buf, sizeof buf);
+        _exit(0);
+    }
+    close(ls);
+    return child;
+}
+
+/* What qemu-server's PVE::QMPClient `mux_input` dies with for replies with a missing or a
+   wrong id, in each era's words. */
+static void test_reply_ids(const char *dir)
+{
+    char path[100];
+    snprintf(path, sizeof path, "%s/ids.sock", dir);
+    const char *cases[][3] = {
+        {"{\"return\": {}}\r\n", "seed", "received responsed without command id"},
+        {"{\"return\": {}}\r\n", "current", "received response without command id"},
+        {"{\"return\": {}, \"id\": \"4711:1\"}\r\n", "current",
+         "got wrong command id '4711:1' (expected "},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pid_t fake = scripted_peer(path, cases[i][0]);
+        CHECK(fake > 0, "scripted peer %zu", i);
+        if (fake <= 0)
+            continue;
+        vzdump_qemu_peer *peer = NULL;
+        char *err = NULL, *json = NULL;
+        expect(vzdump_qemu_peer_new_path(path, &peer, &err), VZDUMP_QEMU_OK, &err, NULL, "peer");
+        uint32_t style = strcmp(cases[i][1], "seed") == 0 ? VZDUMP_QEMU_STYLE_SEED
+                                                          : VZDUMP_QEMU_STYLE_CURRENT;
+        expect(vzdump_qemu_peer_set_style(peer, style, &err), VZDUMP_QEMU_OK, &err, NULL,
+               "style");
+        expect(vzdump_qemu_command(peer, "query-status", NULL, 0, &json, &err),
+               VZDUMP_QEMU_PROTOCOL, &err, cases[i][2], cases[i][2]);
+        CHECK(json == NULL, "no output");
+        vzdump_qemu_peer_free(peer);
+        waitpid(fake, NULL, 0);
+    }
+    unlink(path);
+}
+
 static void test_sim_backup(const char *sock, const char *dir)
 {
     vzdump_qemu_peer *peer = NULL;
@@ -662,6 +739,7 @@ int main(int argc, char **argv)
     test_qemu(argv[2]);
     test_disconnected(argv[3]);
     test_vm_texts(argv[3]);
+    test_reply_ids(argv[3]);
     test_sim_backup(argv[1], argv[3]);
     test_qga(argv[4]);
     printf("%d passed, %d failed\n", passed, failed);

@@ -644,6 +644,7 @@ Closes the connection now; later calls die with C<the connection handle is close
 =head1 SEE ALSO
 
 F<include/vzdump_qemu.h>, F<examples/vzdump-plugin.pl> (an C<archive_vma> built from these
-pieces), F<docs/pve-backup-qmp.md>.
+pieces), and qemu-server's F<src/PVE/VZDump/QemuServer.pm> (proxmox/qemu-server),
+whose pieces these replace.
 
 =cut
