@@ -116,8 +116,8 @@ pub struct Config {
     pub proxmox_support: bool,
     /// File receiving every parsed request as one compact JSON line.
     pub record: Option<PathBuf>,
-    /// Send job events and `SIM_TICK`.
-    pub events: bool,
+    /// Send a `SIM_TICK` event before every `query-backup` reply (real QEMU never does).
+    pub sim_tick: bool,
     /// Injected faults.
     pub faults: Faults,
 }
@@ -152,9 +152,11 @@ Options:
   --pbs-connect-delay-ms N   delay the reply of a PBS 'backup' by N ms (connection setup)
   --no-proxmox-support       query-proxmox-support and query-pbs-bitmap-info do not exist
   --record FILE              append every parsed request to FILE, one compact JSON line each
-  --events                   send JOB_STATUS_CHANGE / BLOCK_JOB_* events for backup jobs and a
-                             SIM_TICK event before every query-backup reply (STOP, RESUME and
-                             SHUTDOWN are always sent, as QEMU does)
+  --sim-tick                 send a SIM_TICK event (data: {\"query\": N}) before every
+                             query-backup reply; real QEMU has no such event. Events QEMU
+                             sends are always sent: STOP, RESUME, SHUTDOWN, and for the backup
+                             jobs (id = drive name) JOB_STATUS_CHANGE, BLOCK_JOB_COMPLETED and
+                             BLOCK_JOB_CANCELLED
   --dump-gen-disk NAME=SIZE PATH
                              write the data of generated device NAME of SIZE to PATH, exit
   --help                     show this text
@@ -192,7 +194,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
         pbs_connect_delay_ms: 0,
         proxmox_support: true,
         record: None,
-        events: false,
+        sim_tick: false,
         faults: Faults::default(),
     };
     while let Some(arg) = it.next() {
@@ -253,7 +255,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
             "--pbs-connect-delay-ms" => cfg.pbs_connect_delay_ms = number(&flag, &value("N")?)?,
             "--no-proxmox-support" => cfg.proxmox_support = false,
             "--record" => cfg.record = Some(PathBuf::from(nonempty(&flag, value("FILE")?)?)),
-            "--events" => cfg.events = true,
+            "--sim-tick" => cfg.sim_tick = true,
             "--fault-die-at" => cfg.faults.die_at = Some(percent(&flag, &value("PERCENT")?)?),
             "--fault-error-at" => {
                 let v = value("PERCENT[:MSG]")?;
@@ -296,7 +298,7 @@ fn takes_no_value(flag: &str) -> bool {
             | "-h"
             | "--seed-era"
             | "--no-proxmox-support"
-            | "--events"
+            | "--sim-tick"
             | "--fault-wrong-uuid"
             | "--fault-count-mismatch"
     )
@@ -416,9 +418,10 @@ mod tests {
             (&["--gen-disk", "d"], "expected NAME=VALUE"),
             (&["--rate", "12X"], "invalid value '12X'"),
             (&["--fault-die-at", "101"], "percentage"),
-            (&["--events=1"], "takes no value"),
+            (&["--sim-tick=1"], "takes no value"),
+            (&["--events"], "unknown option '--events'"),
             (&["--socket"], "needs a value"),
-            (&["--events"], "'--socket PATH' is required"),
+            (&["--sim-tick"], "'--socket PATH' is required"),
             (
                 &["--socket", "s", "--gen-disk", "a=1M", "--gen-disk", "a=2M"],
                 "given twice",

@@ -8,8 +8,12 @@
 //! FIFO or a new file; PBS with simulated progress and dirty bitmaps), `query-backup`,
 //! `backup-cancel` (with the cancel-after-done quirk), `query-proxmox-support`,
 //! `query-pbs-bitmap-info`, `query-status`, `cont`, `stop`, `query-version`, `quit`, and
-//! STOP/RESUME/SHUTDOWN plus optional block job events. Faults can be injected: death,
-//! job and write errors, wrong uuid, hung or garbled replies, slow replies, bad counters.
+//! the events STOP/RESUME/SHUTDOWN and JOB_STATUS_CHANGE/BLOCK_JOB_COMPLETED/
+//! BLOCK_JOB_CANCELLED of the backup jobs. Faults can be injected: death, job and write
+//! errors, wrong uuid, hung or garbled replies, slow replies, bad counters.
+//!
+//! As measured against pve-qemu 10.0:
+//! - job events are always sent (`--sim-tick` adds a `SIM_TICK` event QEMU does not have);
 //!
 //! Not covered: there is no guest and no block layer. Devices are raw files read as they
 //! are or generated data; nothing talks to a Proxmox Backup Server (PBS backups only

@@ -1,6 +1,6 @@
 //! The backup worker thread: copies the devices one after the other (QEMU runs the jobs of
 //! a backup as a sequential transaction), books QEMU's counters, applies the rate cap and
-//! the faults, and records how the job ended.
+//! the faults, sends the jobs' events, and records how the job ended.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,8 +54,11 @@ pub struct Plan {
     pub goal: u64,
 }
 
-/// Starts the worker.
+/// Starts the worker. The jobs' `created` events are sent before, from the calling thread:
+/// pve-qemu creates the jobs before `backup` replies, so they precede the reply.
 pub fn spawn(sim: Arc<Sim>, plan: Plan, cancel: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    let disks: Vec<&Disk> = plan.devices.iter().map(|d| &sim.disks[d.disk]).collect();
+    JobEvents::new(&sim, &disks, plan.speed).created();
     std::thread::Builder::new()
         .name("backup".into())
         .spawn(move || run(&sim, plan, &cancel))
@@ -79,7 +82,6 @@ fn run(sim: &Sim, plan: Plan, cancel: &AtomicBool) {
         goal: plan.goal,
         vma: matches!(plan.kind, Kind::Vma { .. }),
     };
-    events.created();
     let outcome = match plan.kind {
         Kind::Vma {
             target,
@@ -330,8 +332,9 @@ impl Progress<'_> {
     }
 }
 
-/// Block job events of the backup's jobs (one per device, named after it), sent only with
-/// `--events`. QEMU creates all jobs at once and runs them one after the other.
+/// Block job events of the backup's jobs (one per device, `id` and `device` = the drive
+/// name), always sent, as QEMU does. QEMU creates all jobs at once and runs them one after
+/// the other.
 struct JobEvents<'a> {
     sim: &'a Sim,
     jobs: Vec<(String, u64)>,
@@ -355,9 +358,7 @@ impl<'a> JobEvents<'a> {
     }
 
     fn emit(&self, name: &str, data: J) {
-        if self.sim.cfg.events {
-            self.sim.out.event(name, Some(data));
-        }
+        self.sim.out.event(name, Some(data));
     }
 
     fn status(&self, i: usize, status: &str) {

@@ -366,13 +366,23 @@ fn fd_is_left_nonblocking_like_qemu_does() {
     drop(sink.finish());
 }
 
+/// Without any flag, as QEMU does: job id = drive name.
 #[test]
 fn events_follow_the_jobs() {
-    let (sim, _, _) = two_disk_sim(&["--events"]);
+    let (sim, _, _) = two_disk_sim(&[]);
     let mut c = sim.client();
     let sink = PipeSink::new();
     c.getfd("backup", sink.fd());
     c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    // The jobs are created before `backup` replies.
+    let created: Vec<&Value> = c.events.iter().take(2).map(|e| &e["data"]).collect();
+    assert_eq!(
+        created,
+        [
+            &json!({"id": "drive-scsi0", "status": "created"}),
+            &json!({"id": "drive-virtio1", "status": "created"})
+        ]
+    );
     c.wait_backup_end();
     drop(sink.finish());
     let seen: Vec<(String, String)> = c
@@ -409,9 +419,61 @@ fn events_follow_the_jobs() {
         .iter()
         .filter(|e| e["event"] == "BLOCK_JOB_COMPLETED")
         .collect();
-    assert_eq!(completed.len(), 2);
-    assert_eq!(completed[0]["data"]["len"], completed[0]["data"]["offset"]);
-    assert!(c.events.iter().any(|e| e["event"] == "SIM_TICK"));
+    let devices: Vec<&Value> = completed.iter().map(|e| &e["data"]["device"]).collect();
+    assert_eq!(devices, ["drive-scsi0", "drive-virtio1"]);
+    for e in &completed {
+        assert_eq!(e["data"]["type"], "backup", "{e}");
+        assert_eq!(e["data"]["len"], e["data"]["offset"], "{e}");
+        assert!(e["data"].get("error").is_none(), "{e}");
+    }
+    assert_eq!(completed[0]["data"]["len"], 8 << 20);
+    assert!(
+        !c.events
+            .iter()
+            .any(|e| e["event"] == "SIM_TICK" || e["event"] == "BLOCK_JOB_CANCELLED"),
+        "{:?}",
+        c.events
+    );
+}
+
+#[test]
+fn cancel_sends_block_job_cancelled_for_every_job() {
+    let (sim, _, _) = two_disk_sim(&["--rate", "4M"]);
+    let mut c = sim.client();
+    let sink = PipeSink::new();
+    c.getfd("backup", sink.fd());
+    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    c.ok("backup-cancel", json!({}));
+    drop(sink.finish());
+    // backup-cancel replies after the jobs are torn down: their events came first.
+    let cancelled: Vec<&Value> = c
+        .events
+        .iter()
+        .filter(|e| e["event"] == "BLOCK_JOB_CANCELLED")
+        .map(|e| &e["data"]["device"])
+        .collect();
+    assert_eq!(
+        cancelled,
+        ["drive-scsi0", "drive-virtio1"],
+        "{:?}",
+        c.events
+    );
+    assert!(!c.events.iter().any(|e| e["event"] == "BLOCK_JOB_COMPLETED"));
+    let last: Vec<(&Value, &Value)> = c
+        .events
+        .iter()
+        .filter(|e| e["event"] == "JOB_STATUS_CHANGE")
+        .map(|e| (&e["data"]["id"], &e["data"]["status"]))
+        .rev()
+        .take(2)
+        .collect();
+    assert_eq!(
+        last,
+        [
+            (&json!("drive-virtio1"), &json!("null")),
+            (&json!("drive-virtio1"), &json!("concluded"))
+        ]
+    );
 }
 
 #[test]
