@@ -148,7 +148,11 @@ Options:
   --seed-era                 behave like pve-qemu of mid-2020: query-backup without
                              'finishing', 'dirty' and 'reused'; error text
                              'previous backup not finished'
-  --finishing-ms N           after the last cluster, stay active with finishing=true for N ms
+  --finishing-ms N           PBS jobs only: after the last chunk, stay active with
+                             finishing=true for N ms (the manifest upload). VMA jobs never
+                             report finishing=true, as with pve-qemu: while the writer flushes
+                             into a full pipe they stay active with transferred == total and
+                             finishing=false, and are done once the fd is closed
   --pbs-connect-delay-ms N   delay the reply of a PBS 'backup' by N ms (connection setup)
   --no-proxmox-support       query-proxmox-support and query-pbs-bitmap-info do not exist
   --record FILE              append every parsed request to FILE, one compact JSON line each

@@ -29,7 +29,7 @@ pub struct Record {
     pub backup_file: String,
     /// The uuid `query-backup` reports.
     pub uuid: String,
-    /// All data copied, writer being closed.
+    /// PBS only: all data copied, the server finishes the snapshot (never set for VMA).
     pub finishing: bool,
 }
 

@@ -14,6 +14,7 @@
 //!
 //! As measured against pve-qemu 10.0:
 //! - job events are always sent (`--sim-tick` adds a `SIM_TICK` event QEMU does not have);
+//! - VMA jobs never report `finishing: true`; only a PBS job has a finishing phase;
 //!
 //! Not covered: there is no guest and no block layer. Devices are raw files read as they
 //! are or generated data; nothing talks to a Proxmox Backup Server (PBS backups only

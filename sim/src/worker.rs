@@ -1,6 +1,11 @@
 //! The backup worker thread: copies the devices one after the other (QEMU runs the jobs of
 //! a backup as a sequential transaction), books QEMU's counters, applies the rate cap and
 //! the faults, sends the jobs' events, and records how the job ended.
+//!
+//! End of a job: a VMA job stays `active` with `finishing: false` (possibly with
+//! `transferred == total`) while the writer flushes the last extent and closes the fd, then
+//! it is `done`; pve-qemu reports nothing else for VMA. Only a PBS job has a finishing phase
+//! (`finishing: true` for `--finishing-ms`, the manifest upload) before it is `done`.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,8 +150,9 @@ fn run_vma(
         ev.copied(i);
     }
     ev.complete();
-    p.finishing()?;
-    // Dropping the returned target closes the fd: the reader sees EOF.
+    // No finishing phase for VMA: the job stays active with finishing=false while the
+    // writer flushes (into a full pipe, maybe) and closes. Dropping the returned target
+    // closes the fd: the reader sees EOF.
     writer.finish().map_err(|e| p.write_failure(e))?;
     Ok(())
 }
@@ -292,7 +298,7 @@ impl Progress<'_> {
         Ok(())
     }
 
-    /// The `finishing` phase: flag set, then `--finishing-ms` of waiting.
+    /// The `finishing` phase of a PBS job: flag set, then `--finishing-ms` of waiting.
     fn finishing(&self) -> Result<(), Stop> {
         if let Some(job) = self.sim.lock().job.as_mut() {
             job.record.finishing = true;

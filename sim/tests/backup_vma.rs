@@ -476,6 +476,74 @@ fn cancel_sends_block_job_cancelled_for_every_job() {
     );
 }
 
+/// pve-qemu 10.0: a VMA job never reports `finishing: true`; while the writer waits in a
+/// full pipe it is active with everything counted. `--finishing-ms` is for PBS only.
+#[test]
+fn vma_never_reports_finishing() {
+    // 2 MiB: 32 clusters, fewer than one extent (58), so all of them are booked before
+    // the writer writes anything, and the stream is far more than the pipe holds.
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=2M", "--finishing-ms", "60000"]);
+    let mut c = sim.client();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    c.getfd("backup", &w);
+    drop(w);
+    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    let mut replies = Vec::new();
+    // Nobody reads the pipe: the job must wait with transferred == total.
+    let waiting = c.wait_backup(|st| {
+        replies.push(st.clone());
+        st["transferred"] == st["total"]
+    });
+    assert_eq!(waiting["status"], "active", "{waiting}");
+    assert_eq!(waiting["finishing"], false, "{waiting}");
+    assert!(waiting.get("end-time").is_none());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let still = c.ok("query-backup", json!({}));
+    assert_eq!(still["status"], "active", "{still}");
+    assert_eq!(still["finishing"], false, "{still}");
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::fs::File::from(r).read_to_end(&mut v).unwrap();
+        v
+    });
+    loop {
+        let st = c.ok("query-backup", json!({}));
+        replies.push(st.clone());
+        if st["status"] != "active" {
+            break;
+        }
+    }
+    vma::verify(&reader.join().unwrap()[..]).unwrap();
+    let last = replies.last().unwrap();
+    assert_eq!(last["status"], "done", "{last}");
+    assert_eq!(last["transferred"], last["total"]);
+    assert!(
+        replies.iter().all(|st| st["finishing"] == false),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn quick_polls_of_a_vma_backup_never_see_finishing() {
+    let (sim, _, _) = two_disk_sim(&["--rate", "64M", "--finishing-ms", "500"]);
+    let mut c = sim.client();
+    let sink = PipeSink::new();
+    c.getfd("backup", sink.fd());
+    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    let mut replies = Vec::new();
+    let done = c.wait_backup(|st| {
+        replies.push(st.clone());
+        st["status"] != "active"
+    });
+    vma::verify(&sink.finish()[..]).unwrap();
+    assert_eq!(done["status"], "done", "{done}");
+    assert!(replies.len() > 10, "polled quickly: {}", replies.len());
+    assert!(
+        replies.iter().all(|st| st["finishing"] == false),
+        "{replies:?}"
+    );
+}
+
 #[test]
 fn client_gone_mid_backup_does_not_stop_it() {
     let (sim, _, _) = two_disk_sim(&[]);

@@ -177,31 +177,3 @@ fn count_mismatch_at_done() {
     assert_eq!(st["total"], 8 << 20);
     vma::verify(&sink.finish()[..]).unwrap();
 }
-
-#[test]
-fn finishing_phase_is_visible_and_cancelable() {
-    let sim = sim(&["--finishing-ms", "60000"]);
-    let mut c = sim.client();
-    let (sink, _) = start_backup(&mut c);
-    let st = c.wait_backup(|st| st["finishing"] == true);
-    assert_eq!(st["status"], "active");
-    assert_eq!(st["transferred"], st["total"]);
-    assert!(st.get("end-time").is_none());
-    c.ok("backup-cancel", json!({}));
-    let st = c.ok("query-backup", json!({}));
-    assert_eq!(st["status"], "error");
-    assert_eq!(st["errmsg"], "backup canceled");
-    assert_eq!(st["finishing"], false);
-    assert!(vma::verify(&sink.finish()[..]).is_err(), "never finished");
-}
-
-#[test]
-fn finishing_then_done() {
-    let sim = sim(&["--finishing-ms", "50"]);
-    let mut c = sim.client();
-    let (sink, _) = start_backup(&mut c);
-    let st = c.wait_backup_end();
-    assert_eq!(st["status"], "done");
-    assert_eq!(st["finishing"], false);
-    vma::verify(&sink.finish()[..]).unwrap();
-}

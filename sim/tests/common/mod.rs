@@ -248,7 +248,7 @@ impl Client {
     }
 
     /// Polls `query-backup` until `pred` holds.
-    pub fn wait_backup(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_backup(&mut self, mut pred: impl FnMut(&Value) -> bool) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let st = self.ok("query-backup", json!({}));
