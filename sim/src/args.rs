@@ -8,7 +8,7 @@ pub enum Mode {
     /// Print the usage text and exit 0.
     Help,
     /// Serve the monitor socket.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Write the data of a generated disk to a file and exit (lets tests compare images).
     DumpGenDisk {
         /// Device name; it seeds the generator.
@@ -118,6 +118,11 @@ pub struct Config {
     pub record: Option<PathBuf>,
     /// Send a `SIM_TICK` event before every `query-backup` reply (real QEMU never does).
     pub sim_tick: bool,
+    /// Pid file written once the socket listens, removed on a clean exit (QEMU's `-pidfile`).
+    pub pidfile: Option<PathBuf>,
+    /// The arguments as given (program name excluded), with `--pidfile=PATH` split into
+    /// `--pidfile` and `PATH`: what the re-exec as `qemu-system-pve-sim` passes on.
+    pub args: Vec<String>,
     /// Injected faults.
     pub faults: Faults,
 }
@@ -161,6 +166,16 @@ Options:
                              sends are always sent: STOP, RESUME, SHUTDOWN, and for the backup
                              jobs (id = drive name) JOB_STATUS_CHANGE, BLOCK_JOB_COMPLETED and
                              BLOCK_JOB_CANCELLED
+  --pidfile PATH             like QEMU's -pidfile: write the pid (decimal, newline) to PATH
+                             once the socket listens (via a temporary file and rename),
+                             remove it on quit, SIGTERM and SIGINT; after SIGKILL or a crash
+                             it stays behind. With this flag the process re-executes itself
+                             as 'qemu-system-pve-sim --pidfile PATH ...' (same pid, same
+                             arguments, '--pidfile=PATH' split in two), because qemu-server's
+                             vm_running_locally accepts a pid file only if the process's
+                             argv[0] ends in 'kvm' or 'qemu-system-*' and its command line
+                             has '-pidfile'/'--pidfile' followed by the path as an argument
+                             of its own
   --dump-gen-disk NAME=SIZE PATH
                              write the data of generated device NAME of SIZE to PATH, exit
   --help                     show this text
@@ -199,19 +214,31 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
         proxmox_support: true,
         record: None,
         sim_tick: false,
+        pidfile: None,
+        args: Vec::new(),
         faults: Faults::default(),
     };
+    // Everything taken from `it` is copied to `cfg.args` (see `Config::args`).
+    let mut seen: Vec<String> = Vec::new();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
+        match (&inline, flag.as_str()) {
+            (Some(v), "--pidfile") => seen.extend([flag.clone(), v.clone()]),
+            _ => seen.push(arg.clone()),
+        }
         let mut value = |what: &str| -> Result<String, String> {
             match inline.clone() {
                 Some(v) => Ok(v),
-                None => it
-                    .next()
-                    .ok_or_else(|| format!("option '{flag}' needs a value ({what})")),
+                None => {
+                    let v = it
+                        .next()
+                        .ok_or_else(|| format!("option '{flag}' needs a value ({what})"))?;
+                    seen.push(v.clone());
+                    Ok(v)
+                }
             }
         };
         match flag.as_str() {
@@ -260,6 +287,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
             "--no-proxmox-support" => cfg.proxmox_support = false,
             "--record" => cfg.record = Some(PathBuf::from(nonempty(&flag, value("FILE")?)?)),
             "--sim-tick" => cfg.sim_tick = true,
+            "--pidfile" => cfg.pidfile = Some(PathBuf::from(nonempty(&flag, value("PATH")?)?)),
             "--fault-die-at" => cfg.faults.die_at = Some(percent(&flag, &value("PERCENT")?)?),
             "--fault-error-at" => {
                 let v = value("PERCENT[:MSG]")?;
@@ -287,12 +315,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
         }
     }
     cfg.socket = socket.ok_or("option '--socket PATH' is required")?;
+    cfg.args = seen;
     for (i, d) in cfg.disks.iter().enumerate() {
         if cfg.disks[..i].iter().any(|e| e.name() == d.name()) {
             return Err(format!("device name '{}' given twice", d.name()));
         }
     }
-    Ok(Mode::Serve(cfg))
+    Ok(Mode::Serve(Box::new(cfg)))
 }
 
 fn takes_no_value(flag: &str) -> bool {
@@ -425,6 +454,7 @@ mod tests {
             (&["--sim-tick=1"], "takes no value"),
             (&["--events"], "unknown option '--events'"),
             (&["--socket"], "needs a value"),
+            (&["--pidfile="], "invalid value ''"),
             (&["--sim-tick"], "'--socket PATH' is required"),
             (
                 &["--socket", "s", "--gen-disk", "a=1M", "--gen-disk", "a=2M"],
