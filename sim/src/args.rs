@@ -118,6 +118,8 @@ pub struct Config {
     pub record: Option<PathBuf>,
     /// Send a `SIM_TICK` event before every `query-backup` reply (real QEMU never does).
     pub sim_tick: bool,
+    /// VMA: publish the counters after every cluster instead of in pve-qemu's bursts.
+    pub smooth_progress: bool,
     /// Pid file written once the socket listens, removed on a clean exit (QEMU's `-pidfile`).
     pub pidfile: Option<PathBuf>,
     /// The arguments as given (program name excluded), with `--pidfile=PATH` split into
@@ -147,6 +149,11 @@ Options:
   --rate BYTES_PER_SEC       cap of the backup progress (bytes read per second, suffix
                              K/M/G/T allowed); default unlimited (PBS: 1G); a positive
                              'speed' argument of 'backup' lowers it further
+  --smooth-progress          VMA: publish transferred/zero-bytes after every 64 KiB cluster.
+                             Default, as pve-qemu shows it: 1 MiB from the start (the very
+                             first query-backup after 'backup' shows it), then 1 MiB + k*2 MiB
+                             once the copy got there (stalls between bursts), the full count
+                             when all clusters are copied. PBS jobs always step in 4 MiB chunks
   --package STR              package string of the greeting (default pve-qemu-kvm_11.0.0-2)
   --version X.Y.Z            QEMU version of the greeting (default 11.0.0)
   --state prelaunch|running  initial VM run state (default running)
@@ -214,6 +221,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
         proxmox_support: true,
         record: None,
         sim_tick: false,
+        smooth_progress: false,
         pidfile: None,
         args: Vec::new(),
         faults: Faults::default(),
@@ -287,6 +295,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
             "--no-proxmox-support" => cfg.proxmox_support = false,
             "--record" => cfg.record = Some(PathBuf::from(nonempty(&flag, value("FILE")?)?)),
             "--sim-tick" => cfg.sim_tick = true,
+            "--smooth-progress" => cfg.smooth_progress = true,
             "--pidfile" => cfg.pidfile = Some(PathBuf::from(nonempty(&flag, value("PATH")?)?)),
             "--fault-die-at" => cfg.faults.die_at = Some(percent(&flag, &value("PERCENT")?)?),
             "--fault-error-at" => {
@@ -332,6 +341,7 @@ fn takes_no_value(flag: &str) -> bool {
             | "--seed-era"
             | "--no-proxmox-support"
             | "--sim-tick"
+            | "--smooth-progress"
             | "--fault-wrong-uuid"
             | "--fault-count-mismatch"
     )
@@ -452,6 +462,7 @@ mod tests {
             (&["--rate", "12X"], "invalid value '12X'"),
             (&["--fault-die-at", "101"], "percentage"),
             (&["--sim-tick=1"], "takes no value"),
+            (&["--smooth-progress=yes"], "takes no value"),
             (&["--events"], "unknown option '--events'"),
             (&["--socket"], "needs a value"),
             (&["--pidfile="], "invalid value ''"),

@@ -14,7 +14,7 @@ use crate::qapi::{bool_arg, int_arg, opt, req, str_arg, Param, QmpError, Ty};
 use crate::qjson::{obj, J};
 use crate::state::{Sim, State};
 use crate::target::Target;
-use crate::worker::{self, Device, Kind, Plan};
+use crate::worker::{self, Device, Kind, Plan, Publish};
 
 /// Arguments of `backup`, in pve-qemu 11's schema order.
 pub const PARAMS: &[Param] = &[
@@ -126,6 +126,7 @@ pub fn backup(sim: &Arc<Sim>, args: &Map<String, Value>) -> Result<J, QmpError> 
         .or(pbs.then_some(PBS_DEFAULT_RATE));
     let total: u64 = devices.iter().map(|&i| sim.disks[i].size).sum();
 
+    let publish = Publish::for_job(!pbs, sim.cfg.smooth_progress);
     let mut st = sim.lock();
     let (plan_devices, dirty) = if pbs {
         pbs_bitmaps(sim, &mut st, &devices, args)
@@ -144,6 +145,7 @@ pub fn backup(sim: &Arc<Sim>, args: &Map<String, Value>) -> Result<J, QmpError> 
         record: Record {
             total,
             dirty,
+            transferred: publish.initial(dirty),
             reused: total - dirty,
             start_time: worker::now(),
             backup_file: backup_file.to_string(),
@@ -167,6 +169,7 @@ pub fn backup(sim: &Arc<Sim>, args: &Map<String, Value>) -> Result<J, QmpError> 
         rate,
         speed: speed.unwrap_or(0),
         goal: dirty,
+        publish,
     };
     let Some(job) = st.job.as_mut() else {
         return Err(QmpError::generic("backup job vanished"));

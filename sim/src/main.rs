@@ -17,6 +17,7 @@
 //! - VMA jobs never report `finishing: true`; only a PBS job has a finishing phase;
 //! - `--pidfile` writes a pid file that qemu-server's `vm_running_locally` accepts (the
 //!   process re-executes itself as `qemu-system-pve-sim` for that);
+//! - VMA counters advance in bursts, 1 MiB then 1 MiB + k * 2 MiB (see `worker.rs`);
 //!
 //! Not covered: there is no guest and no block layer. Devices are raw files read as they
 //! are or generated data; nothing talks to a Proxmox Backup Server (PBS backups only

@@ -239,3 +239,19 @@ fn pbs_finishing_then_done() {
     assert_eq!(st["finishing"], false);
     assert_eq!(st["transferred"], st["total"]);
 }
+
+/// PBS progress comes in 4 MiB chunks (no 1 MiB start, no 2 MiB bursts).
+#[test]
+fn pbs_progress_steps_in_chunks() {
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=32M", "--rate", "16M"]);
+    let mut c = sim.client();
+    c.ok("backup", pbs_args("100"));
+    let mut values = Vec::new();
+    let done = c.wait_backup(|st| {
+        values.push(st["transferred"].as_u64().unwrap());
+        st["status"] != "active"
+    });
+    assert_eq!(done["status"], "done");
+    assert!(values.iter().all(|v| v % CHUNK as u64 == 0), "{values:?}");
+    assert!(values.iter().any(|&v| v > 0 && v < 32 << 20), "{values:?}");
+}

@@ -366,6 +366,7 @@ fn command_line_errors_exit_2_and_help_lists_every_flag() {
         "--no-proxmox-support",
         "--record",
         "--sim-tick",
+        "--smooth-progress",
         "--pidfile",
         "--dump-gen-disk",
         "--fault-die-at",
