@@ -201,7 +201,10 @@ Faults (PERCENT is 0..100 of the bytes to back up):
   --fault-count-mismatch     at done, report transferred = total - 65536
 
 Exit codes: 0 normal end (quit, SIGTERM, SIGINT), 1 runtime error, 2 usage error,
-9 --fault-die-at.
+9 --fault-die-at. Killed by SIGSEGV (no core file, no reply) when a 'backup' devlist names
+a device twice, e.g. 'drive-scsi0;drive-scsi0': pve-qemu 10.0.2 crashes there while
+creating the jobs (after the target and config checks); an empty name is still
+'Device '' not found'.
 ";
 
 /// Parses the arguments (without the program name).

@@ -94,19 +94,15 @@ pub fn backup(sim: &Arc<Sim>, args: &Map<String, Value>) -> Result<J, QmpError> 
         Ok(c) => c,
         Err(e) => return fail(target, e),
     };
-    // 8. Job creation: one job per node, so a device listed twice is busy.
-    if let Some((i, _)) = devices
+    // 8. Job creation: one job per node, so the second job of a device listed twice fails
+    // ("Node '...' is busy"), and pve-qemu crashes cleaning up after that: the cleanup loop
+    // of create_backup_jobs_bh (proxmox/pve-qemu pve-backup.c) ends in job_unref on NULL.
+    if devices
         .iter()
         .enumerate()
-        .find(|(i, d)| devices[..*i].contains(d))
+        .any(|(i, d)| devices[..i].contains(d))
     {
-        let name = &sim.disks[devices[i]].name;
-        return fail(
-            target,
-            QmpError::generic(format!(
-                "backup_job_create failed: Node '{name}' is busy: block device is in use by block job: backup"
-            )),
-        );
+        crash_like_qemu();
     }
     let (uuid, reported) = match (new_uuid(), new_uuid()) {
         (Ok(u), Ok(other)) => (u, if sim.cfg.faults.wrong_uuid { other } else { u }),
@@ -184,6 +180,31 @@ pub fn backup(sim: &Arc<Sim>, args: &Map<String, Value>) -> Result<J, QmpError> 
         }
     }
     Ok(obj([("UUID", uuid_string(&uuid).into())]))
+}
+
+/// Dies as pve-qemu 10.0.2 does on a devlist that names a device twice: by SIGSEGV, before
+/// any reply, without a core file.
+fn crash_like_qemu() -> ! {
+    // SAFETY: plain syscalls on this process. Rust's runtime has a SIGSEGV handler (stack
+    // overflow detection) that would return from a raised signal, hence SIG_DFL first;
+    // RLIMIT_CORE 0 keeps a core file out of the working directory (and tells a core_pattern
+    // helper not to keep one), PR_SET_DUMPABLE 0 keeps the helper from being started.
+    unsafe {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGSEGV);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(libc::SIGSEGV);
+        // Not reached: SIGSEGV with its default action ends the process.
+        libc::_exit(139)
+    }
 }
 
 /// Splits like `g_strsplit_set(list, ",;:", -1)`: empty input gives no names, empty

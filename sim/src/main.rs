@@ -18,6 +18,8 @@
 //! - `--pidfile` writes a pid file that qemu-server's `vm_running_locally` accepts (the
 //!   process re-executes itself as `qemu-system-pve-sim` for that);
 //! - VMA counters advance in bursts, 1 MiB then 1 MiB + k * 2 MiB (see `worker.rs`);
+//! - a devlist naming a device twice kills the process by SIGSEGV, as it does pve-qemu
+//!   10.0.2.
 //!
 //! Not covered: there is no guest and no block layer. Devices are raw files read as they
 //! are or generated data; nothing talks to a Proxmox Backup Server (PBS backups only

@@ -544,6 +544,68 @@ fn quick_polls_of_a_vma_backup_never_see_finishing() {
     );
 }
 
+/// pve-qemu 10.0.2 segfaults on a devlist that names a device twice (job creation fails
+/// for the second, the cleanup calls job_unref on NULL); the simulator dies the same way.
+#[test]
+fn duplicated_devlist_kills_the_simulator_by_sigsegv() {
+    use std::os::unix::process::ExitStatusExt;
+    for devlist in [
+        "drive-scsi0;drive-scsi0",
+        "drive-virtio1,drive-scsi0:drive-virtio1",
+    ] {
+        let (mut sim, _, _) = two_disk_sim(&[]);
+        let mut c = sim.client();
+        let sink = PipeSink::new();
+        c.getfd("backup", sink.fd());
+        let req = json!({"execute": "backup", "arguments":
+            {"backup-file": "/dev/fdname/backup", "devlist": devlist}, "id": 1});
+        c.send(req.to_string().as_bytes());
+        let status = sim.wait();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGSEGV),
+            "{devlist}: {status:?}"
+        );
+        assert!(!status.core_dumped(), "{devlist}: no core file");
+        let mut rest = Vec::new();
+        c.stream.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{devlist}: no reply: {rest:?}");
+        assert!(sink.finish().is_empty(), "{devlist}: nothing written");
+    }
+}
+
+#[test]
+fn duplicates_behind_an_unknown_or_empty_name_are_device_not_found() {
+    let (sim, _, _) = two_disk_sim(&[]);
+    let mut c = sim.client();
+    let sink = PipeSink::new();
+    c.getfd("backup", sink.fd());
+    for (devlist, name) in [
+        ("drive-scsi0;drive-scsi0;drive-ide9", "drive-ide9"),
+        ("drive-scsi0,,drive-scsi0", ""),
+        ("drive-scsi0;;", ""),
+    ] {
+        assert_eq!(
+            c.err(
+                "backup",
+                json!({"backup-file": "/dev/fdname/backup", "devlist": devlist})
+            ),
+            (
+                "DeviceNotFound".to_string(),
+                format!("Device '{name}' not found")
+            ),
+            "{devlist}"
+        );
+    }
+    // Still alive, and the fd is still there for a good backup.
+    c.ok(
+        "backup",
+        json!({"backup-file": "/dev/fdname/backup", "devlist": "drive-scsi0"}),
+    );
+    assert_eq!(c.wait_backup_end()["status"], "done");
+    vma::verify(&sink.finish()[..]).unwrap();
+}
+
 #[test]
 fn client_gone_mid_backup_does_not_stop_it() {
     let (sim, _, _) = two_disk_sim(&[]);
