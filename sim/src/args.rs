@@ -8,7 +8,7 @@ pub enum Mode {
     /// Print the usage text and exit 0.
     Help,
     /// Serve the monitor socket.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Write the data of a generated disk to a file and exit (lets tests compare images).
     DumpGenDisk {
         /// Device name; it seeds the generator.
@@ -116,8 +116,15 @@ pub struct Config {
     pub proxmox_support: bool,
     /// File receiving every parsed request as one compact JSON line.
     pub record: Option<PathBuf>,
-    /// Send job events and `SIM_TICK`.
-    pub events: bool,
+    /// Send a `SIM_TICK` event before every `query-backup` reply (real QEMU never does).
+    pub sim_tick: bool,
+    /// VMA: publish the counters after every cluster instead of in pve-qemu's bursts.
+    pub smooth_progress: bool,
+    /// Pid file written once the socket listens, removed on a clean exit (QEMU's `-pidfile`).
+    pub pidfile: Option<PathBuf>,
+    /// The arguments as given (program name excluded), with `--pidfile=PATH` split into
+    /// `--pidfile` and `PATH`: what the re-exec as `qemu-system-pve-sim` passes on.
+    pub args: Vec<String>,
     /// Injected faults.
     pub faults: Faults,
 }
@@ -142,19 +149,40 @@ Options:
   --rate BYTES_PER_SEC       cap of the backup progress (bytes read per second, suffix
                              K/M/G/T allowed); default unlimited (PBS: 1G); a positive
                              'speed' argument of 'backup' lowers it further
+  --smooth-progress          VMA: publish transferred/zero-bytes after every 64 KiB cluster.
+                             Default, as pve-qemu shows it: 1 MiB from the start (the very
+                             first query-backup after 'backup' shows it), then 1 MiB + k*2 MiB
+                             once the copy got there (stalls between bursts), the full count
+                             when all clusters are copied. PBS jobs always step in 4 MiB chunks
   --package STR              package string of the greeting (default pve-qemu-kvm_11.0.0-2)
   --version X.Y.Z            QEMU version of the greeting (default 11.0.0)
   --state prelaunch|running  initial VM run state (default running)
   --seed-era                 behave like pve-qemu of mid-2020: query-backup without
                              'finishing', 'dirty' and 'reused'; error text
                              'previous backup not finished'
-  --finishing-ms N           after the last cluster, stay active with finishing=true for N ms
+  --finishing-ms N           PBS jobs only: after the last chunk, stay active with
+                             finishing=true for N ms (the manifest upload). VMA jobs never
+                             report finishing=true, as with pve-qemu: while the writer flushes
+                             into a full pipe they stay active with transferred == total and
+                             finishing=false, and are done once the fd is closed
   --pbs-connect-delay-ms N   delay the reply of a PBS 'backup' by N ms (connection setup)
   --no-proxmox-support       query-proxmox-support and query-pbs-bitmap-info do not exist
   --record FILE              append every parsed request to FILE, one compact JSON line each
-  --events                   send JOB_STATUS_CHANGE / BLOCK_JOB_* events for backup jobs and a
-                             SIM_TICK event before every query-backup reply (STOP, RESUME and
-                             SHUTDOWN are always sent, as QEMU does)
+  --sim-tick                 send a SIM_TICK event (data: {\"query\": N}) before every
+                             query-backup reply; real QEMU has no such event. Events QEMU
+                             sends are always sent: STOP, RESUME, SHUTDOWN, and for the backup
+                             jobs (id = drive name) JOB_STATUS_CHANGE, BLOCK_JOB_COMPLETED and
+                             BLOCK_JOB_CANCELLED
+  --pidfile PATH             like QEMU's -pidfile: write the pid (decimal, newline) to PATH
+                             once the socket listens (via a temporary file and rename),
+                             remove it on quit, SIGTERM and SIGINT; after SIGKILL or a crash
+                             it stays behind. With this flag the process re-executes itself
+                             as 'qemu-system-pve-sim --pidfile PATH ...' (same pid, same
+                             arguments, '--pidfile=PATH' split in two), because qemu-server's
+                             vm_running_locally accepts a pid file only if the process's
+                             argv[0] ends in 'kvm' or 'qemu-system-*' and its command line
+                             has '-pidfile'/'--pidfile' followed by the path as an argument
+                             of its own
   --dump-gen-disk NAME=SIZE PATH
                              write the data of generated device NAME of SIZE to PATH, exit
   --help                     show this text
@@ -173,7 +201,10 @@ Faults (PERCENT is 0..100 of the bytes to back up):
   --fault-count-mismatch     at done, report transferred = total - 65536
 
 Exit codes: 0 normal end (quit, SIGTERM, SIGINT), 1 runtime error, 2 usage error,
-9 --fault-die-at.
+9 --fault-die-at. Killed by SIGSEGV (no core file, no reply) when a 'backup' devlist names
+a device twice, e.g. 'drive-scsi0;drive-scsi0': pve-qemu 10.0.2 crashes there while
+creating the jobs (after the target and config checks); an empty name is still
+'Device '' not found'.
 ";
 
 /// Parses the arguments (without the program name).
@@ -192,20 +223,33 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
         pbs_connect_delay_ms: 0,
         proxmox_support: true,
         record: None,
-        events: false,
+        sim_tick: false,
+        smooth_progress: false,
+        pidfile: None,
+        args: Vec::new(),
         faults: Faults::default(),
     };
+    // Everything taken from `it` is copied to `cfg.args` (see `Config::args`).
+    let mut seen: Vec<String> = Vec::new();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
+        match (&inline, flag.as_str()) {
+            (Some(v), "--pidfile") => seen.extend([flag.clone(), v.clone()]),
+            _ => seen.push(arg.clone()),
+        }
         let mut value = |what: &str| -> Result<String, String> {
             match inline.clone() {
                 Some(v) => Ok(v),
-                None => it
-                    .next()
-                    .ok_or_else(|| format!("option '{flag}' needs a value ({what})")),
+                None => {
+                    let v = it
+                        .next()
+                        .ok_or_else(|| format!("option '{flag}' needs a value ({what})"))?;
+                    seen.push(v.clone());
+                    Ok(v)
+                }
             }
         };
         match flag.as_str() {
@@ -253,7 +297,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
             "--pbs-connect-delay-ms" => cfg.pbs_connect_delay_ms = number(&flag, &value("N")?)?,
             "--no-proxmox-support" => cfg.proxmox_support = false,
             "--record" => cfg.record = Some(PathBuf::from(nonempty(&flag, value("FILE")?)?)),
-            "--events" => cfg.events = true,
+            "--sim-tick" => cfg.sim_tick = true,
+            "--smooth-progress" => cfg.smooth_progress = true,
+            "--pidfile" => cfg.pidfile = Some(PathBuf::from(nonempty(&flag, value("PATH")?)?)),
             "--fault-die-at" => cfg.faults.die_at = Some(percent(&flag, &value("PERCENT")?)?),
             "--fault-error-at" => {
                 let v = value("PERCENT[:MSG]")?;
@@ -281,12 +327,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
         }
     }
     cfg.socket = socket.ok_or("option '--socket PATH' is required")?;
+    cfg.args = seen;
     for (i, d) in cfg.disks.iter().enumerate() {
         if cfg.disks[..i].iter().any(|e| e.name() == d.name()) {
             return Err(format!("device name '{}' given twice", d.name()));
         }
     }
-    Ok(Mode::Serve(cfg))
+    Ok(Mode::Serve(Box::new(cfg)))
 }
 
 fn takes_no_value(flag: &str) -> bool {
@@ -296,7 +343,8 @@ fn takes_no_value(flag: &str) -> bool {
             | "-h"
             | "--seed-era"
             | "--no-proxmox-support"
-            | "--events"
+            | "--sim-tick"
+            | "--smooth-progress"
             | "--fault-wrong-uuid"
             | "--fault-count-mismatch"
     )
@@ -416,9 +464,12 @@ mod tests {
             (&["--gen-disk", "d"], "expected NAME=VALUE"),
             (&["--rate", "12X"], "invalid value '12X'"),
             (&["--fault-die-at", "101"], "percentage"),
-            (&["--events=1"], "takes no value"),
+            (&["--sim-tick=1"], "takes no value"),
+            (&["--smooth-progress=yes"], "takes no value"),
+            (&["--events"], "unknown option '--events'"),
             (&["--socket"], "needs a value"),
-            (&["--events"], "'--socket PATH' is required"),
+            (&["--pidfile="], "invalid value ''"),
+            (&["--sim-tick"], "'--socket PATH' is required"),
             (
                 &["--socket", "s", "--gen-disk", "a=1M", "--gen-disk", "a=2M"],
                 "given twice",

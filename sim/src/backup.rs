@@ -14,7 +14,7 @@ use crate::qapi::{bool_arg, int_arg, opt, req, str_arg, Param, QmpError, Ty};
 use crate::qjson::{obj, J};
 use crate::state::{Sim, State};
 use crate::target::Target;
-use crate::worker::{self, Device, Kind, Plan};
+use crate::worker::{self, Device, Kind, Plan, Publish};
 
 /// Arguments of `backup`, in pve-qemu 11's schema order.
 pub const PARAMS: &[Param] = &[
@@ -94,19 +94,15 @@ pub fn backup(sim: &Arc<Sim>, args: &Map<String, Value>) -> Result<J, QmpError> 
         Ok(c) => c,
         Err(e) => return fail(target, e),
     };
-    // 8. Job creation: one job per node, so a device listed twice is busy.
-    if let Some((i, _)) = devices
+    // 8. Job creation: one job per node, so the second job of a device listed twice fails
+    // ("Node '...' is busy"), and pve-qemu crashes cleaning up after that: the cleanup loop
+    // of create_backup_jobs_bh (proxmox/pve-qemu pve-backup.c) ends in job_unref on NULL.
+    if devices
         .iter()
         .enumerate()
-        .find(|(i, d)| devices[..*i].contains(d))
+        .any(|(i, d)| devices[..i].contains(d))
     {
-        let name = &sim.disks[devices[i]].name;
-        return fail(
-            target,
-            QmpError::generic(format!(
-                "backup_job_create failed: Node '{name}' is busy: block device is in use by block job: backup"
-            )),
-        );
+        crash_like_qemu();
     }
     let (uuid, reported) = match (new_uuid(), new_uuid()) {
         (Ok(u), Ok(other)) => (u, if sim.cfg.faults.wrong_uuid { other } else { u }),
@@ -126,6 +122,7 @@ pub fn backup(sim: &Arc<Sim>, args: &Map<String, Value>) -> Result<J, QmpError> 
         .or(pbs.then_some(PBS_DEFAULT_RATE));
     let total: u64 = devices.iter().map(|&i| sim.disks[i].size).sum();
 
+    let publish = Publish::for_job(!pbs, sim.cfg.smooth_progress);
     let mut st = sim.lock();
     let (plan_devices, dirty) = if pbs {
         pbs_bitmaps(sim, &mut st, &devices, args)
@@ -144,6 +141,7 @@ pub fn backup(sim: &Arc<Sim>, args: &Map<String, Value>) -> Result<J, QmpError> 
         record: Record {
             total,
             dirty,
+            transferred: publish.initial(dirty),
             reused: total - dirty,
             start_time: worker::now(),
             backup_file: backup_file.to_string(),
@@ -167,6 +165,7 @@ pub fn backup(sim: &Arc<Sim>, args: &Map<String, Value>) -> Result<J, QmpError> 
         rate,
         speed: speed.unwrap_or(0),
         goal: dirty,
+        publish,
     };
     let Some(job) = st.job.as_mut() else {
         return Err(QmpError::generic("backup job vanished"));
@@ -181,6 +180,31 @@ pub fn backup(sim: &Arc<Sim>, args: &Map<String, Value>) -> Result<J, QmpError> 
         }
     }
     Ok(obj([("UUID", uuid_string(&uuid).into())]))
+}
+
+/// Dies as pve-qemu 10.0.2 does on a devlist that names a device twice: by SIGSEGV, before
+/// any reply, without a core file.
+fn crash_like_qemu() -> ! {
+    // SAFETY: plain syscalls on this process. Rust's runtime has a SIGSEGV handler (stack
+    // overflow detection) that would return from a raised signal, hence SIG_DFL first;
+    // RLIMIT_CORE 0 keeps a core file out of the working directory (and tells a core_pattern
+    // helper not to keep one), PR_SET_DUMPABLE 0 keeps the helper from being started.
+    unsafe {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGSEGV);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(libc::SIGSEGV);
+        // Not reached: SIGSEGV with its default action ends the process.
+        libc::_exit(139)
+    }
 }
 
 /// Splits like `g_strsplit_set(list, ",;:", -1)`: empty input gives no names, empty

@@ -21,7 +21,7 @@ pub struct Session {
     pub negotiated: bool,
     /// A received fd not claimed yet.
     pub pending_fd: PendingFd,
-    /// `query-backup` calls so far (numbers the `SIM_TICK` events).
+    /// `query-backup` calls so far (numbers the `SIM_TICK` events of `--sim-tick`).
     ticks: u64,
 }
 
@@ -171,7 +171,7 @@ fn run(
         }
         "query-backup" => {
             check(args, &[])?;
-            if sim.cfg.events {
+            if sim.cfg.sim_tick {
                 session.ticks += 1;
                 sim.out
                     .event("SIM_TICK", Some(obj([("query", session.ticks.into())])));

@@ -15,9 +15,9 @@ pub struct Record {
     pub total: u64,
     /// `total` minus what a dirty bitmap proved clean.
     pub dirty: u64,
-    /// Bytes handed to the target.
+    /// Bytes handed to the target, as published (see `worker::Publish`).
     pub transferred: u64,
-    /// Zero bytes (VMA: 4 KiB blocks; PBS: 4 MiB chunks).
+    /// Zero bytes (VMA: 4 KiB blocks; PBS: 4 MiB chunks), published with `transferred`.
     pub zero_bytes: u64,
     /// PBS: bytes not uploaded (clean or known chunks).
     pub reused: u64,
@@ -29,7 +29,7 @@ pub struct Record {
     pub backup_file: String,
     /// The uuid `query-backup` reports.
     pub uuid: String,
-    /// All data copied, writer being closed.
+    /// PBS only: all data copied, the server finishes the snapshot (never set for VMA).
     pub finishing: bool,
 }
 

@@ -1,6 +1,16 @@
 //! The backup worker thread: copies the devices one after the other (QEMU runs the jobs of
 //! a backup as a sequential transaction), books QEMU's counters, applies the rate cap and
-//! the faults, and records how the job ended.
+//! the faults, sends the jobs' events, and records how the job ended.
+//!
+//! The worker keeps its own count of the bytes it read; the rate cap and the fault
+//! percentages go by that count. What `query-backup` shows is published from it by
+//! [`Publish`]: for VMA in pve-qemu's bursts (1 MiB at once, then 2 MiB steps), for PBS per
+//! 4 MiB chunk.
+//!
+//! End of a job: a VMA job stays `active` with `finishing: false` (possibly with
+//! `transferred == total`) while the writer flushes the last extent and closes the fd, then
+//! it is `done`; pve-qemu reports nothing else for VMA. Only a PBS job has a finishing phase
+//! (`finishing: true` for `--finishing-ms`, the manifest upload) before it is `done`.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +26,76 @@ use crate::target::{strerror, Target};
 
 /// VMA cluster size.
 const CLUSTER: u64 = 65536;
+/// What a VMA job publishes at once: pve-qemu's `query-backup` shows 1 MiB right after
+/// `backup`.
+pub const FIRST_BURST: u64 = 1 << 20;
+/// The step of a VMA job's published count after the first MiB.
+pub const BURST: u64 = 2 << 20;
+
+/// How the worker's own counts become the `query-backup` counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// After every cluster or chunk (PBS: 4 MiB chunks; VMA with `--smooth-progress`).
+    Each,
+    /// VMA as pve-qemu 10.0 shows it: `min(1 MiB, goal)` as the job is created, then
+    /// `1 MiB + k * 2 MiB` when the worker's count gets there, the full count at the end.
+    Bursts,
+}
+
+impl Publish {
+    /// The mode of a job.
+    pub fn for_job(vma: bool, smooth: bool) -> Publish {
+        if vma && !smooth {
+            Publish::Bursts
+        } else {
+            Publish::Each
+        }
+    }
+
+    /// `transferred` of a job just created (`zero-bytes` is 0 then).
+    pub fn initial(self, goal: u64) -> u64 {
+        match self {
+            Publish::Each => 0,
+            Publish::Bursts => FIRST_BURST.min(goal),
+        }
+    }
+}
+
+/// The published state of a job: when the next publication is due.
+struct Publisher {
+    mode: Publish,
+    goal: u64,
+    /// Bursts: the worker's count at which the next value is published (`u64::MAX` once
+    /// the full count was).
+    next: u64,
+}
+
+impl Publisher {
+    fn new(mode: Publish, goal: u64) -> Publisher {
+        Publisher {
+            mode,
+            goal,
+            next: FIRST_BURST,
+        }
+    }
+
+    /// The `transferred` to publish now that the worker's count is `done`, if any.
+    fn due(&mut self, done: u64) -> Option<u64> {
+        match self.mode {
+            Publish::Each => Some(done),
+            Publish::Bursts if done >= self.goal => (self.next != u64::MAX).then(|| {
+                self.next = u64::MAX;
+                done
+            }),
+            Publish::Bursts if done >= self.next => {
+                let value = FIRST_BURST + (done - FIRST_BURST) / BURST * BURST;
+                self.next = value + BURST;
+                Some(value)
+            }
+            Publish::Bursts => None,
+        }
+    }
+}
 
 /// One device of a job.
 pub struct Device {
@@ -52,10 +132,15 @@ pub struct Plan {
     pub speed: u64,
     /// Bytes to transfer (`dirty`): the base of the fault percentages.
     pub goal: u64,
+    /// How the counters are published (the record already shows [`Publish::initial`]).
+    pub publish: Publish,
 }
 
-/// Starts the worker.
+/// Starts the worker. The jobs' `created` events are sent before, from the calling thread:
+/// pve-qemu creates the jobs before `backup` replies, so they precede the reply.
 pub fn spawn(sim: Arc<Sim>, plan: Plan, cancel: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    let disks: Vec<&Disk> = plan.devices.iter().map(|d| &sim.disks[d.disk]).collect();
+    JobEvents::new(&sim, &disks, plan.speed).created();
     std::thread::Builder::new()
         .name("backup".into())
         .spawn(move || run(&sim, plan, &cancel))
@@ -78,8 +163,11 @@ fn run(sim: &Sim, plan: Plan, cancel: &AtomicBool) {
         paced: 0,
         goal: plan.goal,
         vma: matches!(plan.kind, Kind::Vma { .. }),
+        done: 0,
+        zero: 0,
+        reused: 0,
+        publisher: Publisher::new(plan.publish, plan.goal),
     };
-    events.created();
     let outcome = match plan.kind {
         Kind::Vma {
             target,
@@ -95,11 +183,12 @@ fn run(sim: &Sim, plan: Plan, cancel: &AtomicBool) {
         ),
         Kind::Pbs => run_pbs(&mut progress, &mut events, &plan.devices),
     };
-    if let Err(stop) = &outcome {
-        events.abort(match stop {
+    match &outcome {
+        Ok(()) => progress.publish_all(),
+        Err(stop) => events.abort(match stop {
             Stop::Canceled => None,
             Stop::Failed(m) => Some(m.as_str()),
-        });
+        }),
     }
     conclude(sim, &plan.devices, outcome);
 }
@@ -143,8 +232,9 @@ fn run_vma(
         ev.copied(i);
     }
     ev.complete();
-    p.finishing()?;
-    // Dropping the returned target closes the fd: the reader sees EOF.
+    // No finishing phase for VMA: the job stays active with finishing=false while the
+    // writer flushes (into a full pipe, maybe) and closes. Dropping the returned target
+    // closes the fd: the reader sees EOF.
     writer.finish().map_err(|e| p.write_failure(e))?;
     Ok(())
 }
@@ -187,7 +277,8 @@ fn read_failure(e: io::Error) -> Stop {
     ))
 }
 
-/// Records how the job ended: error (first one wins), end time, bitmaps.
+/// Records how the job ended: error (first one wins), end time, bitmaps. A failed or
+/// cancelled job keeps the counters it published last.
 fn conclude(sim: &Sim, devices: &[Device], outcome: Result<(), Stop>) {
     let mut st = sim.lock();
     let st = &mut *st;
@@ -231,6 +322,12 @@ struct Progress<'a> {
     paced: u64,
     goal: u64,
     vma: bool,
+    /// The worker's own counts (`transferred`, `zero-bytes`, `reused` booked by the job,
+    /// without what a bitmap proved clean); the record shows what was published of them.
+    done: u64,
+    zero: u64,
+    reused: u64,
+    publisher: Publisher,
 }
 
 impl Progress<'_> {
@@ -242,19 +339,18 @@ impl Progress<'_> {
         }
     }
 
-    /// Books one cluster/chunk, then applies faults and the rate cap.
+    /// Books one cluster/chunk, publishes what is due, then applies faults and the rate
+    /// cap.
     fn book(&mut self, transferred: u64, zero: u64, reused: u64) -> Result<(), Stop> {
-        let done = {
-            let mut st = self.sim.lock();
-            let Some(job) = st.job.as_mut() else {
+        self.done += transferred;
+        self.zero += zero;
+        self.reused += reused;
+        if let Some(value) = self.publisher.due(self.done) {
+            if !self.publish(value) {
                 return Err(Stop::Canceled);
-            };
-            job.record.transferred += transferred;
-            job.record.zero_bytes += zero;
-            job.record.reused += reused;
-            job.record.transferred
-        };
-        self.faults(done)?;
+            }
+        }
+        self.faults(self.done)?;
         self.paced += transferred;
         match self.rate {
             Some(rate) => {
@@ -265,6 +361,25 @@ impl Progress<'_> {
             }
             None => self.check(),
         }
+    }
+
+    /// Shows `transferred` in the record, with the zero bytes counted so far (never more
+    /// than `transferred`) and the reused ones. False if the job is gone.
+    fn publish(&self, transferred: u64) -> bool {
+        let mut st = self.sim.lock();
+        let Some(job) = st.job.as_mut() else {
+            return false;
+        };
+        let rec = &mut job.record;
+        rec.transferred = transferred;
+        rec.zero_bytes = self.zero.min(transferred);
+        rec.reused = rec.total - rec.dirty + self.reused;
+        true
+    }
+
+    /// Publishes the final counts of a job that succeeded (normally shown already).
+    fn publish_all(&self) {
+        self.publish(self.done);
     }
 
     /// Fault flags that trigger once `done` bytes of `goal` are transferred.
@@ -290,7 +405,7 @@ impl Progress<'_> {
         Ok(())
     }
 
-    /// The `finishing` phase: flag set, then `--finishing-ms` of waiting.
+    /// The `finishing` phase of a PBS job: flag set, then `--finishing-ms` of waiting.
     fn finishing(&self) -> Result<(), Stop> {
         if let Some(job) = self.sim.lock().job.as_mut() {
             job.record.finishing = true;
@@ -330,8 +445,9 @@ impl Progress<'_> {
     }
 }
 
-/// Block job events of the backup's jobs (one per device, named after it), sent only with
-/// `--events`. QEMU creates all jobs at once and runs them one after the other.
+/// Block job events of the backup's jobs (one per device, `id` and `device` = the drive
+/// name), always sent, as QEMU does. QEMU creates all jobs at once and runs them one after
+/// the other.
 struct JobEvents<'a> {
     sim: &'a Sim,
     jobs: Vec<(String, u64)>,
@@ -355,9 +471,7 @@ impl<'a> JobEvents<'a> {
     }
 
     fn emit(&self, name: &str, data: J) {
-        if self.sim.cfg.events {
-            self.sim.out.event(name, Some(data));
-        }
+        self.sim.out.event(name, Some(data));
     }
 
     fn status(&self, i: usize, status: &str) {
@@ -431,5 +545,45 @@ impl<'a> JobEvents<'a> {
             self.status(i, "null");
         }
         self.concluded = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The values published while the worker's count goes up in `step`s to `goal`.
+    fn published(mode: Publish, goal: u64, step: u64) -> Vec<u64> {
+        let mut p = Publisher::new(mode, goal);
+        let mut seen = vec![mode.initial(goal)];
+        let mut done = 0;
+        while done < goal {
+            done = (done + step).min(goal);
+            seen.extend(p.due(done));
+        }
+        seen
+    }
+
+    #[test]
+    fn bursts_of_a_vma_job() {
+        const M: u64 = 1 << 20;
+        assert_eq!(
+            published(Publish::Bursts, 8 * M, CLUSTER),
+            [M, M, 3 * M, 5 * M, 7 * M, 8 * M]
+        );
+        // Past a threshold by a partial cluster: the threshold is published.
+        assert_eq!(
+            published(Publish::Bursts, 5 * M + 12345, 3 * M / 2),
+            [M, M, 3 * M, 5 * M + 12345]
+        );
+        // Smaller than the first burst: all of it at once, and once more at the end.
+        assert_eq!(published(Publish::Bursts, 4096, CLUSTER), [4096, 4096]);
+        assert_eq!(
+            published(Publish::Each, 3 * CLUSTER, CLUSTER),
+            [0, CLUSTER, 2 * CLUSTER, 3 * CLUSTER]
+        );
+        assert_eq!(Publish::for_job(true, false), Publish::Bursts);
+        assert_eq!(Publish::for_job(true, true), Publish::Each);
+        assert_eq!(Publish::for_job(false, false), Publish::Each);
     }
 }

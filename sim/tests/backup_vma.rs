@@ -366,13 +366,23 @@ fn fd_is_left_nonblocking_like_qemu_does() {
     drop(sink.finish());
 }
 
+/// Without any flag, as QEMU does: job id = drive name.
 #[test]
 fn events_follow_the_jobs() {
-    let (sim, _, _) = two_disk_sim(&["--events"]);
+    let (sim, _, _) = two_disk_sim(&[]);
     let mut c = sim.client();
     let sink = PipeSink::new();
     c.getfd("backup", sink.fd());
     c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    // The jobs are created before `backup` replies.
+    let created: Vec<&Value> = c.events.iter().take(2).map(|e| &e["data"]).collect();
+    assert_eq!(
+        created,
+        [
+            &json!({"id": "drive-scsi0", "status": "created"}),
+            &json!({"id": "drive-virtio1", "status": "created"})
+        ]
+    );
     c.wait_backup_end();
     drop(sink.finish());
     let seen: Vec<(String, String)> = c
@@ -409,9 +419,191 @@ fn events_follow_the_jobs() {
         .iter()
         .filter(|e| e["event"] == "BLOCK_JOB_COMPLETED")
         .collect();
-    assert_eq!(completed.len(), 2);
-    assert_eq!(completed[0]["data"]["len"], completed[0]["data"]["offset"]);
-    assert!(c.events.iter().any(|e| e["event"] == "SIM_TICK"));
+    let devices: Vec<&Value> = completed.iter().map(|e| &e["data"]["device"]).collect();
+    assert_eq!(devices, ["drive-scsi0", "drive-virtio1"]);
+    for e in &completed {
+        assert_eq!(e["data"]["type"], "backup", "{e}");
+        assert_eq!(e["data"]["len"], e["data"]["offset"], "{e}");
+        assert!(e["data"].get("error").is_none(), "{e}");
+    }
+    assert_eq!(completed[0]["data"]["len"], 8 << 20);
+    assert!(
+        !c.events
+            .iter()
+            .any(|e| e["event"] == "SIM_TICK" || e["event"] == "BLOCK_JOB_CANCELLED"),
+        "{:?}",
+        c.events
+    );
+}
+
+#[test]
+fn cancel_sends_block_job_cancelled_for_every_job() {
+    let (sim, _, _) = two_disk_sim(&["--rate", "4M"]);
+    let mut c = sim.client();
+    let sink = PipeSink::new();
+    c.getfd("backup", sink.fd());
+    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    c.ok("backup-cancel", json!({}));
+    drop(sink.finish());
+    // backup-cancel replies after the jobs are torn down: their events came first.
+    let cancelled: Vec<&Value> = c
+        .events
+        .iter()
+        .filter(|e| e["event"] == "BLOCK_JOB_CANCELLED")
+        .map(|e| &e["data"]["device"])
+        .collect();
+    assert_eq!(
+        cancelled,
+        ["drive-scsi0", "drive-virtio1"],
+        "{:?}",
+        c.events
+    );
+    assert!(!c.events.iter().any(|e| e["event"] == "BLOCK_JOB_COMPLETED"));
+    let last: Vec<(&Value, &Value)> = c
+        .events
+        .iter()
+        .filter(|e| e["event"] == "JOB_STATUS_CHANGE")
+        .map(|e| (&e["data"]["id"], &e["data"]["status"]))
+        .rev()
+        .take(2)
+        .collect();
+    assert_eq!(
+        last,
+        [
+            (&json!("drive-virtio1"), &json!("null")),
+            (&json!("drive-virtio1"), &json!("concluded"))
+        ]
+    );
+}
+
+/// pve-qemu 10.0: a VMA job never reports `finishing: true`; while the writer waits in a
+/// full pipe it is active with everything counted. `--finishing-ms` is for PBS only.
+#[test]
+fn vma_never_reports_finishing() {
+    // 2 MiB: 32 clusters, fewer than one extent (58), so all of them are booked before
+    // the writer writes anything, and the stream is far more than the pipe holds.
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=2M", "--finishing-ms", "60000"]);
+    let mut c = sim.client();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    c.getfd("backup", &w);
+    drop(w);
+    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    let mut replies = Vec::new();
+    // Nobody reads the pipe: the job must wait with transferred == total.
+    let waiting = c.wait_backup(|st| {
+        replies.push(st.clone());
+        st["transferred"] == st["total"]
+    });
+    assert_eq!(waiting["status"], "active", "{waiting}");
+    assert_eq!(waiting["finishing"], false, "{waiting}");
+    assert!(waiting.get("end-time").is_none());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let still = c.ok("query-backup", json!({}));
+    assert_eq!(still["status"], "active", "{still}");
+    assert_eq!(still["finishing"], false, "{still}");
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::fs::File::from(r).read_to_end(&mut v).unwrap();
+        v
+    });
+    loop {
+        let st = c.ok("query-backup", json!({}));
+        replies.push(st.clone());
+        if st["status"] != "active" {
+            break;
+        }
+    }
+    vma::verify(&reader.join().unwrap()[..]).unwrap();
+    let last = replies.last().unwrap();
+    assert_eq!(last["status"], "done", "{last}");
+    assert_eq!(last["transferred"], last["total"]);
+    assert!(
+        replies.iter().all(|st| st["finishing"] == false),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn quick_polls_of_a_vma_backup_never_see_finishing() {
+    let (sim, _, _) = two_disk_sim(&["--rate", "64M", "--finishing-ms", "500"]);
+    let mut c = sim.client();
+    let sink = PipeSink::new();
+    c.getfd("backup", sink.fd());
+    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    let mut replies = Vec::new();
+    let done = c.wait_backup(|st| {
+        replies.push(st.clone());
+        st["status"] != "active"
+    });
+    vma::verify(&sink.finish()[..]).unwrap();
+    assert_eq!(done["status"], "done", "{done}");
+    assert!(replies.len() > 10, "polled quickly: {}", replies.len());
+    assert!(
+        replies.iter().all(|st| st["finishing"] == false),
+        "{replies:?}"
+    );
+}
+
+/// pve-qemu 10.0.2 segfaults on a devlist that names a device twice (job creation fails
+/// for the second, the cleanup calls job_unref on NULL); the simulator dies the same way.
+#[test]
+fn duplicated_devlist_kills_the_simulator_by_sigsegv() {
+    use std::os::unix::process::ExitStatusExt;
+    for devlist in [
+        "drive-scsi0;drive-scsi0",
+        "drive-virtio1,drive-scsi0:drive-virtio1",
+    ] {
+        let (mut sim, _, _) = two_disk_sim(&[]);
+        let mut c = sim.client();
+        let sink = PipeSink::new();
+        c.getfd("backup", sink.fd());
+        let req = json!({"execute": "backup", "arguments":
+            {"backup-file": "/dev/fdname/backup", "devlist": devlist}, "id": 1});
+        c.send(req.to_string().as_bytes());
+        let status = sim.wait();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGSEGV),
+            "{devlist}: {status:?}"
+        );
+        assert!(!status.core_dumped(), "{devlist}: no core file");
+        let mut rest = Vec::new();
+        c.stream.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{devlist}: no reply: {rest:?}");
+        assert!(sink.finish().is_empty(), "{devlist}: nothing written");
+    }
+}
+
+#[test]
+fn duplicates_behind_an_unknown_or_empty_name_are_device_not_found() {
+    let (sim, _, _) = two_disk_sim(&[]);
+    let mut c = sim.client();
+    let sink = PipeSink::new();
+    c.getfd("backup", sink.fd());
+    for (devlist, name) in [
+        ("drive-scsi0;drive-scsi0;drive-ide9", "drive-ide9"),
+        ("drive-scsi0,,drive-scsi0", ""),
+        ("drive-scsi0;;", ""),
+    ] {
+        assert_eq!(
+            c.err(
+                "backup",
+                json!({"backup-file": "/dev/fdname/backup", "devlist": devlist})
+            ),
+            (
+                "DeviceNotFound".to_string(),
+                format!("Device '{name}' not found")
+            ),
+            "{devlist}"
+        );
+    }
+    // Still alive, and the fd is still there for a good backup.
+    c.ok(
+        "backup",
+        json!({"backup-file": "/dev/fdname/backup", "devlist": "drive-scsi0"}),
+    );
+    assert_eq!(c.wait_backup_end()["status"], "done");
+    vma::verify(&sink.finish()[..]).unwrap();
 }
 
 #[test]

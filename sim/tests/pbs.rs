@@ -207,3 +207,51 @@ fn pbs_cancel_and_seed_era_record() {
     assert_eq!(st["status"], "error");
     assert_eq!(st["errmsg"], "backup canceled");
 }
+
+#[test]
+fn pbs_finishing_phase_is_visible_and_cancelable() {
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=8M", "--finishing-ms", "60000"]);
+    let mut c = sim.client();
+    c.ok("backup", pbs_args("100"));
+    let st = c.wait_backup(|st| st["finishing"] == true);
+    assert_eq!(st["status"], "active");
+    assert_eq!(st["transferred"], st["total"]);
+    assert!(st.get("end-time").is_none());
+    c.ok("backup-cancel", json!({}));
+    let st = c.ok("query-backup", json!({}));
+    assert_eq!(st["status"], "error");
+    assert_eq!(st["errmsg"], "backup canceled");
+    assert_eq!(st["finishing"], false);
+}
+
+#[test]
+fn pbs_finishing_then_done() {
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=8M", "--finishing-ms", "300"]);
+    let mut c = sim.client();
+    c.ok("backup", pbs_args("100"));
+    let mut seen_finishing = false;
+    let st = c.wait_backup(|st| {
+        seen_finishing |= st["finishing"] == true;
+        st["status"] != "active"
+    });
+    assert!(seen_finishing, "finishing=true was visible for 300 ms");
+    assert_eq!(st["status"], "done");
+    assert_eq!(st["finishing"], false);
+    assert_eq!(st["transferred"], st["total"]);
+}
+
+/// PBS progress comes in 4 MiB chunks (no 1 MiB start, no 2 MiB bursts).
+#[test]
+fn pbs_progress_steps_in_chunks() {
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=32M", "--rate", "16M"]);
+    let mut c = sim.client();
+    c.ok("backup", pbs_args("100"));
+    let mut values = Vec::new();
+    let done = c.wait_backup(|st| {
+        values.push(st["transferred"].as_u64().unwrap());
+        st["status"] != "active"
+    });
+    assert_eq!(done["status"], "done");
+    assert!(values.iter().all(|v| v % CHUNK as u64 == 0), "{values:?}");
+    assert!(values.iter().any(|&v| v > 0 && v < 32 << 20), "{values:?}");
+}

@@ -365,7 +365,9 @@ fn command_line_errors_exit_2_and_help_lists_every_flag() {
         "--pbs-connect-delay-ms",
         "--no-proxmox-support",
         "--record",
-        "--events",
+        "--sim-tick",
+        "--smooth-progress",
+        "--pidfile",
         "--dump-gen-disk",
         "--fault-die-at",
         "--fault-error-at",
@@ -378,6 +380,13 @@ fn command_line_errors_exit_2_and_help_lists_every_flag() {
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
+    assert!(!help.contains("--events"), "--events is gone");
+    let out = Command::new(binary())
+        .args(["--socket", "/tmp/x", "--events"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown option '--events'"));
 }
 
 #[test]
@@ -443,17 +452,46 @@ fn named_fds_outlive_the_connection_unclaimed_ones_do_not() {
 }
 
 #[test]
-fn events_flag_sends_sim_tick_before_query_backup() {
-    let sim = Sim::start(&["--events"]);
+fn sim_tick_flag_sends_sim_tick_before_query_backup() {
+    let sim = Sim::start(&["--sim-tick"]);
     let mut c = sim.raw_client();
     c.message();
     c.send(br#"{"execute":"qmp_capabilities"}"#);
     c.message();
+    for n in 1..=2 {
+        c.send(br#"{"execute":"query-backup","id":1}"#);
+        let tick: Value = c.message();
+        assert_eq!(tick["event"], "SIM_TICK");
+        assert_eq!(tick["data"], json!({"query": n}));
+        assert_eq!(
+            c.message(),
+            json!({"return": {"finishing": false}, "id": 1})
+        );
+    }
+}
+
+#[test]
+fn no_sim_tick_without_the_flag() {
+    let sim = Sim::start(&["--gen-disk", "drive-scsi0=4M"]);
+    let mut c = sim.raw_client();
+    c.message();
+    c.send(br#"{"execute":"qmp_capabilities"}"#);
+    c.message();
+    // The reply is the very next message: no event before it.
     c.send(br#"{"execute":"query-backup","id":1}"#);
-    let tick: Value = c.message();
-    assert_eq!(tick["event"], "SIM_TICK");
     assert_eq!(
         c.message(),
         json!({"return": {"finishing": false}, "id": 1})
+    );
+    c.ok(
+        "backup",
+        json!({"backup-file": sim.dir.join("b.vma").to_str().unwrap()}),
+    );
+    c.wait_backup_end();
+    assert!(!c.events.is_empty(), "job events came");
+    assert!(
+        !c.events.iter().any(|e| e["event"] == "SIM_TICK"),
+        "{:?}",
+        c.events
     );
 }

@@ -169,7 +169,12 @@ impl Client {
                 return line;
             }
             let mut chunk = [0u8; 65536];
-            let n = self.stream.read(&mut chunk).expect("read from simulator");
+            // EINTR without a handler: a socket with SO_RCVTIMEO returns it after the test
+            // process was stopped and continued (signal(7)); seen now and then here.
+            let n = match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => r.expect("read from simulator"),
+            };
             assert!(
                 n > 0,
                 "EOF; pending {:?}",
@@ -248,7 +253,7 @@ impl Client {
     }
 
     /// Polls `query-backup` until `pred` holds.
-    pub fn wait_backup(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_backup(&mut self, mut pred: impl FnMut(&Value) -> bool) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let st = self.ok("query-backup", json!({}));
