@@ -373,6 +373,44 @@ fn fault_qemu_dies_mid_backup_ends_the_loop_promptly() {
 }
 
 #[test]
+fn qemu_dying_mid_backup_reads_as_in_qemu_server_for_a_vm() {
+    let sim = Sim::start_vmid(
+        100,
+        &[
+            "--gen-disk",
+            "drive-scsi0=32M",
+            "--rate",
+            "16M",
+            "--fault-die-at",
+            "50",
+        ],
+    );
+    let peer = Peer::vmid_in(100, sim.dir.path());
+    let dir = support::TempDir::new("die");
+    let (w, reader) = pipe_to_file(&dir.path().join("d.vma"));
+    let uuid = backup::start_vma(
+        &peer,
+        &Options::default(),
+        w.as_fd(),
+        &VmaParams::default(),
+        None,
+    )
+    .unwrap();
+    drop(w);
+    let (outcome, _) = poll(&peer, &uuid, Style::Seed);
+    let _ = reader.join();
+    let text = outcome.unwrap_err().to_string();
+    // Died between two queries: its pid file is stale (proxmox/qemu-server
+    // src/PVE/QemuServer/Monitor.pm `qmp_cmd`); died during one: the connection closed
+    // (src/PVE/QMPClient.pm `mux_close`).
+    assert!(
+        text == "VM 100 not running"
+            || text == "VM 100 qmp command 'query-backup' failed - client closed connection",
+        "{text}"
+    );
+}
+
+#[test]
 fn fault_hang_garbage_and_slow_replies() {
     let sim = Sim::start(&[
         "--gen-disk",

@@ -1,8 +1,8 @@
 //! `pve-qmp-sim`: a simulator of Proxmox VE's QEMU as its QMP monitor shows it, for testing
 //! backup clients (vzdump's QEMU plugin and its Rust rewrite) without a VM.
 //!
-//! Covered, with QEMU's wire behaviour and texts (see `docs/pve-backup-qmp.md` 2–8, 15 and
-//! `docs/qmp-protocol.md` 1–2): the greeting and capabilities negotiation, one client at a
+//! Covered, with QEMU's wire behaviour and texts (proxmox/pve-qemu's `pve-backup.c` and
+//! QAPI schema, QEMU's QMP specification): the greeting and capabilities negotiation, one client at a
 //! time, input split on balanced JSON objects, ids echoed, QAPI argument errors, member order
 //! of QEMU's output; `getfd`/`closefd` with SCM_RIGHTS; `backup` (VMA into a passed fd, a
 //! FIFO or a new file; PBS with simulated progress and dirty bitmaps), `query-backup`,

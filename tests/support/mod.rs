@@ -233,11 +233,24 @@ impl Sim {
         Self::start_at(dir, socket, args)
     }
 
-    /// Like [`Sim::start`], with the socket at `<dir>/<vmid>.qmp` so a vmid peer finds it.
+    /// Like [`Sim::start`], as VM `vmid` of its directory: socket `<dir>/<vmid>.qmp` and
+    /// `--pidfile <dir>/<vmid>.pid`, so a vmid peer passes qemu-server's running check.
     pub fn start_vmid(vmid: u32, args: &[&str]) -> Sim {
         let dir = TempDir::new("sim");
         let socket = dir.path().join(format!("{vmid}.qmp"));
-        Self::start_at(dir, socket, args)
+        let pidfile = dir.path().join(format!("{vmid}.pid")).display().to_string();
+        let mut all = vec!["--pidfile", pidfile.as_str()];
+        all.extend_from_slice(args);
+        let sim = Self::start_at(dir, socket, &all);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&pidfile).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "simulator pid file did not appear"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        sim
     }
 
     fn start_at(dir: TempDir, socket: PathBuf, args: &[&str]) -> Sim {
