@@ -29,14 +29,15 @@ impl Drop for Peer {
     }
 }
 
-fn start(tag: &str, program: &Path, args: &[String], socket: &Path) -> Child {
+/// Starts `program` and waits until all of `files` (its socket, its pid file) exist.
+fn start(tag: &str, program: &Path, args: &[String], files: &[&Path]) -> Child {
     let child = Command::new(program)
         .args(args)
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{tag}: cannot start {}: {e}", program.display()));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
+    while !files.iter().all(|f| f.exists()) {
         assert!(Instant::now() < deadline, "{tag}: socket did not appear");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -51,16 +52,23 @@ fn workdir(tag: &str) -> PathBuf {
 
 fn sim() -> Peer {
     let dir = workdir("sim");
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/pve-qmp-sim");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/pve-qmp-sim");
     let socket = dir.join("100.qmp");
+    // VM 100 of `dir`: its pid file passes qemu-server's running check.
+    let pidfile = dir.join("100.pid");
     let args = vec![
         "--socket".into(),
         socket.display().to_string(),
+        "--pidfile".into(),
+        pidfile.display().to_string(),
         "--gen-disk".into(),
         "drive-scsi0=8M".into(),
     ];
     Peer {
-        child: start("sim", &bin, &args, &socket),
+        child: start("sim", &bin, &args, &[&socket, &pidfile]),
         dir,
     }
 }
@@ -135,7 +143,7 @@ fn raw_qmp_against_real_qemu() {
     ]
     .map(String::from);
     let qemu = Peer {
-        child: start("qemu", Path::new("qemu-system-x86_64"), &args, &socket),
+        child: start("qemu", Path::new("qemu-system-x86_64"), &args, &[&socket]),
         dir,
     };
     let sock = socket.display().to_string();
@@ -147,6 +155,13 @@ fn raw_qmp_against_real_qemu() {
     assert!(text(&o.stderr).contains("command 'nope' failed - The command nope has not been found"));
     let o = tool(&["--socket", &sock, "status"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("has no Proxmox backup support"));
+    // proxmox/qemu-server src/PVE/QMPClient.pm `cmd` around `mux_input`'s desc.
+    assert!(
+        text(&o.stderr).ends_with(
+            "command 'query-backup' failed - The command query-backup has not been found\n"
+        ),
+        "{}",
+        text(&o.stderr)
+    );
     drop(qemu);
 }

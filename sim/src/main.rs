@@ -87,10 +87,10 @@ fn main() {
 }
 
 /// Makes the process pass qemu-server's `vm_running_locally` (proxmox/qemu-server
-/// `src/PVE/QemuServer/Helpers.pm`): argv[0] must match `kvm$` or
+/// `src/PVE/QemuServer/Helpers.pm`): `argv[0]` must match `kvm$` or
 /// `(?:^|/)qemu-system-[^/]+$`, and `--pidfile` must be followed by the path as an argument
-/// of its own. Unless argv[0] is already [`QEMU_NAME`] and the arguments are `args`, this
-/// execs `/proc/self/exe` with argv[0] = [`QEMU_NAME`] and `args` (the arguments with
+/// of its own. Unless `argv[0]` is already [`QEMU_NAME`] and the arguments are `args`, this
+/// execs `/proc/self/exe` with `argv[0]` = [`QEMU_NAME`] and `args` (the arguments with
 /// `--pidfile=PATH` split). execve keeps the pid; it runs before any thread is started, and
 /// `serve` sets PR_SET_PDEATHSIG after it. Returns only if nothing needs to be done; exits
 /// 1 if the exec fails.
