@@ -53,7 +53,7 @@ sub usage {
     print STDERR <<"EOF";
 usage: $0 (--vmid N [--run-dir DIR] | --socket PATH) --output FILE [options]
   --compress zstd|gzip|pigz|lzop|none   compressor (default none)
-  --style seed|current                  status lines of 2020 or of today (default seed)
+  --style seed|current                  lines and texts of 2020 or of today (default seed)
   --bwlimit KIB_PER_SEC                 bandwidth limit (default 0: none)
   --devlist LIST                        devices to back up, e.g. drive-scsi0 (default all)
   --config FILE                         guest config to store (default: a generated one)
@@ -73,6 +73,7 @@ usage() if !exists($COMPRESSORS{$opt{compress}}) || $opt{style} !~ /^(seed|curre
 usage() if defined($opt{socket}) && defined($opt{agent}) && $opt{agent} eq '';
 
 $PVE::RS::VZDump::Qemu::RUN_DIR = $opt{'run-dir'} if defined($opt{'run-dir'});
+$PVE::RS::VZDump::Qemu::STYLE = $opt{style};
 my $vmid = $opt{vmid} // $opt{socket};
 my $plugin = DemoPlugin->new(opts => \%opt);
 STDOUT->autoflush(1);

@@ -358,8 +358,9 @@ vzdump_qemu_result vzdump_qemu_poll_set_qemu_support(struct vzdump_qemu_poll *po
  * Runs (or, after `VZDUMP_QEMU_INTERRUPTED`, resumes) the loop until the job ends.
  * Returns OK when it is done, after logging the summary; `*out_progress_json` (may be
  * NULL) then gets `{"percent","transferred","total","target","zero","reused","duration"}`,
- * where `total` and `reused` are what today's loop returns (the last non-zero total; the
- * last `reused` read, `null` if QEMU reported none).
+ * where in the current style `total` and `reused` are what today's loop returns (the last
+ * non-zero total; the last `reused` read, `null` if QEMU reported none), in the seed style
+ * the final reply's.
  * `VZDUMP_QEMU_POLL` carries the seed's die text (`got unexpected uuid`, the job's
  * errmsg or `unknown error`, `got unexpected status '<s>'`,
  * `got wrong number of transfered bytes (<a> != <b>)`). `VZDUMP_QEMU_CANCELLED` when

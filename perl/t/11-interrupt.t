@@ -11,7 +11,7 @@ use IO::Socket::UNIX;
 use Test::More;
 
 use PVE::RS::VZDump::Qemu qw(mon_cmd backup_query);
-use TestPeers qw(tmpdir);
+use TestPeers qw(tmpdir start_qemu stop_peer);
 
 my $dir = tmpdir();
 my $sock = "$dir/mute.qmp";
@@ -25,12 +25,16 @@ my $listener = IO::Socket::UNIX->new(Local => $sock, Listen => 5) or die "listen
     ok(!$ok, 'dying handler: command fails');
     is($@, "interrupted by signal\n", 'dying handler: its error, as the seed');
 
+    # VM 100 runs (pid file), but its QEMU is stopped: it accepts and never greets.
     local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
-    symlink($sock, "$dir/100.qmp") or die "symlink - $!";
+    my $qemu = start_qemu("$dir/100.qmp");
+    kill('STOP', $qemu);
     alarm(1);
     $ok = eval { backup_query(100); 1 };
     alarm(0);
     is($@, "interrupted by signal\n", 'dying handler: same for backup_query by VM id');
+    kill('CONT', $qemu);
+    stop_peer($qemu);
 }
 {
     my $alarms = 0;

@@ -149,9 +149,10 @@ sub run_example {
         $log->[2],
         "INFO: issuing guest-agent 'fs-thaw' command",
     ], 'agent: freeze, then thaw, before the backup task starts') or diag explain $log;
-    like($log->[2], qr/^ERROR: VM 100 qga command 'guest-fsfreeze-freeze' failed - .*has been disabled/,
+    # The seed's PVE::QMPClient `cmd` named agent commands "VM $vmid qmp command" too.
+    like($log->[2], qr/^ERROR: VM 100 qmp command 'guest-fsfreeze-freeze' failed - .*has been disabled/,
         'agent: the blocked freeze logged');
-    like($log->[4], qr/^ERROR: VM 100 qga command 'guest-fsfreeze-thaw' failed - .*has been disabled/,
+    like($log->[4], qr/^ERROR: VM 100 qmp command 'guest-fsfreeze-thaw' failed - .*has been disabled/,
         'agent: the blocked thaw logged');
     like($log->[5], qr/^INFO: started backup task '[0-9a-f-]{36}'$/, 'agent: then the backup task');
     is(scalar(grep { /^ERROR: / } @$log), 2, 'agent: no other error line');
@@ -163,11 +164,11 @@ sub run_example {
     ($rc, $log) = run_example(['--vmid', 100, '--run-dir', $dir, '--output', "$dir/bad.vma",
         '--devlist', 'drive-nosuch', '--agent']);
     is($rc, 1, 'agent, failed start: exit code 1');
-    my $step = qr/^(?:INFO|ERROR): (issuing guest-agent '\S+'|VM 100 qga|Backup of VM)/;
+    my $step = qr/^(?:INFO|ERROR): (issuing guest-agent '\S+'|VM 100 qmp|Backup of VM)/;
     my @steps = map { $_ =~ $step ? $1 : 'start' } @$log[1 .. $#$log];
     is_deeply(\@steps, [
-        "issuing guest-agent 'fs-freeze'", 'VM 100 qga',
-        "issuing guest-agent 'fs-thaw'", 'VM 100 qga',
+        "issuing guest-agent 'fs-freeze'", 'VM 100 qmp',
+        "issuing guest-agent 'fs-thaw'", 'VM 100 qmp',
         'start', 'Backup of VM',
     ], 'agent, failed start: freeze, thaw, then the start error') or diag explain $log;
     like($log->[-1], qr/^ERROR: Backup of VM 100 failed - .*drive-nosuch/,

@@ -149,6 +149,11 @@ impl Poller {
         })
     }
 
+    /// Whose lines and rules the loop follows.
+    pub fn style(&self) -> Style {
+        self.style
+    }
+
     /// The peer the loop queries.
     pub fn peer(&self) -> &Peer {
         &self.peer

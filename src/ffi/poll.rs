@@ -131,8 +131,9 @@ pub unsafe extern "C" fn vzdump_qemu_poll_set_qemu_support(
 /// Runs (or, after `VZDUMP_QEMU_INTERRUPTED`, resumes) the loop until the job ends.
 /// Returns OK when it is done, after logging the summary; `*out_progress_json` (may be
 /// NULL) then gets `{"percent","transferred","total","target","zero","reused","duration"}`,
-/// where `total` and `reused` are what today's loop returns (the last non-zero total; the
-/// last `reused` read, `null` if QEMU reported none).
+/// where in the current style `total` and `reused` are what today's loop returns (the last
+/// non-zero total; the last `reused` read, `null` if QEMU reported none), in the seed style
+/// the final reply's.
 /// `VZDUMP_QEMU_POLL` carries the seed's die text (`got unexpected uuid`, the job's
 /// errmsg or `unknown error`, `got unexpected status '<s>'`,
 /// `got wrong number of transfered bytes (<a> != <b>)`). `VZDUMP_QEMU_CANCELLED` when
@@ -177,10 +178,16 @@ pub unsafe extern "C" fn vzdump_qemu_poll_run(
         match outcome {
             Ok(done) => {
                 if !out_progress_json.is_null() {
-                    let (p, t) = (done.progress, done.totals);
+                    let p = done.progress;
+                    let (total, reused) = match state.poller.style() {
+                        // What today's loop returns.
+                        Style::Current => (done.totals.total, done.totals.reused),
+                        // The seed's returns nothing: the final reply's numbers.
+                        Style::Seed => (p.total, Some(p.reused)),
+                    };
                     let json = serde_json::json!({
-                        "percent": p.percent, "transferred": p.transferred, "total": t.total,
-                        "target": p.target, "zero": p.zero, "reused": t.reused,
+                        "percent": p.percent, "transferred": p.transferred, "total": total,
+                        "target": p.target, "zero": p.zero, "reused": reused,
                         "duration": p.duration,
                     });
                     // SAFETY: checked non-NULL.
