@@ -653,3 +653,41 @@ fn current_loop_logs_the_dirty_bitmap_lines_of_a_pbs_job() {
         "{lines:?}"
     );
 }
+
+/// A devlist naming a device twice crashes pve-qemu 10.0.2 (the simulator dies by SIGSEGV
+/// on it, see sim/tests): both starts refuse it before connecting, so QEMU never sees it.
+#[test]
+fn a_repeated_device_never_reaches_qemu() {
+    let dir = support::TempDir::new("dup");
+    let record = dir.path().join("r.jsonl");
+    let mut sim = Sim::start(&[
+        "--gen-disk",
+        "drive-scsi0=4M",
+        "--record",
+        &record.display().to_string(),
+    ]);
+    let before = std::fs::read_to_string(&record).unwrap_or_default();
+    let (_r, w) = nix::unistd::pipe().unwrap();
+    let vma = VmaParams {
+        devlist: Some("drive-scsi0;drive-scsi0".into()),
+        ..VmaParams::default()
+    };
+    let err = backup::start_vma(&peer(&sim), &Options::default(), w.as_fd(), &vma, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    let pbs = PbsParams {
+        repository: "root@pam@localhost:store".into(),
+        backup_id: "100".into(),
+        backup_time: 1,
+        devlist: Some("drive-scsi0,drive-scsi0".into()),
+        ..PbsParams::default()
+    };
+    let err = backup::start_pbs(&peer(&sim), &Options::default(), &pbs, None).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap_or_default(),
+        before,
+        "nothing was sent"
+    );
+    assert!(sim.child.try_wait().unwrap().is_none(), "the simulator is alive");
+}
