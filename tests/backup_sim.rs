@@ -582,28 +582,27 @@ fn current_loop_logs_the_dirty_bitmap_lines_of_a_pbs_job() {
         use_dirty_bitmap: Some(true),
         ..PbsParams::default()
     };
-    let run = |is_template: bool| {
+    // One PBS backup polled in `style`, given today's `query-proxmox-support` reply.
+    let run = |style: Style, is_template: bool| {
         let uuid = backup::start_pbs(&peer(&sim), &options, &params, None).unwrap();
-        let mut poller = Poller::new(&peer(&sim), &options, &uuid, Style::Current, None);
+        let mut poller = Poller::new(&peer(&sim), &options, &uuid, style, None);
         poller.set_qemu_support(&support, is_template);
         let mut lines = Vec::new();
-        let done = poller
-            .run(
-                &mut |_l: Level, s: &str| lines.push(s.to_string()),
-                &mut || false,
-            )
-            .unwrap();
-        (done, lines)
+        let outcome = poller.run(
+            &mut |_l: Level, s: &str| lines.push(s.to_string()),
+            &mut || false,
+        );
+        (outcome, lines)
     };
     // A first backup creates the bitmap: a full backup, no incremental line.
-    let (_, lines) = run(false);
+    let (_, lines) = run(Style::Current, false);
     assert_eq!(
         lines[0], "scsi0: dirty-bitmap status: created new",
         "{lines:?}"
     );
     assert!(lines[1].contains(" of 40.0 MiB) in "), "{lines:?}");
     // The second one uses it: the simulator leaves every eighth 4 MiB chunk dirty.
-    let (done, lines) = run(false);
+    let (done, lines) = run(Style::Current, false);
     assert_eq!(
         lines[..2],
         [
@@ -620,6 +619,7 @@ fn current_loop_logs_the_dirty_bitmap_lines_of_a_pbs_job() {
         "{lines:?}"
     );
     // ... and today's result: last non-zero total and the last reused read.
+    let done = done.unwrap();
     assert_eq!(done.totals.total, 40 * MIB);
     assert!(
         done.totals.reused.is_some_and(|r| r >= 32 * MIB),
@@ -627,25 +627,16 @@ fn current_loop_logs_the_dirty_bitmap_lines_of_a_pbs_job() {
         done.totals
     );
     // A template logs no per-drive line, the totals still count.
-    let (_, lines) = run(true);
+    let (_, lines) = run(Style::Current, true);
     assert_eq!(
         lines[0], "using fast incremental mode (dirty-bitmap), 8.0 MiB dirty of 40.0 MiB total",
         "{lines:?}"
     );
     // The seed's loop has no such step, and (older than dirty bitmaps) takes an
     // incremental job's byte count for a failure.
-    let uuid = backup::start_pbs(&peer(&sim), &options, &params, None).unwrap();
-    let mut poller = Poller::new(&peer(&sim), &options, &uuid, Style::Seed, None);
-    poller.set_qemu_support(&support, false);
-    let mut lines = Vec::new();
-    let err = poller
-        .run(
-            &mut |_l: Level, s: &str| lines.push(s.to_string()),
-            &mut || false,
-        )
-        .unwrap_err();
+    let (outcome, lines) = run(Style::Seed, false);
     assert_eq!(
-        err.to_string(),
+        outcome.unwrap_err().to_string(),
         "got wrong number of transfered bytes (41943040 != 8388608)"
     );
     assert!(
@@ -672,8 +663,8 @@ fn a_repeated_device_never_reaches_qemu() {
         devlist: Some("drive-scsi0;drive-scsi0".into()),
         ..VmaParams::default()
     };
-    let err = backup::start_vma(&peer(&sim), &Options::default(), w.as_fd(), &vma, None)
-        .unwrap_err();
+    let err =
+        backup::start_vma(&peer(&sim), &Options::default(), w.as_fd(), &vma, None).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     let pbs = PbsParams {
         repository: "root@pam@localhost:store".into(),
@@ -689,5 +680,8 @@ fn a_repeated_device_never_reaches_qemu() {
         before,
         "nothing was sent"
     );
-    assert!(sim.child.try_wait().unwrap().is_none(), "the simulator is alive");
+    assert!(
+        sim.child.try_wait().unwrap().is_none(),
+        "the simulator is alive"
+    );
 }
