@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use vzdump_qemu::backup::{self, Poller, VmaParams};
+use vzdump_qemu::backup::{self, VmaParams};
+use vzdump_qemu::progress::Poller;
 use vzdump_qemu::progress::{StatusLoop, Step, Style};
 use vzdump_qemu::qmp::{Options, Peer};
 
@@ -101,7 +102,7 @@ fn seed_loop(peer: &Peer, uuid: &str) {
     };
     let mut state = StatusLoop::new(Style::Seed, uuid, now(), None);
     loop {
-        let status = backup::query(peer, &Options::default()).unwrap();
+        let status = vzdump_qemu::progress::query(peer, &Options::default()).unwrap();
         match state.observe(&status, now()).step {
             Step::Continue => std::thread::sleep(Duration::from_secs(1)),
             Step::Finished => return,

@@ -4,7 +4,8 @@
 //! - [`qmp`]: a blocking QMP client over a unix socket (ids, events, fd passing, timeouts);
 //! - [`qga`]: a blocking guest-agent client (sync per operation) and the fs-freeze/thaw steps;
 //! - [`backup`]: Proxmox's `backup`, `query-backup` and `backup-cancel` commands, typed;
-//! - [`progress`]: the status-poll loop with the seed's log lines and errors;
+//! - [`progress`]: the status-poll loop with the seed's log lines and errors, and its poller;
+//! - [`log`]: the lines handed to the caller's log sink;
 //! - [`compressor`]: the compressor behind a pipe, spawned without forking the caller;
 //! - [`ffi`]: the C API (header `include/vzdump_qemu.h`), on which the Perl shim builds;
 //! - [`running`]: qemu-server's check whether a VM's QEMU runs (its pid file);
@@ -17,11 +18,13 @@ pub mod backup;
 pub mod compressor;
 pub mod error;
 pub mod ffi;
+pub mod log;
 pub mod progress;
 pub mod qga;
 pub mod qmp;
 pub mod running;
 pub mod style;
+mod transport;
 pub mod wait;
 
 pub use error::{Error, Result};

@@ -51,7 +51,10 @@ fn starting_a_backup_on_stock_qemu_says_what_qemu_server_says() {
             ..Options::default()
         };
         for (command, err) in [
-            ("query-backup", backup::query(&peer, &options).unwrap_err()),
+            (
+                "query-backup",
+                vzdump_qemu::progress::query(&peer, &options).unwrap_err(),
+            ),
             (
                 "backup-cancel",
                 backup::cancel(&peer, &options).unwrap_err(),

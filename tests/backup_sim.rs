@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::{make_disk, sha256_file, signal_me_after, Sim};
-use vzdump_qemu::backup::{self, PbsParams, Poller, Secret, VmaParams};
+use vzdump_qemu::backup::{self, PbsParams, Secret, VmaParams};
 use vzdump_qemu::error::Cause;
-use vzdump_qemu::progress::{Level, Style};
+use vzdump_qemu::log::Level;
+use vzdump_qemu::progress::Poller;
+use vzdump_qemu::progress::Style;
 use vzdump_qemu::qmp::{Options, Peer};
 use vzdump_qemu::Error;
 
@@ -271,7 +273,7 @@ fn cancel_during_backup_and_the_quirk_after_done() {
     poll(&peer(&sim), &uuid, Style::Seed).0.unwrap();
     reader.join().unwrap();
     backup::cancel(&peer(&sim), &Options::default()).unwrap();
-    let status = backup::query(&peer(&sim), &Options::default()).unwrap();
+    let status = vzdump_qemu::progress::query(&peer(&sim), &Options::default()).unwrap();
     assert_eq!(status.status.as_deref(), Some("error"));
     assert_eq!(status.errmsg.as_deref(), Some("backup canceled"));
 }
@@ -422,7 +424,7 @@ fn fault_hang_garbage_and_slow_replies() {
         command_timeout: Some(Duration::from_millis(500)),
         ..Options::default()
     };
-    let err = backup::query(&peer(&sim), &options).unwrap_err();
+    let err = vzdump_qemu::progress::query(&peer(&sim), &options).unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert!(err
         .to_string()
@@ -434,15 +436,15 @@ fn fault_hang_garbage_and_slow_replies() {
         "--fault-garbage",
         "query-backup",
     ]);
-    let err = backup::query(&peer(&sim), &Options::default()).unwrap_err();
+    let err = vzdump_qemu::progress::query(&peer(&sim), &Options::default()).unwrap_err();
     let cause = err.command_error().map(|c| c.cause.clone());
     assert!(matches!(cause, Some(Cause::Protocol { .. })), "{err}");
 
     let sim = Sim::start(&["--gen-disk", "drive-scsi0=4M", "--fault-slow-ms", "200"]);
-    let status = backup::query(&peer(&sim), &Options::default()).unwrap();
+    let status = vzdump_qemu::progress::query(&peer(&sim), &Options::default()).unwrap();
     assert_eq!(
         status,
-        vzdump_qemu::backup::BackupStatus::default(),
+        vzdump_qemu::progress::BackupStatus::default(),
         "nothing ran yet"
     );
 }

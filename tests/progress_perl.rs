@@ -13,9 +13,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use vzdump_qemu::backup::BackupStatus;
 use vzdump_qemu::progress::{
-    render_bytes, render_duration, BitmapInfo, BitmapSetup, StatusLoop, Style,
+    render_bytes, render_duration, BackupStatus, BitmapInfo, BitmapSetup, StatusLoop, Style,
 };
 
 const PERL: &str = "/usr/bin/perl";

@@ -2,9 +2,9 @@
 //! seconds: every branch of the seed's loop and of the current one, with the exact lines.
 //! Expected numbers are worked out in the comments.
 
-use vzdump_qemu::backup::BackupStatus;
+use vzdump_qemu::log::Level;
 use vzdump_qemu::progress::{
-    BitmapInfo, BitmapSetup, Level, PollError, Progress, StatusLoop, Step, Style, Totals,
+    BackupStatus, BitmapInfo, BitmapSetup, PollError, Progress, StatusLoop, Step, Style, Totals,
 };
 
 const UUID: &str = "1c6b2a1e-0d3c-4b8e-9a57-2f6f0e0d9c11";

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::{read_request, signal_me_after, FakePeer, QemuGa, TempDir};
 use vzdump_qemu::error::{Cause, Stage};
-use vzdump_qemu::progress::Level;
+use vzdump_qemu::log::Level;
 use vzdump_qemu::qga::{self, Options};
 use vzdump_qemu::qmp::framing::JsonSplitter;
 use vzdump_qemu::qmp::{ErrorClass, Peer};

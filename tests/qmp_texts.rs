@@ -59,7 +59,7 @@ fn no_pid_file_stale_pid_file_and_zombie_are_not_running() {
     q.kill_and_reap();
     assert!(q.dir.path().join("100.pid").exists() && q.socket.exists());
     not_running(query_status(&peer, &Options::default()));
-    not_running(backup::query(&peer, &Options::default()).unwrap_err());
+    not_running(vzdump_qemu::progress::query(&peer, &Options::default()).unwrap_err());
     not_running(backup::cancel(&peer, &Options::default()).unwrap_err());
     // Another VM id in the same directory has no pid file at all.
     let err = query_status(&Peer::vmid_in(101, q.dir.path()), &Options::default());
@@ -107,7 +107,7 @@ fn a_refused_connect_names_the_socket_and_errno() {
     // The VM's QEMU runs, but its socket path holds a socket nobody listens on.
     std::fs::remove_file(&q.socket).unwrap();
     drop(UnixListener::bind(&q.socket).unwrap());
-    let err = backup::query(&vm_peer(&q), &Options::default()).unwrap_err();
+    let err = vzdump_qemu::progress::query(&vm_peer(&q), &Options::default()).unwrap_err();
     let failure = err.command_error().unwrap();
     assert_eq!(
         failure.cause,
@@ -129,7 +129,7 @@ fn killed_qemu_refuses_a_path_peer() {
     let mut q = Qemu::start();
     q.kill_and_reap();
     let peer = Peer::path(&q.socket);
-    let err = backup::query(&peer, &Options::default()).unwrap_err();
+    let err = vzdump_qemu::progress::query(&peer, &Options::default()).unwrap_err();
     let path = q.socket.display();
     // The same shapes as proxmox/qemu-server src/PVE/QMPClient.pm, with the path's name.
     assert_eq!(
@@ -137,7 +137,7 @@ fn killed_qemu_refuses_a_path_peer() {
         format!("qmp socket '{path}' command 'query-backup' failed - unable to connect to qmp socket '{path}' - Connection refused")
     );
     std::fs::remove_file(&q.socket).unwrap();
-    let err = backup::query(&peer, &Options::default()).unwrap_err();
+    let err = vzdump_qemu::progress::query(&peer, &Options::default()).unwrap_err();
     assert_eq!(err.to_string(), "unable to open monitor socket");
 }
 
@@ -152,7 +152,7 @@ fn qemu_killed_mid_command_is_client_closed_connection() {
         // SAFETY: kill(2) of the test's own child.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     });
-    let err = backup::query(&vm_peer(&q), &Options::default()).unwrap_err();
+    let err = vzdump_qemu::progress::query(&vm_peer(&q), &Options::default()).unwrap_err();
     killer.join().unwrap();
     let failure = err.command_error().unwrap();
     assert!(matches!(failure.cause, Cause::Closed { .. }), "{err:?}");
@@ -186,7 +186,7 @@ fn a_silent_qemu_is_got_timeout() {
 #[test]
 fn command_not_found_is_qemus_desc() {
     let q = Qemu::start_vm(VMID, &["-S"]);
-    let err = backup::query(&vm_peer(&q), &Options::default()).unwrap_err();
+    let err = vzdump_qemu::progress::query(&vm_peer(&q), &Options::default()).unwrap_err();
     assert!(err.is_no_proxmox_support());
     // proxmox/qemu-server src/PVE/QMPClient.pm `mux_input`: die "$desc\n", wrapped by
     // `cmd` in "VM $vmid qmp command '$cmd' failed - ".

@@ -6,9 +6,11 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use vzdump_qemu::backup::{self, Poller, VmaParams};
+use vzdump_qemu::backup::{self, VmaParams};
 use vzdump_qemu::compressor::{CommandSpec, Compressor, SpawnOptions};
-use vzdump_qemu::progress::{Level, Style};
+use vzdump_qemu::log::Level;
+use vzdump_qemu::progress::Poller;
+use vzdump_qemu::progress::Style;
 use vzdump_qemu::qmp::{Options, Peer};
 use vzdump_qemu::Error;
 

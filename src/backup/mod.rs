@@ -7,7 +7,8 @@
 //!   connection; both share one 30 s budget, as in the seed's `queue_execute(30)`;
 //! - a PBS start is one `backup` command with a timeout long enough for QEMU to connect to
 //!   the server (125 s today; the seed used 60 s);
-//! - `backup` returns `{"UUID": ...}`; `query-backup` returns a [`BackupStatus`];
+//! - `backup` returns `{"UUID": ...}`; `query-backup` returns a `BackupStatus` (decoded by
+//!   [`crate::progress::query`], which the status loop runs);
 //! - `backup-cancel` always succeeds. Quirk: it records `backup canceled` even when the job
 //!   already ended `done`, so a later `query-backup` reports `error` / `backup canceled`.
 //!   Cancel only a job you still consider running;
@@ -18,9 +19,7 @@
 //! `queue_execute(30)`, dies with the bare reason (QEMU's `desc`, `got timeout`, ...).
 
 mod params;
-mod poll;
 mod secret;
-pub mod status;
 
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
@@ -28,11 +27,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub use params::{check_devlist, PbsParams, VmaParams};
-pub use poll::{abort_job, poll_or_cancel, Poller};
 pub use secret::Secret;
-pub use status::BackupStatus;
 
-use crate::error::{Cause, CommandError, Error, Result, Stage};
+use crate::error::{Error, Result};
+use crate::log::Level;
 use crate::qmp::{self, timeouts, Options, Peer, Qmp};
 
 /// The fd name qemu-server registers the backup target under.
@@ -99,26 +97,6 @@ pub fn start_pbs(
     job_uuid(reply?)
 }
 
-/// `query-backup` on its own connection (10 min timeout, as qemu-server).
-pub fn query(peer: &Peer, options: &Options) -> Result<BackupStatus> {
-    let reply = query_raw(peer, options)?;
-    serde_json::from_value(reply.clone()).map_err(|e| {
-        Error::from(CommandError {
-            peer: peer.clone(),
-            command: "query-backup".into(),
-            stage: Stage::Command,
-            cause: Cause::Protocol {
-                reason: format!(
-                    "reply not understood ({e}): '{}'",
-                    qmp::framing::excerpt(reply.to_string().as_bytes())
-                ),
-            },
-            style: options.style,
-            bare: false,
-        })
-    })
-}
-
 /// `query-backup` on its own connection, QEMU's reply object as it came.
 pub fn query_raw(peer: &Peer, options: &Options) -> Result<Value> {
     qmp::command(peer, "query-backup", None, None, options)
@@ -128,6 +106,15 @@ pub fn query_raw(peer: &Peer, options: &Options) -> Result<Value> {
 /// quirk with finished jobs.
 pub fn cancel(peer: &Peer, options: &Options) -> Result<()> {
     qmp::command(peer, "backup-cancel", None, None, options).map(drop)
+}
+
+/// The seed's `mon_backup_cancel`: logs `aborting backup job`, sends `backup-cancel`, and
+/// logs a failure of that at error level (it never hides the original error).
+pub fn abort_job(peer: &Peer, options: &Options, log: &mut dyn FnMut(Level, &str)) {
+    log(Level::Info, "aborting backup job");
+    if let Err(e) = cancel(peer, options) {
+        log(Level::Err, &e.to_string());
+    }
 }
 
 /// `query-proxmox-support`: which Proxmox backup features the running QEMU has. A QEMU

@@ -8,9 +8,11 @@ use super::qmp::{handle, handle_mut, json_arg, vzdump_qemu_peer};
 use super::result::*;
 use super::strings::str_arg;
 use super::{boundary, free_handle, need, put, put_string, Failure};
-use crate::backup::{abort_job, Poller};
+use crate::backup::abort_job;
 use crate::error::Error;
-use crate::progress::{Level, Style};
+use crate::log::Level;
+use crate::progress::Poller;
+use crate::progress::Style;
 
 /// Log level of an informational line (`INFO:` in a vzdump task log).
 pub const VZDUMP_QEMU_LOG_INFO: u32 = 0;

@@ -7,7 +7,7 @@ use super::qmp::{handle, json_arg, vzdump_qemu_peer};
 use super::result::*;
 use super::strings::str_arg;
 use super::{boundary, millis, need, put, put_string, Failure};
-use crate::progress::Level;
+use crate::log::Level;
 use crate::qga;
 use crate::qmp::Peer;
 

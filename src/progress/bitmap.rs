@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::format::{bytes_text, render_bytes};
 use super::perl_num::PerlNum;
-use super::LogLine;
+use crate::log::LogLine;
 
 /// One drive of a `query-pbs-bitmap-info` reply (`PBSBitmapInfo`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

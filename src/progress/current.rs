@@ -5,7 +5,7 @@
 use super::format::{bytes_text, duration_text};
 use super::perl_num::PerlNum;
 use super::status_loop::{per_second, percent_of, Last, Numbers};
-use super::LogLine;
+use crate::log::LogLine;
 
 /// `$get_mbps`: `"0 B/s"` unless `mb` is positive, else `render_bytes(int($mb / $delta), 1)`
 /// followed by `/s`. A negative `delta` (clock went backwards) gives a negative rate, which

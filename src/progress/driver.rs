@@ -5,8 +5,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::schedule::{Sample, Scheduler, DEFAULT_INTERVAL};
 use super::status_loop::{PollError, Progress, StatusLoop, Step, Totals};
-use super::Level;
-use crate::backup::BackupStatus;
+use super::BackupStatus;
+use crate::log::Level;
 use crate::wait::{self, Interrupted};
 
 /// The longest sleep between two cancel checks.

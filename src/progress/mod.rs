@@ -11,8 +11,13 @@
 //! - [`Scheduler`]: when to query next, predicting the end so it is seen without delay;
 //! - [`run`]: the loop over a [`StatusSource`], a [`Clock`] and a log sink.
 //!
+//! - [`Poller`]: the loop against a live QEMU, one `query-backup` connection per query.
+//!
 //! All lines are logged at [`Level::Info`]; errors are returned as [`PollError`], whose text
 //! is qemu-server's `die` message without its newline (callers log it as [`Level::Err`]).
+//!
+//! [`Level::Info`]: crate::log::Level::Info
+//! [`Level::Err`]: crate::log::Level::Err
 //!
 //! # Where each line and error of the seed comes from
 //!
@@ -78,8 +83,10 @@ mod current;
 mod driver;
 mod format;
 mod perl_num;
+mod poller;
 mod schedule;
 mod seed;
+mod status;
 mod status_loop;
 
 pub use bitmap::{BitmapInfo, BitmapSetup};
@@ -87,33 +94,7 @@ pub use driver::{
     run, Clock, Completed, LoopError, Options, StatusSource, SystemClock, CANCEL_CHECK,
 };
 pub use format::{render_bytes, render_duration};
+pub use poller::{poll_or_cancel, Poller};
 pub use schedule::{Sample, Scheduler, BURST, DEFAULT_INTERVAL, MAX_INTERVAL, MIN_DELAY};
+pub use status::{query, BackupStatus};
 pub use status_loop::{Observation, PollError, Progress, StatusLoop, Step, Style, Totals};
-
-/// Severity of a log line, as vzdump's `debugmsg` levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// `INFO:`.
-    Info,
-    /// `ERROR:`.
-    Err,
-}
-
-/// One line for the task log, without prefix or newline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// Its severity.
-    pub level: Level,
-    /// Its text.
-    pub text: String,
-}
-
-impl LogLine {
-    /// An `INFO:` line.
-    pub fn info(text: impl Into<String>) -> Self {
-        LogLine {
-            level: Level::Info,
-            text: text.into(),
-        }
-    }
-}

@@ -4,7 +4,7 @@
 
 use super::perl_num::PerlNum;
 use super::status_loop::{percent_of, Last, Numbers};
-use super::LogLine;
+use crate::log::LogLine;
 
 /// `1000 * 1000`, folded by Perl into the integer 1000000.
 const MILLION: PerlNum = PerlNum::iv(1_000_000);

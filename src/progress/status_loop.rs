@@ -3,8 +3,9 @@
 
 use super::bitmap::BitmapSetup;
 use super::perl_num::PerlNum;
-use super::{current, seed, LogLine};
-use crate::backup::BackupStatus;
+use super::BackupStatus;
+use super::{current, seed};
+use crate::log::LogLine;
 
 pub use crate::style::Style;
 

@@ -1,17 +1,14 @@
 //! One guest-agent operation on its own connection: connect, sync, command, close.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::socket::{self, MsgFlags};
 use serde_json::Value;
 
 use super::Options;
 use crate::error::{Cause, CommandError, Error, Result, Stage};
 use crate::qmp::framing::{excerpt, FrameError, JsonSplitter};
-use crate::qmp::{connect_socket, timeouts, ErrorClass, Peer};
-use crate::wait::{poll_fd, Readiness, WaitError};
+use crate::qmp::{timeouts, ErrorClass, Peer};
+use crate::transport::{Stream, StreamError};
 
 /// The byte that resets the agent's parser (sent by us) and marks the sync reply (sent by
 /// the agent).
@@ -107,7 +104,7 @@ fn random_id() -> u64 {
 
 /// The connection of one operation; closed on drop.
 struct Session<'a> {
-    fd: OwnedFd,
+    stream: Stream,
     peer: &'a Peer,
     command: &'a str,
     deadline: Instant,
@@ -128,7 +125,7 @@ impl<'a> Session<'a> {
         let deadline = Instant::now() + timeout;
         let connect_deadline = deadline.min(Instant::now() + options.connect_timeout);
         Ok(Session {
-            fd: connect_socket(peer, connect_deadline, command, options.style)?,
+            stream: Stream::connect(peer, connect_deadline, command, options.style)?,
             peer,
             command,
             deadline,
@@ -164,48 +161,31 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn wait(&self, events: libc::c_short) -> Result<()> {
-        match poll_fd(self.fd.as_fd(), events, self.deadline) {
-            Ok(Readiness::Ready) => Ok(()),
-            Ok(Readiness::TimedOut) => Err(self.failure(Cause::Timeout {
+    /// A failure of the stream, as a failure of the command.
+    fn stream_failure(&self, e: StreamError) -> Error {
+        match e {
+            StreamError::TimedOut => self.failure(Cause::Timeout {
                 after: self.timeout,
-            })),
-            Err(WaitError::Interrupted) => Err(self.interrupted()),
-            Err(WaitError::Io(e)) => Err(self.disconnected(format!("poll failed: {e}"))),
+            }),
+            StreamError::Interrupted => self.interrupted(),
+            StreamError::Eof => self.disconnected("end of file".into()),
+            StreamError::Closed(detail) => self.disconnected(detail),
+            // No descriptor is passed to the agent.
+            StreamError::BadFd => self.disconnected("bad file descriptor".into()),
         }
     }
 
-    fn send(&self, mut bytes: &[u8]) -> Result<()> {
-        while !bytes.is_empty() {
-            let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
-            match socket::send(self.fd.as_raw_fd(), bytes, flags) {
-                Ok(n) => bytes = &bytes[n..],
-                Err(Errno::EAGAIN) => self.wait(libc::POLLOUT)?,
-                Err(Errno::EINTR) => return Err(self.interrupted()),
-                Err(e) => {
-                    return Err(self.disconnected(format!(
-                        "sending '{}' failed: {}",
-                        self.command,
-                        e.desc()
-                    )))
-                }
-            }
-        }
-        Ok(())
+    fn send(&self, bytes: &[u8]) -> Result<()> {
+        self.stream
+            .send(bytes, None, self.deadline)
+            .map_err(|e| self.stream_failure(e))
     }
 
     /// Reads what has arrived (at least one byte) into `buf`.
     fn read<'b>(&self, buf: &'b mut [u8]) -> Result<&'b [u8]> {
-        loop {
-            self.wait(libc::POLLIN)?;
-            match nix::unistd::read(&self.fd, buf) {
-                Ok(0) => return Err(self.disconnected("end of file".into())),
-                Ok(n) => return Ok(&buf[..n]),
-                Err(Errno::EAGAIN) => {}
-                Err(Errno::EINTR) => return Err(self.interrupted()),
-                Err(Errno::ECONNRESET) => return Err(self.disconnected("connection reset".into())),
-                Err(e) => return Err(self.disconnected(format!("read failed: {}", e.desc()))),
-            }
+        match self.stream.read(buf, self.deadline) {
+            Ok(n) => Ok(&buf[..n]),
+            Err(e) => Err(self.stream_failure(e)),
         }
     }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{command, ping, Options};
 use crate::error::{Cause, CommandError, Error, Result, Stage};
-use crate::progress::Level;
+use crate::log::Level;
 use crate::qmp::Peer;
 
 /// Freezes the guest's filesystems. Returns false, after logging the skip line, when the

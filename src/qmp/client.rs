@@ -1,19 +1,16 @@
 //! The connection: connect, handshake, execute, events.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::socket::{self, ControlMessage, MsgFlags, UnixAddr};
 use serde_json::{Map, Value};
 
 use super::framing::{excerpt, JsonSplitter};
-use super::{connect_socket, timeouts, ErrorClass, Options, Peer};
+use super::{timeouts, ErrorClass, Options, Peer};
 use crate::error::{Cause, CommandError, Error, Result, Stage};
-use crate::wait::{poll_fd, Readiness, WaitError};
+use crate::transport::{Stream, StreamError};
 
 /// How many ids of interrupted commands a connection remembers, to drop their late
 /// replies; older ones count as wrong ids.
@@ -45,7 +42,7 @@ pub struct Event {
 /// An open QMP connection. Close it as soon as the operation is done: QEMU serves no other
 /// client while it is open. Not `Sync`; use it from one thread.
 pub struct Qmp {
-    fd: OwnedFd,
+    stream: Stream,
     peer: Peer,
     options: Options,
     splitter: JsonSplitter,
@@ -68,7 +65,7 @@ impl std::fmt::Debug for Qmp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Qmp")
             .field("peer", &self.peer)
-            .field("fd", &self.fd.as_raw_fd())
+            .field("fd", &self.stream.raw_fd())
             .field("dead", &self.dead)
             .finish_non_exhaustive()
     }
@@ -112,14 +109,14 @@ impl Qmp {
     /// Like [`connect`](Self::connect), naming `command` (the one the connection is made
     /// for) in failures, as qemu-server's queue does.
     pub(crate) fn connect_for(peer: &Peer, options: &Options, command: &str) -> Result<Qmp> {
-        let fd = connect_socket(
+        let stream = Stream::connect(
             peer,
             Instant::now() + options.connect_timeout,
             command,
             options.style,
         )?;
         let mut qmp = Qmp {
-            fd,
+            stream,
             peer: peer.clone(),
             options: options.clone(),
             splitter: JsonSplitter::new(options.max_message_size),
@@ -429,7 +426,7 @@ impl Qmp {
         if self.dead.is_none() {
             self.dead = Some(cause);
             // Wake QEMU's side at once; the fd itself is closed on drop.
-            let _ = socket::shutdown(self.fd.as_raw_fd(), socket::Shutdown::Both);
+            self.stream.shutdown();
         }
     }
 
@@ -462,19 +459,25 @@ impl Qmp {
         }
     }
 
-    /// Waits for `events` on the socket, mapping the outcomes to errors.
-    fn wait(
-        &mut self,
-        events: libc::c_short,
-        deadline: Instant,
-        command: &str,
-        timeout: Duration,
-    ) -> Result<()> {
-        match poll_fd(self.fd.as_fd(), events, deadline) {
-            Ok(Readiness::Ready) => Ok(()),
-            Ok(Readiness::TimedOut) => Err(self.timed_out(command, timeout)),
-            Err(WaitError::Interrupted) => Err(self.interrupted(command)),
-            Err(WaitError::Io(e)) => Err(self.disconnected(command, format!("poll failed: {e}"))),
+    /// A failure of the stream, as a failure of `command` (whose timeout was `timeout`).
+    fn stream_failure(&mut self, command: &str, timeout: Duration, e: StreamError) -> Error {
+        match e {
+            StreamError::TimedOut => self.timed_out(command, timeout),
+            StreamError::Interrupted => self.interrupted(command),
+            StreamError::Eof if self.splitter.pending().is_empty() => {
+                self.disconnected(command, "end of file".into())
+            }
+            StreamError::Eof => {
+                let detail = format!(
+                    "end of file in the middle of a message: '{}'",
+                    excerpt(self.splitter.pending())
+                );
+                self.disconnected(command, detail)
+            }
+            StreamError::Closed(detail) => self.disconnected(command, detail),
+            StreamError::BadFd => {
+                Error::InvalidArgument(format!("file descriptor for '{command}' is not open"))
+            }
         }
     }
 
@@ -486,45 +489,9 @@ impl Qmp {
         command: &str,
         timeout: Duration,
     ) -> Result<()> {
-        let mut sent = 0;
-        while sent < bytes.len() {
-            let iov = [IoSlice::new(&bytes[sent..])];
-            let raw_fds;
-            let cmsgs: &[ControlMessage] = match fd {
-                // The fd travels with the first chunk only.
-                Some(fd) if sent == 0 => {
-                    raw_fds = [fd.as_raw_fd()];
-                    &[ControlMessage::ScmRights(&raw_fds)]
-                }
-                _ => &[],
-            };
-            let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
-            match socket::sendmsg::<UnixAddr>(self.fd.as_raw_fd(), &iov, cmsgs, flags, None) {
-                Ok(n) => sent += n,
-                Err(Errno::EAGAIN) => {
-                    if let Err(e) = self.wait(libc::POLLOUT, deadline, command, timeout) {
-                        if sent > 0 && e.is_interrupted() {
-                            // Half a command on the wire: the stream cannot be resynchronised.
-                            let detail = format!("interrupted while sending '{command}'");
-                            return Err(self.disconnected(command, detail));
-                        }
-                        return Err(e);
-                    }
-                }
-                Err(Errno::EINTR) if sent == 0 => return Err(self.interrupted(command)),
-                Err(Errno::EINTR) => {}
-                Err(Errno::EBADF) if fd.is_some() && sent == 0 => {
-                    return Err(Error::InvalidArgument(format!(
-                        "file descriptor for '{command}' is not open"
-                    )))
-                }
-                Err(e) => {
-                    let detail = format!("sending '{command}' failed: {}", e.desc());
-                    return Err(self.disconnected(command, detail));
-                }
-            }
-        }
-        Ok(())
+        self.stream
+            .send(bytes, fd, deadline)
+            .map_err(|e| self.stream_failure(command, timeout, e))
     }
 
     /// Reads until one whole JSON message is available and parses it.
@@ -549,29 +516,9 @@ impl Qmp {
                 Ok(None) => {}
                 Err(e) => return Err(self.kill_protocol(command, e.to_string())),
             }
-            self.wait(libc::POLLIN, deadline, command, timeout)?;
-            match nix::unistd::read(&self.fd, &mut chunk) {
-                Ok(0) => {
-                    let detail = if self.splitter.pending().is_empty() {
-                        "end of file".to_string()
-                    } else {
-                        format!(
-                            "end of file in the middle of a message: '{}'",
-                            excerpt(self.splitter.pending())
-                        )
-                    };
-                    return Err(self.disconnected(command, detail));
-                }
+            match self.stream.read(&mut chunk, deadline) {
                 Ok(n) => self.splitter.push(&chunk[..n]),
-                Err(Errno::EAGAIN) => {}
-                Err(Errno::EINTR) => return Err(self.interrupted(command)),
-                Err(Errno::ECONNRESET) => {
-                    return Err(self.disconnected(command, "connection reset".to_string()))
-                }
-                Err(e) => {
-                    let detail = format!("read failed: {}", e.desc());
-                    return Err(self.disconnected(command, detail));
-                }
+                Err(e) => return Err(self.stream_failure(command, timeout, e)),
             }
         }
     }

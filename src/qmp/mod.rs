@@ -18,7 +18,6 @@
 //! qemu-server's (see [`crate::Error`]).
 
 mod client;
-mod connect;
 pub mod framing;
 pub mod timeouts;
 
@@ -26,7 +25,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use client::{command, Event, Greeting, Qmp};
-pub(crate) use connect::connect_socket;
 
 use crate::error::{Error, Result};
 use crate::style::Style;

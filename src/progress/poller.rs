@@ -6,8 +6,10 @@ use serde_json::Value;
 
 use crate::backup;
 use crate::error::{Cause, CommandError, Error, Result, Stage};
+use crate::log::Level;
 use crate::progress::{
-    self, BitmapInfo, BitmapSetup, Completed, Level, LoopError, StatusLoop, Style, SystemClock,
+    self, BackupStatus, BitmapInfo, BitmapSetup, Completed, LoopError, StatusLoop, Style,
+    SystemClock,
 };
 use crate::qmp::{Options, Peer};
 
@@ -19,8 +21,8 @@ struct Query<'a> {
 
 impl progress::StatusSource for Query<'_> {
     type Error = Error;
-    fn query(&mut self) -> Result<backup::BackupStatus> {
-        backup::query(self.peer, self.options)
+    fn query(&mut self) -> Result<BackupStatus> {
+        progress::query(self.peer, self.options)
     }
 }
 
@@ -165,15 +167,6 @@ impl Poller {
     }
 }
 
-/// The seed's `mon_backup_cancel`: logs `aborting backup job`, sends `backup-cancel`, and
-/// logs a failure of that at error level (it never hides the original error).
-pub fn abort_job(peer: &Peer, options: &Options, log: &mut dyn FnMut(Level, &str)) {
-    log(Level::Info, "aborting backup job");
-    if let Err(e) = backup::cancel(peer, options) {
-        log(Level::Err, &e.to_string());
-    }
-}
-
 /// What the seed's `eval` around the loop does: poll, and on any failure (signals
 /// included) cancel the job through [`abort_job`] and return the error.
 pub fn poll_or_cancel(
@@ -183,7 +176,7 @@ pub fn poll_or_cancel(
 ) -> Result<Completed> {
     let outcome = poller.run(log, cancelled);
     if outcome.is_err() {
-        abort_job(&poller.peer, &poller.options, log);
+        backup::abort_job(&poller.peer, &poller.options, log);
     }
     outcome
 }

@@ -2,6 +2,9 @@
 
 use serde::Deserialize;
 
+use crate::error::{Cause, CommandError, Error, Result, Stage};
+use crate::qmp::{framing::excerpt, Options, Peer};
+
 /// One `query-backup` reply. Every field but `finishing` is optional in the schema: a QEMU
 /// that never ran a backup answers `{"finishing": false}`, and seed-era QEMU has no
 /// `finishing`, `dirty` or `reused` at all, so all of them default to absent.
@@ -33,4 +36,24 @@ pub struct BackupStatus {
     /// True while the jobs are done and the writer is being closed.
     #[serde(default)]
     pub finishing: bool,
+}
+
+/// `query-backup` on its own connection (10 min timeout, as qemu-server).
+pub fn query(peer: &Peer, options: &Options) -> Result<BackupStatus> {
+    let reply = crate::backup::query_raw(peer, options)?;
+    serde_json::from_value(reply.clone()).map_err(|e| {
+        Error::from(CommandError {
+            peer: peer.clone(),
+            command: "query-backup".into(),
+            stage: Stage::Command,
+            cause: Cause::Protocol {
+                reason: format!(
+                    "reply not understood ({e}): '{}'",
+                    excerpt(reply.to_string().as_bytes())
+                ),
+            },
+            style: options.style,
+            bare: false,
+        })
+    })
 }

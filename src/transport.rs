@@ -1,0 +1,181 @@
+//! The stream under both clients: a unix socket to a monitor or guest agent, connected with
+//! a deadline, with deadline-bounded sends and reads and one policy for signals and ends of
+//! the connection. The QMP client ([`crate::qmp`]) and the guest-agent client
+//! ([`crate::qga`]) keep only their protocols on top (greeting and negotiation; the 0xFF
+//! flush and `guest-sync-delimited`).
+//!
+//! Policy: a signal during a wait, or during a send before anything was sent, ends the
+//! call with [`StreamError::Interrupted`] (nothing is lost); a signal after part of a
+//! message went out leaves the stream unusable ([`StreamError::Closed`]), since the message
+//! cannot be completed in a way the peer could parse. A reset and any other socket error
+//! are [`StreamError::Closed`] with what was seen; end of file is [`StreamError::Eof`].
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, ControlMessage, MsgFlags, UnixAddr};
+
+use crate::error::{Cause, CommandError, Error, Result, Stage};
+use crate::qmp::Peer;
+use crate::style::Style;
+use crate::wait::{poll_fd, Readiness, WaitError};
+
+/// Why a send or read on an open stream failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StreamError {
+    /// The deadline passed.
+    TimedOut,
+    /// A signal arrived; nothing was half sent.
+    Interrupted,
+    /// The peer closed the connection (end of file).
+    Eof,
+    /// The connection is gone otherwise: reset, a failed call, a half-sent message.
+    Closed(String),
+    /// The descriptor to pass with the message is not open; nothing was sent.
+    BadFd,
+}
+
+/// A connected, non-blocking, close-on-exec unix stream socket.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    fd: OwnedFd,
+}
+
+impl Stream {
+    /// Connects to `peer`'s socket, retrying while the listen backlog is full (EAGAIN) until
+    /// `deadline` (qemu-server retries every 100 ms; we retry every 10 ms). Any other error
+    /// fails at once, e.g. ECONNREFUSED: nobody serves the socket. Failures are reported for
+    /// `command`, the command the connection is made for.
+    pub(crate) fn connect(
+        peer: &Peer,
+        deadline: Instant,
+        command: &str,
+        style: Style,
+    ) -> Result<Stream> {
+        let failed = |cause: Cause| {
+            Error::from(CommandError {
+                peer: peer.clone(),
+                command: command.to_string(),
+                stage: Stage::Connect,
+                cause,
+                style,
+                bare: false,
+            })
+        };
+        let interrupted = || Error::Interrupted {
+            what: format!("connecting to {}", peer.socket_desc()),
+        };
+        let addr = UnixAddr::new(peer.socket_path())
+            .map_err(|e| failed(Cause::Connect { errno: e as i32 }))?;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let fd = socket::socket(
+                socket::AddressFamily::Unix,
+                socket::SockType::Stream,
+                socket::SockFlag::SOCK_CLOEXEC | socket::SockFlag::SOCK_NONBLOCK,
+                None,
+            )
+            .map_err(|e| failed(Cause::Connect { errno: e as i32 }))?;
+            match socket::connect(fd.as_raw_fd(), &addr) {
+                Ok(()) => return Ok(Stream { fd }),
+                Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                    let next = (Instant::now() + Duration::from_millis(10)).min(deadline);
+                    crate::wait::sleep_until(next).map_err(|_| interrupted())?;
+                }
+                Err(Errno::EAGAIN) => return Err(failed(Cause::ConnectTimeout { attempts })),
+                Err(Errno::EINTR) => return Err(interrupted()),
+                Err(e) => return Err(failed(Cause::Connect { errno: e as i32 })),
+            }
+        }
+    }
+
+    /// Waits until the socket is ready for `events` or `deadline`.
+    fn wait(
+        &self,
+        events: libc::c_short,
+        deadline: Instant,
+    ) -> std::result::Result<(), StreamError> {
+        match poll_fd(self.fd.as_fd(), events, deadline) {
+            Ok(Readiness::Ready) => Ok(()),
+            Ok(Readiness::TimedOut) => Err(StreamError::TimedOut),
+            Err(WaitError::Interrupted) => Err(StreamError::Interrupted),
+            Err(WaitError::Io(e)) => Err(StreamError::Closed(format!("poll failed: {e}"))),
+        }
+    }
+
+    /// Sends all of `bytes` by `deadline`, with `fd` (if any) attached by SCM_RIGHTS to the
+    /// first chunk, so it travels in the same `sendmsg` as the command that names it.
+    pub(crate) fn send(
+        &self,
+        bytes: &[u8],
+        fd: Option<BorrowedFd<'_>>,
+        deadline: Instant,
+    ) -> std::result::Result<(), StreamError> {
+        let mut sent = 0;
+        // Once part of the message is out, a signal must not cut it short.
+        let half_sent = |e: StreamError, sent: usize| match e {
+            StreamError::Interrupted if sent > 0 => {
+                StreamError::Closed("interrupted in the middle of sending a message".into())
+            }
+            other => other,
+        };
+        while sent < bytes.len() {
+            let iov = [IoSlice::new(&bytes[sent..])];
+            let raw_fds;
+            let cmsgs: &[ControlMessage] = match fd {
+                Some(fd) if sent == 0 => {
+                    raw_fds = [fd.as_raw_fd()];
+                    &[ControlMessage::ScmRights(&raw_fds)]
+                }
+                _ => &[],
+            };
+            let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+            match socket::sendmsg::<UnixAddr>(self.fd.as_raw_fd(), &iov, cmsgs, flags, None) {
+                Ok(n) => sent += n,
+                Err(Errno::EAGAIN) => self
+                    .wait(libc::POLLOUT, deadline)
+                    .map_err(|e| half_sent(e, sent))?,
+                Err(Errno::EINTR) if sent == 0 => return Err(StreamError::Interrupted),
+                Err(Errno::EINTR) => {}
+                Err(Errno::EBADF) if fd.is_some() && sent == 0 => return Err(StreamError::BadFd),
+                Err(e) => return Err(StreamError::Closed(format!("send failed: {}", e.desc()))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what has arrived (at least one byte) into `buf` by `deadline`.
+    pub(crate) fn read(
+        &self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> std::result::Result<usize, StreamError> {
+        loop {
+            self.wait(libc::POLLIN, deadline)?;
+            match nix::unistd::read(&self.fd, buf) {
+                Ok(0) => return Err(StreamError::Eof),
+                Ok(n) => return Ok(n),
+                Err(Errno::EAGAIN) => {}
+                Err(Errno::EINTR) => return Err(StreamError::Interrupted),
+                Err(Errno::ECONNRESET) => {
+                    return Err(StreamError::Closed("connection reset".into()))
+                }
+                Err(e) => return Err(StreamError::Closed(format!("read failed: {}", e.desc()))),
+            }
+        }
+    }
+
+    /// Shuts both directions down, so the peer sees the end at once (the fd itself is
+    /// closed on drop).
+    pub(crate) fn shutdown(&self) {
+        let _ = socket::shutdown(self.fd.as_raw_fd(), socket::Shutdown::Both);
+    }
+
+    /// The descriptor, for messages.
+    pub(crate) fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
