@@ -220,8 +220,10 @@ vzdump_qemu_result vzdump_qemu_last_error_json(char **out_json);
  * Starts a VMA backup into `target_fd` (output file or compressor pipe write end):
  * `getfd` (name `backup`) and `backup` on one connection, within `budget_ms` (0: 30 s).
  * `params_json` is NULL or an object with optional `config-file`, `firewall-file`,
- * `devlist` (strings) and `bwlimit` (KiB/s). On success `*out_uuid` gets the job UUID.
- * As in the seed, an error reply of QEMU is reported with QEMU's bare description.
+ * `devlist` (strings) and vzdump's `bwlimit` (KiB/s). On success `*out_uuid` gets the job
+ * UUID. As the seed's `queue_execute(30)`, it makes no running check, and a failure reads
+ * as the bare reason (QEMU's description, `got timeout`, ...). A `devlist` naming a device
+ * twice or with an empty name is refused before anything is sent.
  *
  * # Safety
  * Pointers are NULL or valid; strings NUL-terminated; `target_fd` open during the call.
@@ -235,11 +237,10 @@ vzdump_qemu_result vzdump_qemu_backup_start_vma(const struct vzdump_qemu_peer *p
 
 /**
  * Starts a backup to a Proxmox Backup Server, waiting up to `timeout_ms` (0: 125 s).
- * `params_json` holds the `backup` arguments by their QMP names: required `backup-file`
- * (repository), `backup-id`, `backup-time`; optional `password`, `fingerprint`,
- * `config-file`, `firewall-file`, `devlist`, `keyfile`, `key-password`, `master-keyfile`,
- * `backup-ns`, `encrypt`, `compress`, `use-dirty-bitmap`, `fleecing`, `max-workers`,
- * `speed`. Passwords never appear in messages.
+ * `params_json` holds the `backup` arguments by their QMP names, as today's qemu-server's
+ * `archive_pbs` sends them (the members of the Rust type `PbsParams`): `backup-file` (the
+ * repository), `backup-id` and `backup-time` are required; unknown keys are refused, and
+ * a wrong value names its parameter, never the value. Passwords never appear in messages.
  *
  * # Safety
  * Pointers are NULL or valid; strings NUL-terminated.

@@ -19,6 +19,7 @@ pub mod compressor;
 pub mod error;
 pub mod ffi;
 pub mod log;
+pub mod loose;
 pub mod progress;
 pub mod qga;
 pub mod qmp;

@@ -1,9 +1,11 @@
 //! Arguments of the `backup` command, built the way qemu-server builds them.
 
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{Secret, FDNAME};
 use crate::error::{Error, Result};
+use crate::loose;
 
 /// Refuses a `devlist` that names a device twice or has an empty name. pve-qemu splits it
 /// on `,`, `;` and `:` (`g_strsplit_set` in its `pve-backup.c`) and 10.0.2 crashes on a
@@ -27,16 +29,23 @@ pub fn check_devlist(devlist: &str) -> Result<()> {
     Ok(())
 }
 
-/// A VMA backup into a file descriptor registered with `getfd`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A VMA backup into a file descriptor registered with `getfd`. As JSON (C and Perl):
+/// `config-file`, `firewall-file`, `devlist` and vzdump's `bwlimit`; unknown keys are
+/// refused ([`crate::loose::from_json`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct VmaParams {
     /// Guest config to embed (`<tmpdir>/qemu-server.conf`).
+    #[serde(default, deserialize_with = "loose::opt_string")]
     pub config_file: Option<String>,
     /// Firewall config to embed, if the VM has one.
+    #[serde(default, deserialize_with = "loose::opt_string")]
     pub firewall_file: Option<String>,
     /// Comma-separated device names (`drive-scsi0,drive-efidisk0`); absent = all disks.
+    #[serde(default, deserialize_with = "loose::opt_string")]
     pub devlist: Option<String>,
     /// vzdump's `bwlimit` in KiB/s; sent as `speed` in bytes/s, 0 (unlimited) if absent.
+    #[serde(default, rename = "bwlimit", deserialize_with = "loose::opt_u64")]
     pub bwlimit_kib: Option<u64>,
 }
 
@@ -48,60 +57,111 @@ impl VmaParams {
 
     /// The `backup` arguments: target `/dev/fdname/backup`, `speed` always (as the seed).
     pub fn to_arguments(&self) -> Value {
-        let mut args = Map::new();
-        args.insert(
-            "backup-file".into(),
-            Value::String(format!("/dev/fdname/{FDNAME}")),
-        );
         let speed = self.bwlimit_kib.unwrap_or(0).saturating_mul(1024);
-        args.insert("speed".into(), Value::from(speed));
-        put_str(&mut args, "config-file", &self.config_file);
-        put_str(&mut args, "firewall-file", &self.firewall_file);
-        put_str(&mut args, "devlist", &self.devlist);
-        Value::Object(args)
+        let mut args = serde_json::json!({
+            "backup-file": format!("/dev/fdname/{FDNAME}"),
+            "speed": speed,
+        });
+        for (key, value) in [
+            ("config-file", &self.config_file),
+            ("firewall-file", &self.firewall_file),
+            ("devlist", &self.devlist),
+        ] {
+            if let Some(v) = value {
+                args[key] = Value::from(v.as_str());
+            }
+        }
+        args
     }
 }
 
-/// A backup to a Proxmox Backup Server. The optional fields are sent only when set, so an
-/// older QEMU that lacks them is not given arguments it would reject.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A backup to a Proxmox Backup Server: the `backup` command's arguments by their QMP names
+/// (as today's qemu-server `archive_pbs` sends them), in JSON as on the wire. The optional
+/// ones are sent only when set, so an older QEMU that lacks them is not given arguments
+/// it would reject; unknown keys are refused ([`crate::loose::from_json`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct PbsParams {
-    /// Repository `user@realm@server[:port]:datastore`.
+    /// Repository `user@realm@server[:port]:datastore` (`backup-file`).
+    #[serde(rename = "backup-file", deserialize_with = "loose::string")]
     pub repository: String,
     /// Backup id (qemu-server passes the VMID).
+    #[serde(deserialize_with = "loose::string")]
     pub backup_id: String,
     /// Backup time, epoch seconds.
+    #[serde(deserialize_with = "loose::i64")]
     pub backup_time: i64,
     /// Password or API token secret.
+    #[serde(default, deserialize_with = "loose::opt_secret")]
+    #[serde(serialize_with = "expose", skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     /// Server certificate fingerprint.
+    #[serde(default, deserialize_with = "loose::opt_string")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
     /// Guest config to embed.
+    #[serde(default, deserialize_with = "loose::opt_string")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub config_file: Option<String>,
     /// Firewall config to embed.
+    #[serde(default, deserialize_with = "loose::opt_string")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub firewall_file: Option<String>,
     /// Comma-separated device names.
+    #[serde(default, deserialize_with = "loose::opt_string")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub devlist: Option<String>,
     /// Encryption key file.
+    #[serde(default, deserialize_with = "loose::opt_string")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keyfile: Option<String>,
     /// Password of the key file.
+    #[serde(default, deserialize_with = "loose::opt_secret")]
+    #[serde(serialize_with = "expose", skip_serializing_if = "Option::is_none")]
     pub key_password: Option<Secret>,
     /// Master public key file (PEM).
+    #[serde(default, deserialize_with = "loose::opt_string")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub master_keyfile: Option<String>,
     /// Encrypt (QEMU's default: true iff a keyfile is given).
+    #[serde(default, deserialize_with = "loose::opt_bool")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub encrypt: Option<bool>,
     /// Compress (QEMU's default: true).
+    #[serde(default, deserialize_with = "loose::opt_bool")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub compress: Option<bool>,
     /// Namespace on the datastore.
+    #[serde(default, deserialize_with = "loose::opt_string")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_ns: Option<String>,
     /// Use and maintain the dirty bitmap for incremental backups.
+    #[serde(default, deserialize_with = "loose::opt_bool")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub use_dirty_bitmap: Option<bool>,
     /// Parallel workers per job.
+    #[serde(default, deserialize_with = "loose::opt_i64")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_workers: Option<i64>,
     /// Use fleecing images (`<device>-fleecing` nodes must exist).
+    #[serde(default, deserialize_with = "loose::opt_bool")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fleecing: Option<bool>,
     /// Rate limit in bytes/s.
+    #[serde(default, deserialize_with = "loose::opt_i64")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub speed: Option<i64>,
+}
+
+/// A secret goes on the wire as its value, nowhere else.
+fn expose<S: serde::Serializer>(
+    secret: &Option<Secret>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => s.serialize_str(secret.expose()),
+        None => s.serialize_none(),
+    }
 }
 
 impl PbsParams {
@@ -112,44 +172,9 @@ impl PbsParams {
 
     /// The `backup` arguments with `format: pbs`. Contains the secrets: do not log it.
     pub fn to_arguments(&self) -> Value {
-        let mut args = Map::new();
-        args.insert("format".into(), Value::from("pbs"));
-        args.insert("backup-file".into(), Value::from(self.repository.clone()));
-        args.insert("backup-id".into(), Value::from(self.backup_id.clone()));
-        args.insert("backup-time".into(), Value::from(self.backup_time));
-        let password = self.password.as_ref().map(|s| s.expose().to_string());
-        put_str(&mut args, "password", &password);
-        put_str(&mut args, "fingerprint", &self.fingerprint);
-        put_str(&mut args, "config-file", &self.config_file);
-        put_str(&mut args, "firewall-file", &self.firewall_file);
-        put_str(&mut args, "devlist", &self.devlist);
-        put_str(&mut args, "keyfile", &self.keyfile);
-        let key_password = self.key_password.as_ref().map(|s| s.expose().to_string());
-        put_str(&mut args, "key-password", &key_password);
-        put_str(&mut args, "master-keyfile", &self.master_keyfile);
-        put_str(&mut args, "backup-ns", &self.backup_ns);
-        for (key, value) in [
-            ("encrypt", self.encrypt),
-            ("compress", self.compress),
-            ("use-dirty-bitmap", self.use_dirty_bitmap),
-            ("fleecing", self.fleecing),
-        ] {
-            if let Some(v) = value {
-                args.insert(key.into(), Value::from(v));
-            }
-        }
-        for (key, value) in [("max-workers", self.max_workers), ("speed", self.speed)] {
-            if let Some(v) = value {
-                args.insert(key.into(), Value::from(v));
-            }
-        }
-        Value::Object(args)
-    }
-}
-
-fn put_str(args: &mut Map<String, Value>, key: &str, value: &Option<String>) {
-    if let Some(v) = value {
-        args.insert(key.into(), Value::from(v.clone()));
+        let mut args = serde_json::to_value(self).expect("plain strings, numbers and booleans");
+        args["format"] = Value::from("pbs");
+        args
     }
 }
 
@@ -196,6 +221,46 @@ mod tests {
         };
         assert!(p.validate().is_err());
         assert!(VmaParams::default().validate().is_ok());
+    }
+
+    /// Every parameter by its QMP name: what comes in as JSON goes to QEMU as it came
+    /// (a new parameter is added to the type and to this list).
+    #[test]
+    fn pbs_parameters_go_to_qemu_by_their_qmp_names() {
+        let all = json!({
+            "backup-file": "root@pam@pbs:store", "backup-id": "100", "backup-time": 1_700_000_000,
+            "password": "pw", "fingerprint": "aa:bb", "config-file": "/t/qemu-server.conf",
+            "firewall-file": "/t/qemu-server.fw", "devlist": "drive-scsi0",
+            "keyfile": "/k", "key-password": "kpw", "master-keyfile": "/m", "encrypt": true,
+            "compress": false, "backup-ns": "ns1", "use-dirty-bitmap": true,
+            "max-workers": 4, "fleecing": false, "speed": 1024,
+        });
+        let params: PbsParams = crate::loose::from_json(all.clone()).unwrap();
+        let mut want = all;
+        want["format"] = json!("pbs");
+        assert_eq!(params.to_arguments(), want);
+        // Perl's loose values: numbers for strings, strings for numbers, 1/0 for booleans.
+        let perl = json!({"backup-file": "r", "backup-id": 100, "backup-time": "5", "encrypt": 1});
+        let params: PbsParams = crate::loose::from_json(perl).unwrap();
+        assert_eq!(
+            params.to_arguments(),
+            json!({"format": "pbs", "backup-file": "r", "backup-id": "100", "backup-time": 5,
+                   "encrypt": true})
+        );
+    }
+
+    #[test]
+    fn vma_parameters_from_json() {
+        let p: VmaParams = crate::loose::from_json(json!({
+            "config-file": "/t/c", "devlist": "drive-scsi0", "bwlimit": "1000"
+        }))
+        .unwrap();
+        assert_eq!(p.to_arguments()["speed"], 1_024_000);
+        let e = crate::loose::from_json::<VmaParams>(json!({"bwlimit": -1})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid argument - parameter 'bwlimit' must be an integer of 0 or more"
+        );
     }
 
     #[test]
