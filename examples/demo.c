@@ -90,7 +90,7 @@ int main(int argc, char **argv)
         vzdump_qemu_poll_free(poll);
     }
     if (compressor) {
-        if (rc == 0 && vzdump_qemu_compressor_wait(compressor, 0, &err) != VZDUMP_QEMU_OK)
+        if (rc == 0 && vzdump_qemu_compressor_wait(compressor, 0, NULL, NULL, &err) != VZDUMP_QEMU_OK)
             rc = fail("compressor", err);
         vzdump_qemu_compressor_free(compressor); /* kills and reaps it on the error path */
     }

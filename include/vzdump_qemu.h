@@ -32,11 +32,6 @@
 #define VZDUMP_QEMU_LOG_INFO 0
 
 /**
- * Log level of a warning (`WARN:`).
- */
-#define VZDUMP_QEMU_LOG_WARN 1
-
-/**
  * Log level of an error (`ERROR:`).
  */
 #define VZDUMP_QEMU_LOG_ERR 2
@@ -53,7 +48,8 @@
 
 /**
  * A running compressor. Free it with `vzdump_qemu_compressor_free`, which kills and reaps
- * it if it still runs, so no zombie is left.
+ * it if it still runs, so no zombie is left; in a process forked from the one that
+ * spawned it, the free leaves the compressor alone (only its parent can reap it).
  */
 typedef struct vzdump_qemu_compressor vzdump_qemu_compressor;
 
@@ -65,8 +61,9 @@ typedef struct vzdump_qemu_conn vzdump_qemu_conn;
 
 /**
  * Where a monitor socket is, plus connection settings. Create with
- * `vzdump_qemu_peer_new_vmid` or `vzdump_qemu_peer_new_path`; free with
- * `vzdump_qemu_peer_free`. Immutable after creation but for the setters.
+ * `vzdump_qemu_peer_new_vmid`, `vzdump_qemu_peer_new_path` or
+ * `vzdump_qemu_peer_new_target`; free with `vzdump_qemu_peer_free`. Immutable after
+ * creation but for the setters.
  */
 typedef struct vzdump_qemu_peer vzdump_qemu_peer;
 
@@ -81,16 +78,19 @@ typedef struct vzdump_qemu_poll vzdump_qemu_poll;
 typedef uint32_t vzdump_qemu_result;
 
 /**
- * Receives one log line (no prefix, no newline; valid during the call). Return 0 to go
- * on; non-zero stops the loop with `VZDUMP_QEMU_CANCELLED` (e.g. when a Perl callback died).
- */
-typedef uint32_t (*vzdump_qemu_log_callback)(void *userdata, uint32_t level, const char *line);
-
-/**
- * Asked at least every 100 ms while the loop runs: return true to stop it
- * (`VZDUMP_QEMU_CANCELLED`).
+ * The cancel check: return true to stop the call (`VZDUMP_QEMU_CANCELLED`). Asked at least
+ * every 100 ms while a call waits long, and at once when a signal interrupts a wait (the
+ * call then goes on unless it returns true; a call given no cancel check returns
+ * `VZDUMP_QEMU_INTERRUPTED` instead).
  */
 typedef bool (*vzdump_qemu_cancel_callback)(void *userdata);
+
+/**
+ * Receives one log line (no prefix, no newline; valid during the call). Return 0 to go
+ * on; non-zero asks the call to stop (`VZDUMP_QEMU_CANCELLED`), e.g. when a Perl callback
+ * died.
+ */
+typedef uint32_t (*vzdump_qemu_log_callback)(void *userdata, uint32_t level, const char *line);
 
 /**
  * Success.
@@ -292,38 +292,45 @@ vzdump_qemu_result vzdump_qemu_compressor_spawn(const char *command,
  * The compressor's process id; -1 for NULL or a compressor already reaped.
  *
  * # Safety
- * `c` is NULL or a live handle.
+ * `compressor` is NULL or a live handle.
  */
-int32_t vzdump_qemu_compressor_pid(const struct vzdump_qemu_compressor *c);
+int32_t vzdump_qemu_compressor_pid(const struct vzdump_qemu_compressor *compressor);
 
 /**
  * Waits up to `timeout_ms` (0: 10 minutes) for the compressor to exit. OK on exit code
  * 0; `VZDUMP_QEMU_COMPRESSOR` with `<command> failed - wrong exit status <n>` (plus
- * ` (signal <n>)`); `VZDUMP_QEMU_TIMEOUT` or `VZDUMP_QEMU_INTERRUPTED` leave it running
- * (wait again, or kill it).
+ * ` (signal <n>)`); `VZDUMP_QEMU_TIMEOUT` leaves it running (wait again, or kill it). A
+ * signal: with `cancel_cb` it is asked at once and the wait goes on unless it returns
+ * true (`VZDUMP_QEMU_INTERRUPTED` then), as Perl's `waitpid` does after a handler
+ * returned; without, `VZDUMP_QEMU_INTERRUPTED`. The compressor keeps running in both.
  *
  * # Safety
- * `c` is NULL or a live handle used by no other thread.
+ * `compressor` is NULL or a live handle used by no other thread; `cancel_cb` NULL or
+ * valid with `userdata`.
  */
-vzdump_qemu_result vzdump_qemu_compressor_wait(struct vzdump_qemu_compressor *c,
+vzdump_qemu_result vzdump_qemu_compressor_wait(struct vzdump_qemu_compressor *compressor,
                                                uint64_t timeout_ms,
+                                               vzdump_qemu_cancel_callback cancel_cb,
+                                               void *userdata,
                                                char **error);
 
 /**
  * Kills the compressor (SIGKILL) and reaps it: the error path.
  *
  * # Safety
- * `c` is NULL or a live handle used by no other thread.
+ * `compressor` is NULL or a live handle used by no other thread.
  */
-vzdump_qemu_result vzdump_qemu_compressor_kill(struct vzdump_qemu_compressor *c, char **error);
+vzdump_qemu_result vzdump_qemu_compressor_kill(struct vzdump_qemu_compressor *compressor,
+                                               char **error);
 
 /**
- * Frees the handle, killing and reaping a compressor that still runs. NULL is ignored.
+ * Frees the handle, killing and reaping a compressor that still runs (in the process
+ * that spawned it). NULL is ignored.
  *
  * # Safety
- * `c` is NULL or a live handle, not used afterwards.
+ * `compressor` is NULL or a live handle, not used afterwards.
  */
-void vzdump_qemu_compressor_free(struct vzdump_qemu_compressor *c);
+void vzdump_qemu_compressor_free(struct vzdump_qemu_compressor *compressor);
 
 /**
  * Prepares the loop for job `job_uuid` (style `VZDUMP_QEMU_STYLE_*`); its clock starts
@@ -356,18 +363,22 @@ vzdump_qemu_result vzdump_qemu_poll_set_qemu_support(struct vzdump_qemu_poll *po
                                                      char **error);
 
 /**
- * Runs (or, after `VZDUMP_QEMU_INTERRUPTED`, resumes) the loop until the job ends.
- * Returns OK when it is done, after logging the summary; `*out_progress_json` (may be
- * NULL) then gets `{"percent","transferred","total","target","zero","reused","duration"}`,
- * where in the current style `total` and `reused` are what today's loop returns (the last
- * non-zero total; the last `reused` read, `null` if QEMU reported none), in the seed style
- * the final reply's.
- * `VZDUMP_QEMU_POLL` carries the seed's die text (`got unexpected uuid`, the job's
- * errmsg or `unknown error`, `got unexpected status '<s>'`,
- * `got wrong number of transfered bytes (<a> != <b>)`). `VZDUMP_QEMU_CANCELLED` when
- * `log_cb` returned non-zero or `cancel_cb` true. With `cancel_on_error`, every failure
- * but `VZDUMP_QEMU_INTERRUPTED` first sends `backup-cancel`, logging
- * `aborting backup job` (and a cancel failure at error level), as the seed does.
+ * Runs the loop until the job ends. Returns OK when it is done, after logging the summary;
+ * `*out_progress_json` (may be NULL) then gets
+ * `{"percent","transferred","total","target","zero","reused","duration"}`, where in the
+ * current style `total` and `reused` are what today's loop returns (the last non-zero
+ * total; the last `reused` read, `null` if QEMU reported none), in the seed style the
+ * final reply's. `VZDUMP_QEMU_POLL` carries the seed's die text (`got unexpected uuid`,
+ * the job's errmsg or `unknown error`, `got unexpected status '<s>'`,
+ * `got wrong number of transfered bytes (<a> != <b>)`); a failed query carries
+ * qemu-server's text of it. `VZDUMP_QEMU_CANCELLED` when `log_cb` returned non-zero or
+ * `cancel_cb` true.
+ *
+ * A signal: with `cancel_cb`, it is asked at once and the loop goes on unless it returns
+ * true; without, the loop returns `VZDUMP_QEMU_INTERRUPTED` and a later call resumes it.
+ * With `cancel_on_error`, every failure but `VZDUMP_QEMU_INTERRUPTED` first sends
+ * `backup-cancel`, logging `aborting backup job` (and a cancel failure at error level),
+ * as the seed does.
  *
  * # Safety
  * `poll` is NULL or live; the callbacks are NULL or valid with `userdata`.
@@ -390,8 +401,9 @@ void vzdump_qemu_poll_free(struct vzdump_qemu_poll *poll);
 
 /**
  * Runs one guest-agent command on its own connection (flush, `guest-sync-delimited`,
- * command, close), as qemu-server does for `guest-*` commands. `timeout_ms` 0 uses
- * qemu-server's timeout for the command. `*out_json` gets the `return` value.
+ * command, close), as qemu-server does for `guest-*` commands, after its checks (a VM
+ * peer must run, the socket file must exist). `timeout_ms` 0 uses qemu-server's timeout
+ * for the command. `*out_json` gets the `return` value.
  *
  * # Safety
  * Pointers are NULL or valid; strings NUL-terminated.
@@ -411,11 +423,17 @@ vzdump_qemu_result vzdump_qemu_qga_command(const struct vzdump_qemu_peer *peer,
  * `vzdump_qemu_qga_fs_thaw` afterwards. Whether a freeze applies at all (agent
  * configured, backup mode, VM running) is the caller's decision.
  *
+ * If `log_cb` asked to stop, or `cancel_cb` (asked once the freeze step ran) returns
+ * true, the step still ran to its end; a freeze that was issued is then thawed again at
+ * once, without logging (the caller is stopping and could not thaw), and the result is
+ * `VZDUMP_QEMU_CANCELLED`.
+ *
  * # Safety
- * Pointers are NULL or valid; the callback, if any, is valid with `userdata`.
+ * Pointers are NULL or valid; the callbacks, if any, are valid with `userdata`.
  */
 vzdump_qemu_result vzdump_qemu_qga_fs_freeze(const struct vzdump_qemu_peer *peer,
                                              vzdump_qemu_log_callback log_cb,
+                                             vzdump_qemu_cancel_callback cancel_cb,
                                              void *userdata,
                                              bool *out_frozen,
                                              char **error);
@@ -433,8 +451,10 @@ vzdump_qemu_result vzdump_qemu_qga_fs_thaw(const struct vzdump_qemu_peer *peer,
                                            char **error);
 
 /**
- * A peer for VM `vmid`: socket `<run_dir>/<vmid>.qmp`, `run_dir` NULL meaning
- * `/var/run/qemu-server`. Messages name it as qemu-server does (`VM 100 qmp`).
+ * A peer for VM `vmid`: socket `<run_dir>/<vmid>.qmp`, its agent `<run_dir>/<vmid>.qga`,
+ * `run_dir` NULL meaning `/var/run/qemu-server`. One-shot commands first make
+ * qemu-server's running check (`<run_dir>/<vmid>.pid`) and name the peer as qemu-server
+ * does (`VM 100 qmp`).
  *
  * # Safety
  * `run_dir` is NULL or NUL-terminated; `out` and `error` are NULL or writable.
@@ -445,7 +465,7 @@ vzdump_qemu_result vzdump_qemu_peer_new_vmid(uint32_t vmid,
                                              char **error);
 
 /**
- * A peer for the QMP socket at `path`.
+ * A peer for the QMP socket at `path` (no guest agent unless set).
  *
  * # Safety
  * `path` is NUL-terminated; `out` and `error` are NULL or writable.
@@ -453,6 +473,21 @@ vzdump_qemu_result vzdump_qemu_peer_new_vmid(uint32_t vmid,
 vzdump_qemu_result vzdump_qemu_peer_new_path(const char *path,
                                              struct vzdump_qemu_peer **out,
                                              char **error);
+
+/**
+ * A peer for a target as Perl code names one: a VM id (decimal digits) is
+ * `vzdump_qemu_peer_new_vmid(vmid, run_dir)`, a string containing `/` the socket at that
+ * path, which also serves as the agent's socket for guest-agent calls. Anything else is
+ * `VZDUMP_QEMU_INVALID_PARAMETER`.
+ *
+ * # Safety
+ * `target` is NUL-terminated, `run_dir` NULL or NUL-terminated; `out`, `error` NULL or
+ * writable.
+ */
+vzdump_qemu_result vzdump_qemu_peer_new_target(const char *target,
+                                               const char *run_dir,
+                                               struct vzdump_qemu_peer **out,
+                                               char **error);
 
 /**
  * Sets the connect and handshake timeouts in milliseconds (0 keeps the default, 5 s).
@@ -499,9 +534,10 @@ void vzdump_qemu_peer_free(struct vzdump_qemu_peer *peer);
 
 /**
  * Runs one command on its own connection (connect, negotiate, execute, close), as
- * qemu-server's `mon_cmd`. `arguments_json` is a JSON object or NULL; `timeout_ms` 0 uses
- * qemu-server's timeout for the command. On success `*out_json` receives the `return`
- * value as JSON (free with `vzdump_qemu_string_free`).
+ * qemu-server's `mon_cmd`, after its checks (a VM peer must run, the socket file must
+ * exist). `arguments_json` is a JSON object or NULL; `timeout_ms` 0 uses qemu-server's
+ * timeout for the command. On success `*out_json` receives the `return` value as JSON
+ * (free with `vzdump_qemu_string_free`).
  *
  * # Safety
  * Pointers are NULL or valid as documented; strings NUL-terminated.
@@ -514,8 +550,25 @@ vzdump_qemu_result vzdump_qemu_command(const struct vzdump_qemu_peer *peer,
                                        char **error);
 
 /**
+ * qemu-server's `mon_cmd`: like `vzdump_qemu_command`, but a command whose name starts
+ * with `guest-` goes to the peer's guest agent (as `vzdump_qemu_qga_command`), and `fd`
+ * (-1: none) is passed by SCM_RIGHTS with the command (for `getfd` and `add-fd`).
+ *
+ * # Safety
+ * Pointers are NULL or valid as documented; strings NUL-terminated.
+ */
+vzdump_qemu_result vzdump_qemu_mon_cmd(const struct vzdump_qemu_peer *peer,
+                                       const char *command,
+                                       const char *arguments_json,
+                                       int32_t fd,
+                                       uint64_t timeout_ms,
+                                       char **out_json,
+                                       char **error);
+
+/**
  * Opens a connection and negotiates capabilities. Only for callers that own the
- * monitor: QEMU serves nobody else until `vzdump_qemu_conn_free`.
+ * monitor: QEMU serves nobody else until `vzdump_qemu_conn_free`. No running check (this
+ * is qemu-server's `PVE::QMPClient`, not `mon_cmd`); failures name `qmp_capabilities`.
  *
  * # Safety
  * `peer` is NULL or live; `out` and `error` are NULL or writable.

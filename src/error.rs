@@ -61,7 +61,7 @@ pub enum Error {
         what: String,
     },
     /// A caller passed an argument the library cannot use.
-    #[error("invalid argument - {0}")]
+    #[error("{0}")]
     InvalidArgument(String),
     /// An operating system call failed.
     #[error("{context} - {source}")]

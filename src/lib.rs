@@ -8,6 +8,7 @@
 //! - [`log`]: the lines handed to the caller's log sink;
 //! - [`compressor`]: the compressor behind a pipe, spawned without forking the caller;
 //! - [`ffi`]: the C API (header `include/vzdump_qemu.h`), on which the Perl shim builds;
+//! - [`monitor`]: qemu-server's `mon_cmd`, to the monitor or the guest agent;
 //! - [`running`]: qemu-server's check whether a VM's QEMU runs (its pid file);
 //! - [`style`]: whose texts to reproduce, the 2020 seed's or today's qemu-server's.
 //!
@@ -20,6 +21,7 @@ pub mod error;
 pub mod ffi;
 pub mod log;
 pub mod loose;
+pub mod monitor;
 pub mod progress;
 pub mod qga;
 pub mod qmp;

@@ -79,8 +79,8 @@ fn bool_of(value: &Value) -> Option<bool> {
     match value {
         Value::Bool(b) => Some(*b),
         Value::Number(n) => match n.as_f64() {
-            Some(f) if f == 0.0 => Some(false),
-            Some(f) if f == 1.0 => Some(true),
+            Some(0.0) => Some(false),
+            Some(1.0) => Some(true),
             _ => None,
         },
         Value::String(s) if s.is_empty() || s == "0" => Some(false),
@@ -197,31 +197,28 @@ mod tests {
         let msg = |v| from_json::<Sample>(v).unwrap_err().to_string();
         assert_eq!(
             msg(json!({"id": "x", "time": "s3cret"})),
-            "invalid argument - parameter 'time' must be an integer"
+            "parameter 'time' must be an integer"
         );
         assert_eq!(
             msg(json!({"id": ["s3cret"], "time": 1})),
-            "invalid argument - parameter 'id' must be a string"
+            "parameter 'id' must be a string"
         );
         assert_eq!(
             msg(json!({"id": "x", "time": 1, "flag": "yes"})),
-            "invalid argument - parameter 'flag' must be a boolean (true, false, 1 or 0)"
+            "parameter 'flag' must be a boolean (true, false, 1 or 0)"
         );
         assert_eq!(
             msg(json!({"id": "x", "time": 1, "speed": -1})),
-            "invalid argument - parameter 'speed' must be an integer of 0 or more"
+            "parameter 'speed' must be an integer of 0 or more"
         );
-        assert_eq!(
-            msg(json!({"time": 1})),
-            "invalid argument - missing parameter 'id'"
-        );
+        assert_eq!(msg(json!({"time": 1})), "missing parameter 'id'");
         assert_eq!(
             msg(json!({"id": "x", "time": 1, "s3cret": 1})),
-            "invalid argument - unknown parameter 's3cret'"
+            "unknown parameter 's3cret'"
         );
         assert_eq!(
             msg(json!(["s3cret"])),
-            "invalid argument - the parameters must be a JSON object, got an array"
+            "the parameters must be a JSON object, got an array"
         );
     }
 }

@@ -146,14 +146,12 @@ fn peer_command(
                 Some(json) => Some(serde_json::from_str(&json)?),
                 None => None,
             };
-            // As qemu-server's mon_cmd: guest-* commands go to the guest agent.
-            let reply = if name.starts_with("guest-") {
-                let agent =
-                    agent.ok_or_else(|| usage("guest-* commands need --vmid or --agent"))?;
-                vzdump_qemu::qga::command(agent, &name, arguments, None, &Default::default())?
-            } else {
-                qmp::command(peer, &name, arguments, None, &options)?
-            };
+            if name.starts_with("guest-") && agent.is_none() {
+                return Err(usage("guest-* commands need --vmid or --agent"));
+            }
+            // qemu-server's mon_cmd: guest-* commands go to the guest agent.
+            let reply =
+                vzdump_qemu::monitor::mon_cmd(peer, agent, &name, arguments, None, None, &options)?;
             println!("{}", serde_json::to_string_pretty(&reply)?);
         }
         "backup" => return backup::run(peer, args),

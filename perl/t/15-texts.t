@@ -47,7 +47,7 @@ is(error_of(sub { backup_start_vma(100, $w, { devlist => 'drive-scsi0' }) }),
 
 # The devlist that makes pve-qemu 10.0.2 crash is refused before anything is sent.
 like(error_of(sub { backup_start_vma(100, $w, { devlist => 'drive-scsi0;drive-scsi0' }) }),
-    qr/^invalid argument - devlist 'drive-scsi0;drive-scsi0' names device 'drive-scsi0' twice\n\z/,
+    qr/^backup_start_vma: devlist 'drive-scsi0;drive-scsi0' names device 'drive-scsi0' twice\n\z/,
     'a repeated device is refused');
 
 # A stopped QEMU accepts the connect and never greets: `mux_timeout`'s "got timeout".

@@ -148,4 +148,14 @@ sub lines { my ($log) = @_; return [map { $_->[1] } @$log]; }
     stop_peer($sim);
 }
 
+# $STYLE words the loop when no style option is given (and the values reach the library
+# intact: they are read twice, for the peer and for the loop).
+{
+    local $PVE::RS::VZDump::Qemu::STYLE = 'current';
+    my ($err, $log) = run_backup(['--gen-disk', 'drive-scsi0=8M', '--rate', '8M']);
+    is($err, undef, '$STYLE current: job done');
+    like(lines($log)->[-1], qr/^transferred 8\.00 MiB in \d+ seconds \(.* MiB\/s\)$/,
+        '$STYLE current: today\'s summary') or diag explain $log;
+}
+
 done_testing();

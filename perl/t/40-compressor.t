@@ -118,7 +118,7 @@ for my $comp (sort keys %decompress) {
     my $child = fork() // die "fork - $!";
     if ($child == 0) {
         my $ok = eval { wait_compressor('sleep 30', $cpid); 1 };
-        exit($ok ? 1 : ($@ =~ /^compressor \d+ was started by process \d+\n\z/ ? 0 : 2));
+        exit($ok ? 1 : ($@ =~ /^compressor 'sleep 30' \(pid \d+\) belongs to process \d+, not to process \d+\n\z/ ? 0 : 2));
     }
     waitpid($child, 0);
     is($? >> 8, 0, 'child: cannot wait for the parent\'s compressor');

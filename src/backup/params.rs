@@ -208,7 +208,7 @@ mod tests {
             check_devlist("drive-scsi0;drive-scsi0")
                 .unwrap_err()
                 .to_string(),
-            "invalid argument - devlist 'drive-scsi0;drive-scsi0' names device 'drive-scsi0' twice"
+            "devlist 'drive-scsi0;drive-scsi0' names device 'drive-scsi0' twice"
         );
         assert!(check_devlist("a,b:a").is_err());
         for empty in ["", "a,", ",a", "a,,b", "a;:b"] {
@@ -259,7 +259,7 @@ mod tests {
         let e = crate::loose::from_json::<VmaParams>(json!({"bwlimit": -1})).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid argument - parameter 'bwlimit' must be an integer of 0 or more"
+            "parameter 'bwlimit' must be an integer of 0 or more"
         );
     }
 

@@ -96,6 +96,12 @@ impl CompressorError {
         matches!(self, CompressorError::Interrupted { .. })
     }
 
+    /// True if the handle was used in a process that did not spawn the compressor (which
+    /// was left alone).
+    pub fn is_foreign(&self) -> bool {
+        matches!(self, CompressorError::ForeignProcess { .. })
+    }
+
     /// True if a wait timed out (the compressor is still there).
     pub fn is_timeout(&self) -> bool {
         matches!(self, CompressorError::Timeout { .. })

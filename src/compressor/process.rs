@@ -107,6 +107,26 @@ impl Compressor {
         }
     }
 
+    /// Like [`wait`](Self::wait), but a signal does not end the wait: `on_signal` is asked
+    /// at once, and the wait goes on (within the same `timeout`) unless it returns true
+    /// ([`Interrupted`](CompressorError::Interrupted) then), as Perl's `waitpid` goes on
+    /// after a handler returns.
+    pub fn wait_resuming(
+        &mut self,
+        timeout: Duration,
+        on_signal: &mut dyn FnMut() -> bool,
+    ) -> Result<(), CompressorError> {
+        let deadline = deadline_after(timeout);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.wait(left) {
+                Err(CompressorError::Interrupted { .. }) if !on_signal() => continue,
+                Err(CompressorError::Timeout { .. }) => return Err(self.timeout_error(timeout)),
+                other => return other,
+            }
+        }
+    }
+
     /// Kills the compressor with SIGKILL and reaps it, for the error path. Its exit status
     /// does not matter and is not checked; a compressor that already exited is just reaped.
     ///

@@ -2,9 +2,10 @@
 
 use std::ffi::c_char;
 
-use super::qmp::{fd_arg, handle, json_arg, vzdump_qemu_peer};
+use super::args::{millis, null};
+use super::boundary;
+use super::qmp::vzdump_qemu_peer;
 use super::result::*;
-use super::{boundary, millis, need, put_string, Failure};
 use crate::backup::{self, PbsParams, VmaParams};
 use crate::loose;
 
@@ -28,17 +29,19 @@ pub unsafe extern "C" fn vzdump_qemu_backup_start_vma(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        need(out_uuid, "out_uuid")?;
-        // SAFETY: caller contract for all pointers.
-        let p = unsafe { handle(peer, "peer") }?;
-        let params: VmaParams = match unsafe { json_arg(params_json, "params_json") }? {
+        let (out, peer, fd) = (out!(out_uuid), arg_ref!(peer), arg_fd!(target_fd));
+        let params: VmaParams = match arg_json!(params_json) {
             Some(json) => loose::from_json(json)?,
             None => VmaParams::default(),
         };
-        let fd = fd_arg(target_fd, "target_fd")?;
-        let uuid = backup::start_vma(&p.peer, &p.options, fd, &params, millis(budget_ms))?;
-        // SAFETY: checked by need().
-        unsafe { put_string(out_uuid, &uuid, "out_uuid") }
+        out.put_str(&backup::start_vma(
+            &peer.peer,
+            &peer.options,
+            fd,
+            &params,
+            millis(budget_ms),
+        )?);
+        Ok(())
     })
 }
 
@@ -59,16 +62,16 @@ pub unsafe extern "C" fn vzdump_qemu_backup_start_pbs(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        need(out_uuid, "out_uuid")?;
-        // SAFETY: caller contract for all pointers.
-        let p = unsafe { handle(peer, "peer") }?;
-        let json = unsafe { json_arg(params_json, "params_json") }?.ok_or_else(|| {
-            Failure::new(VZDUMP_QEMU_NULL_PARAMETER, "params_json must not be NULL")
-        })?;
+        let (out, peer) = (out!(out_uuid), arg_ref!(peer));
+        let json = arg_json!(params_json).ok_or_else(|| null("params_json"))?;
         let params: PbsParams = loose::from_json(json)?;
-        let uuid = backup::start_pbs(&p.peer, &p.options, &params, millis(timeout_ms))?;
-        // SAFETY: checked by need().
-        unsafe { put_string(out_uuid, &uuid, "out_uuid") }
+        out.put_str(&backup::start_pbs(
+            &peer.peer,
+            &peer.options,
+            &params,
+            millis(timeout_ms),
+        )?);
+        Ok(())
     })
 }
 
@@ -83,12 +86,9 @@ pub unsafe extern "C" fn vzdump_qemu_backup_query(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        need(out_json, "out_json")?;
-        // SAFETY: caller contract.
-        let p = unsafe { handle(peer, "peer") }?;
-        let reply = backup::query_raw(&p.peer, &p.options)?;
-        // SAFETY: checked by need().
-        unsafe { put_string(out_json, &reply.to_string(), "out_json") }
+        let (out, peer) = (out!(out_json), arg_ref!(peer));
+        out.put_str(&backup::query_raw(&peer.peer, &peer.options)?.to_string());
+        Ok(())
     })
 }
 
@@ -103,9 +103,8 @@ pub unsafe extern "C" fn vzdump_qemu_backup_cancel(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        // SAFETY: caller contract.
-        let p = unsafe { handle(peer, "peer") }?;
-        backup::cancel(&p.peer, &p.options)?;
+        let peer = arg_ref!(peer);
+        backup::cancel(&peer.peer, &peer.options)?;
         Ok(())
     })
 }

@@ -6,7 +6,10 @@
 //! with [`vzdump_qemu_string_free`](strings::vzdump_qemu_string_free).
 #![allow(non_camel_case_types)]
 
+#[macro_use]
+mod args;
 pub mod backup;
+pub mod callbacks;
 pub mod compressor;
 pub mod poll;
 pub mod qga;
@@ -52,12 +55,6 @@ impl From<Error> for Failure {
             message: e.to_string(),
             detail: detail_of(&e),
         }
-    }
-}
-
-impl From<(vzdump_qemu_result, String)> for Failure {
-    fn from((code, message): (vzdump_qemu_result, String)) -> Self {
-        Failure::new(code, message)
     }
 }
 
@@ -147,35 +144,6 @@ pub(crate) fn boundary(
     failure.code
 }
 
-/// Writes an output pointer, failing cleanly on NULL.
-///
-/// # Safety
-/// `out` is NULL or writable.
-pub(crate) unsafe fn put<T>(out: *mut T, value: T, name: &str) -> Result<(), Failure> {
-    if out.is_null() {
-        return Err(Failure::new(
-            VZDUMP_QEMU_NULL_PARAMETER,
-            format!("{name} must not be NULL"),
-        ));
-    }
-    // SAFETY: checked non-NULL.
-    unsafe { out.write(value) };
-    Ok(())
-}
-
-/// Fails with NULL_PARAMETER when a required output pointer is NULL (checked before any
-/// work, so nothing is done that could not be reported).
-pub(crate) fn need<T>(out: *mut T, name: &str) -> Result<(), Failure> {
-    if out.is_null() {
-        Err(Failure::new(
-            VZDUMP_QEMU_NULL_PARAMETER,
-            format!("{name} must not be NULL"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 /// Drops a handle made by `Box::into_raw`; NULL is ignored, and a panic in a destructor
 /// stays on this side of the boundary (quietly, like every other one).
 ///
@@ -191,22 +159,4 @@ pub(crate) unsafe fn free_handle<T>(p: *mut T) {
     let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(p) })));
     IN_BOUNDARY.with(|b| b.set(outer));
     PANIC_MESSAGE.with(|m| m.borrow_mut().take());
-}
-
-/// Writes a library-owned copy of `text` to a required output (see [`put`]).
-///
-/// # Safety
-/// As [`put`].
-pub(crate) unsafe fn put_string(
-    out: *mut *mut c_char,
-    text: &str,
-    name: &str,
-) -> Result<(), Failure> {
-    // SAFETY: caller contract.
-    unsafe { put(out, strings::to_c(text), name) }
-}
-
-/// Milliseconds from C, 0 meaning "the default".
-pub(crate) fn millis(ms: u64) -> Option<std::time::Duration> {
-    (ms != 0).then(|| std::time::Duration::from_millis(ms))
 }

@@ -2,47 +2,26 @@
 
 use std::ffi::{c_char, c_void};
 
-use super::poll::{deliver, vzdump_qemu_log_callback};
-use super::qmp::{handle, json_arg, vzdump_qemu_peer};
+use super::args::millis;
+use super::boundary;
+use super::callbacks::{vzdump_qemu_cancel_callback, vzdump_qemu_log_callback, Callbacks};
+use super::qmp::{agent_of, vzdump_qemu_peer};
 use super::result::*;
-use super::strings::str_arg;
-use super::{boundary, millis, need, put, put_string, Failure};
-use crate::log::Level;
 use crate::qga;
-use crate::qmp::Peer;
-
-fn agent(p: &vzdump_qemu_peer) -> Result<&Peer, Failure> {
-    p.agent.as_ref().ok_or_else(|| {
-        Failure::new(
-            VZDUMP_QEMU_INVALID_PARAMETER,
-            "the peer has no guest agent socket: use vzdump_qemu_peer_set_agent_path",
-        )
-    })
-}
 
 /// The agent's settings from the peer's: connect timeout and style.
-fn agent_options(p: &vzdump_qemu_peer) -> qga::Options {
+fn agent_options(peer: &vzdump_qemu_peer) -> qga::Options {
     qga::Options {
-        connect_timeout: p.options.connect_timeout,
-        style: p.options.style,
+        connect_timeout: peer.options.connect_timeout,
+        style: peer.options.style,
         ..qga::Options::default()
     }
 }
 
-/// Calls `log_cb` (if any) with each line; its return value is ignored (each step is one
-/// command).
-fn sink(log_cb: vzdump_qemu_log_callback, userdata: *mut c_void) -> impl FnMut(Level, &str) {
-    move |level, line| {
-        if let Some(cb) = log_cb {
-            // SAFETY: caller contract for the callback and userdata.
-            unsafe { deliver(cb, userdata, level, line) };
-        }
-    }
-}
-
 /// Runs one guest-agent command on its own connection (flush, `guest-sync-delimited`,
-/// command, close), as qemu-server does for `guest-*` commands. `timeout_ms` 0 uses
-/// qemu-server's timeout for the command. `*out_json` gets the `return` value.
+/// command, close), as qemu-server does for `guest-*` commands, after its checks (a VM
+/// peer must run, the socket file must exist). `timeout_ms` 0 uses qemu-server's timeout
+/// for the command. `*out_json` gets the `return` value.
 ///
 /// # Safety
 /// Pointers are NULL or valid; strings NUL-terminated.
@@ -56,15 +35,12 @@ pub unsafe extern "C" fn vzdump_qemu_qga_command(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        need(out_json, "out_json")?;
-        // SAFETY: caller contract for all pointers.
-        let p = unsafe { handle(peer, "peer") }?;
-        let command = unsafe { str_arg(command, "command") }?;
-        let args = unsafe { json_arg(arguments_json, "arguments_json") }?;
-        let options = agent_options(p);
-        let value = qga::command(agent(p)?, command, args, millis(timeout_ms), &options)?;
-        // SAFETY: checked by need().
-        unsafe { put_string(out_json, &value.to_string(), "out_json") }
+        let (out, peer) = (out!(out_json), arg_ref!(peer));
+        let (command, args) = (arg_str!(command), arg_json!(arguments_json));
+        let options = agent_options(peer);
+        let value = qga::command(agent_of(peer)?, command, args, millis(timeout_ms), &options)?;
+        out.put_str(&value.to_string());
+        Ok(())
     })
 }
 
@@ -75,23 +51,34 @@ pub unsafe extern "C" fn vzdump_qemu_qga_command(
 /// `vzdump_qemu_qga_fs_thaw` afterwards. Whether a freeze applies at all (agent
 /// configured, backup mode, VM running) is the caller's decision.
 ///
+/// If `log_cb` asked to stop, or `cancel_cb` (asked once the freeze step ran) returns
+/// true, the step still ran to its end; a freeze that was issued is then thawed again at
+/// once, without logging (the caller is stopping and could not thaw), and the result is
+/// `VZDUMP_QEMU_CANCELLED`.
+///
 /// # Safety
-/// Pointers are NULL or valid; the callback, if any, is valid with `userdata`.
+/// Pointers are NULL or valid; the callbacks, if any, are valid with `userdata`.
 #[no_mangle]
 pub unsafe extern "C" fn vzdump_qemu_qga_fs_freeze(
     peer: *const vzdump_qemu_peer,
     log_cb: vzdump_qemu_log_callback,
+    cancel_cb: vzdump_qemu_cancel_callback,
     userdata: *mut c_void,
     out_frozen: *mut bool,
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        need(out_frozen, "out_frozen")?;
-        // SAFETY: caller contract.
-        let p = unsafe { handle(peer, "peer") }?;
-        let frozen = qga::fs_freeze(agent(p)?, &agent_options(p), &mut sink(log_cb, userdata));
-        // SAFETY: checked by need().
-        unsafe { put(out_frozen, frozen, "out_frozen") }
+        let (out, peer) = (out!(out_frozen), arg_ref!(peer));
+        // SAFETY: the caller passes callbacks valid with `userdata` for this call.
+        let cbs = unsafe { Callbacks::new(log_cb, cancel_cb, userdata) };
+        let frozen = qga::fs_freeze_unless_stopped(
+            agent_of(peer)?,
+            &agent_options(peer),
+            &mut |level, line| cbs.log_always(level, line),
+            &mut || cbs.cancelled(),
+        )?;
+        out.put(frozen);
+        Ok(())
     })
 }
 
@@ -108,9 +95,12 @@ pub unsafe extern "C" fn vzdump_qemu_qga_fs_thaw(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        // SAFETY: caller contract.
-        let p = unsafe { handle(peer, "peer") }?;
-        qga::fs_thaw(agent(p)?, &agent_options(p), &mut sink(log_cb, userdata));
+        let peer = arg_ref!(peer);
+        // SAFETY: the caller passes a callback valid with `userdata` for this call.
+        let cbs = unsafe { Callbacks::new(log_cb, None, userdata) };
+        qga::fs_thaw(agent_of(peer)?, &agent_options(peer), &mut |level, line| {
+            cbs.log_always(level, line)
+        });
         Ok(())
     })
 }

@@ -1,24 +1,34 @@
 //! QMP peers, one-shot commands and open connections.
 
 use std::ffi::c_char;
-use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use serde_json::Value;
 
+use super::args::{invalid, millis};
 use super::result::*;
-use super::strings::{opt_str_arg, str_arg};
-use super::{boundary, free_handle, millis, need, put, put_string, Failure};
+use super::{boundary, free_handle};
 use crate::qmp::{self, Options, Peer, Qmp};
 
 /// Where a monitor socket is, plus connection settings. Create with
-/// `vzdump_qemu_peer_new_vmid` or `vzdump_qemu_peer_new_path`; free with
-/// `vzdump_qemu_peer_free`. Immutable after creation but for the setters.
+/// `vzdump_qemu_peer_new_vmid`, `vzdump_qemu_peer_new_path` or
+/// `vzdump_qemu_peer_new_target`; free with `vzdump_qemu_peer_free`. Immutable after
+/// creation but for the setters.
 pub struct vzdump_qemu_peer {
     pub(crate) peer: Peer,
     pub(crate) options: Options,
     /// The guest agent's socket: `<run_dir>/<vmid>.qga` for a VM, else as set.
     pub(crate) agent: Option<Peer>,
+}
+
+impl vzdump_qemu_peer {
+    fn boxed(peer: Peer, agent: Option<Peer>) -> *mut vzdump_qemu_peer {
+        Box::into_raw(Box::new(vzdump_qemu_peer {
+            peer,
+            options: Options::default(),
+            agent,
+        }))
+    }
 }
 
 /// An open QMP connection. It blocks every other client of the monitor until freed, so
@@ -27,74 +37,10 @@ pub struct vzdump_qemu_conn {
     qmp: Qmp,
 }
 
-/// Checks and borrows a handle.
-///
-/// # Safety
-/// `p` is NULL or a live handle of type `T` made by this library.
-pub(crate) unsafe fn handle<'a, T>(p: *const T, name: &str) -> Result<&'a T, Failure> {
-    // SAFETY: caller contract.
-    unsafe { p.as_ref() }.ok_or_else(|| {
-        Failure::new(
-            VZDUMP_QEMU_NULL_PARAMETER,
-            format!("{name} must not be NULL"),
-        )
-    })
-}
-
-/// Checks and mutably borrows a handle.
-///
-/// # Safety
-/// As [`handle`], and no other reference to it is alive.
-pub(crate) unsafe fn handle_mut<'a, T>(p: *mut T, name: &str) -> Result<&'a mut T, Failure> {
-    // SAFETY: caller contract.
-    unsafe { p.as_mut() }.ok_or_else(|| {
-        Failure::new(
-            VZDUMP_QEMU_NULL_PARAMETER,
-            format!("{name} must not be NULL"),
-        )
-    })
-}
-
-/// Parses optional JSON arguments (NULL = none); they must be an object.
-///
-/// # Safety
-/// `json` is NULL or NUL-terminated.
-pub(crate) unsafe fn json_arg(json: *const c_char, name: &str) -> Result<Option<Value>, Failure> {
-    // SAFETY: caller contract.
-    let Some(text) = (unsafe { opt_str_arg(json, name) })? else {
-        return Ok(None);
-    };
-    // serde_json's messages give line and column, never the input (it may hold a password).
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        Failure::new(
-            VZDUMP_QEMU_INVALID_PARAMETER,
-            format!("{name} is not valid JSON: {e}"),
-        )
-    })?;
-    if !value.is_object() {
-        return Err(Failure::new(
-            VZDUMP_QEMU_INVALID_PARAMETER,
-            format!("{name} must be a JSON object"),
-        ));
-    }
-    Ok(Some(value))
-}
-
-/// Checks a file descriptor argument.
-pub(crate) fn fd_arg<'a>(fd: i32, name: &str) -> Result<BorrowedFd<'a>, Failure> {
-    // SAFETY: F_GETFD only queries the descriptor table.
-    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(Failure::new(
-            VZDUMP_QEMU_INVALID_PARAMETER,
-            format!("{name} {fd} is not an open file descriptor"),
-        ));
-    }
-    // SAFETY: checked open; the caller keeps it open for the duration of the call.
-    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
-}
-
-/// A peer for VM `vmid`: socket `<run_dir>/<vmid>.qmp`, `run_dir` NULL meaning
-/// `/var/run/qemu-server`. Messages name it as qemu-server does (`VM 100 qmp`).
+/// A peer for VM `vmid`: socket `<run_dir>/<vmid>.qmp`, its agent `<run_dir>/<vmid>.qga`,
+/// `run_dir` NULL meaning `/var/run/qemu-server`. One-shot commands first make
+/// qemu-server's running check (`<run_dir>/<vmid>.pid`) and name the peer as qemu-server
+/// does (`VM 100 qmp`).
 ///
 /// # Safety
 /// `run_dir` is NULL or NUL-terminated; `out` and `error` are NULL or writable.
@@ -106,20 +52,16 @@ pub unsafe extern "C" fn vzdump_qemu_peer_new_vmid(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        need(out, "out")?;
-        // SAFETY: caller contract.
-        let dir = unsafe { opt_str_arg(run_dir, "run_dir") }?.unwrap_or(qmp::DEFAULT_RUN_DIR);
-        let handle = vzdump_qemu_peer {
-            peer: Peer::vmid_in(vmid, Path::new(dir)),
-            options: Options::default(),
-            agent: Some(Peer::qga_vmid_in(vmid, Path::new(dir))),
-        };
-        // SAFETY: checked by need().
-        unsafe { put(out, Box::into_raw(Box::new(handle)), "out") }
+        let out = out!(out);
+        let dir = Path::new(arg_opt_str!(run_dir).unwrap_or(qmp::DEFAULT_RUN_DIR));
+        let handle =
+            vzdump_qemu_peer::boxed(Peer::vmid_in(vmid, dir), Some(Peer::qga_vmid_in(vmid, dir)));
+        out.put(handle);
+        Ok(())
     })
 }
 
-/// A peer for the QMP socket at `path`.
+/// A peer for the QMP socket at `path` (no guest agent unless set).
 ///
 /// # Safety
 /// `path` is NUL-terminated; `out` and `error` are NULL or writable.
@@ -130,16 +72,33 @@ pub unsafe extern "C" fn vzdump_qemu_peer_new_path(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        need(out, "out")?;
-        // SAFETY: caller contract.
-        let path = unsafe { str_arg(path, "path") }?;
-        let handle = vzdump_qemu_peer {
-            peer: Peer::path(path),
-            options: Options::default(),
-            agent: None,
-        };
-        // SAFETY: checked by need().
-        unsafe { put(out, Box::into_raw(Box::new(handle)), "out") }
+        let out = out!(out);
+        out.put(vzdump_qemu_peer::boxed(Peer::path(arg_str!(path)), None));
+        Ok(())
+    })
+}
+
+/// A peer for a target as Perl code names one: a VM id (decimal digits) is
+/// `vzdump_qemu_peer_new_vmid(vmid, run_dir)`, a string containing `/` the socket at that
+/// path, which also serves as the agent's socket for guest-agent calls. Anything else is
+/// `VZDUMP_QEMU_INVALID_PARAMETER`.
+///
+/// # Safety
+/// `target` is NUL-terminated, `run_dir` NULL or NUL-terminated; `out`, `error` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_peer_new_target(
+    target: *const c_char,
+    run_dir: *const c_char,
+    out: *mut *mut vzdump_qemu_peer,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        let out = out!(out);
+        let run_dir = arg_opt_str!(run_dir).map(Path::new);
+        let (peer, agent) = Peer::from_target(arg_str!(target), run_dir)?;
+        out.put(vzdump_qemu_peer::boxed(peer, Some(agent)));
+        Ok(())
     })
 }
 
@@ -155,13 +114,12 @@ pub unsafe extern "C" fn vzdump_qemu_peer_set_timeouts(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        // SAFETY: caller contract.
-        let p = unsafe { handle_mut(peer, "peer") }?;
+        let peer = arg_mut!(peer);
         if let Some(d) = millis(connect_ms) {
-            p.options.connect_timeout = d;
+            peer.options.connect_timeout = d;
         }
         if let Some(d) = millis(handshake_ms) {
-            p.options.handshake_timeout = d;
+            peer.options.handshake_timeout = d;
         }
         Ok(())
     })
@@ -181,9 +139,7 @@ pub unsafe extern "C" fn vzdump_qemu_peer_set_style(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        // SAFETY: caller contract.
-        let p = unsafe { handle_mut(peer, "peer") }?;
-        p.options.style = super::poll::style_arg(style)?;
+        arg_mut!(peer).options.style = super::poll::style_arg(style)?;
         Ok(())
     })
 }
@@ -200,10 +156,8 @@ pub unsafe extern "C" fn vzdump_qemu_peer_set_agent_path(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        // SAFETY: caller contract.
-        let p = unsafe { handle_mut(peer, "peer") }?;
-        let path = unsafe { str_arg(path, "path") }?;
-        p.agent = Some(Peer::qga_path(path));
+        let peer = arg_mut!(peer);
+        peer.agent = Some(Peer::qga_path(arg_str!(path)));
         Ok(())
     })
 }
@@ -219,9 +173,10 @@ pub unsafe extern "C" fn vzdump_qemu_peer_free(peer: *mut vzdump_qemu_peer) {
 }
 
 /// Runs one command on its own connection (connect, negotiate, execute, close), as
-/// qemu-server's `mon_cmd`. `arguments_json` is a JSON object or NULL; `timeout_ms` 0 uses
-/// qemu-server's timeout for the command. On success `*out_json` receives the `return`
-/// value as JSON (free with `vzdump_qemu_string_free`).
+/// qemu-server's `mon_cmd`, after its checks (a VM peer must run, the socket file must
+/// exist). `arguments_json` is a JSON object or NULL; `timeout_ms` 0 uses qemu-server's
+/// timeout for the command. On success `*out_json` receives the `return` value as JSON
+/// (free with `vzdump_qemu_string_free`).
 ///
 /// # Safety
 /// Pointers are NULL or valid as documented; strings NUL-terminated.
@@ -235,19 +190,54 @@ pub unsafe extern "C" fn vzdump_qemu_command(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        need(out_json, "out_json")?;
-        // SAFETY: caller contract for all pointers.
-        let p = unsafe { handle(peer, "peer") }?;
-        let command = unsafe { str_arg(command, "command") }?;
-        let args = unsafe { json_arg(arguments_json, "arguments_json") }?;
-        let value = qmp::command(&p.peer, command, args, millis(timeout_ms), &p.options)?;
-        // SAFETY: checked by need().
-        unsafe { put_string(out_json, &value.to_string(), "out_json") }
+        let (out, peer) = (out!(out_json), arg_ref!(peer));
+        let (command, args) = (arg_str!(command), arg_json!(arguments_json));
+        let value = qmp::command(&peer.peer, command, args, millis(timeout_ms), &peer.options)?;
+        out.put_str(&value.to_string());
+        Ok(())
+    })
+}
+
+/// qemu-server's `mon_cmd`: like `vzdump_qemu_command`, but a command whose name starts
+/// with `guest-` goes to the peer's guest agent (as `vzdump_qemu_qga_command`), and `fd`
+/// (-1: none) is passed by SCM_RIGHTS with the command (for `getfd` and `add-fd`).
+///
+/// # Safety
+/// Pointers are NULL or valid as documented; strings NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_mon_cmd(
+    peer: *const vzdump_qemu_peer,
+    command: *const c_char,
+    arguments_json: *const c_char,
+    fd: i32,
+    timeout_ms: u64,
+    out_json: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        let (out, peer) = (out!(out_json), arg_ref!(peer));
+        let (command, args) = (arg_str!(command), arg_json!(arguments_json));
+        let fd = match fd {
+            -1 => None,
+            _ => Some(arg_fd!(fd)),
+        };
+        let value = crate::monitor::mon_cmd(
+            &peer.peer,
+            peer.agent.as_ref(),
+            command,
+            args,
+            fd,
+            millis(timeout_ms),
+            &peer.options,
+        )?;
+        out.put_str(&value.to_string());
+        Ok(())
     })
 }
 
 /// Opens a connection and negotiates capabilities. Only for callers that own the
-/// monitor: QEMU serves nobody else until `vzdump_qemu_conn_free`.
+/// monitor: QEMU serves nobody else until `vzdump_qemu_conn_free`. No running check (this
+/// is qemu-server's `PVE::QMPClient`, not `mon_cmd`); failures name `qmp_capabilities`.
 ///
 /// # Safety
 /// `peer` is NULL or live; `out` and `error` are NULL or writable.
@@ -258,18 +248,10 @@ pub unsafe extern "C" fn vzdump_qemu_conn_open(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        need(out, "out")?;
-        // SAFETY: caller contract.
-        let p = unsafe { handle(peer, "peer") }?;
-        let qmp = Qmp::connect(&p.peer, &p.options)?;
-        // SAFETY: checked by need().
-        unsafe {
-            put(
-                out,
-                Box::into_raw(Box::new(vzdump_qemu_conn { qmp })),
-                "out",
-            )
-        }
+        let (out, peer) = (out!(out), arg_ref!(peer));
+        let qmp = Qmp::connect(&peer.peer, &peer.options)?;
+        out.put(Box::into_raw(Box::new(vzdump_qemu_conn { qmp })));
+        Ok(())
     })
 }
 
@@ -289,20 +271,20 @@ pub unsafe extern "C" fn vzdump_qemu_conn_execute(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        need(out_json, "out_json")?;
-        // SAFETY: caller contract for all pointers.
-        let c = unsafe { handle_mut(conn, "conn") }?;
-        let command = unsafe { str_arg(command, "command") }?;
-        let args = unsafe { json_arg(arguments_json, "arguments_json") }?;
-        let value = if fd == -1 {
-            c.qmp.execute(command, args, millis(timeout_ms))?
-        } else {
-            let fd = fd_arg(fd, "fd")?;
-            c.qmp
-                .execute_with_fd(command, args, fd, millis(timeout_ms))?
+        let (out, conn) = (out!(out_json), arg_mut!(conn));
+        let (command, args, timeout) = (
+            arg_str!(command),
+            arg_json!(arguments_json),
+            millis(timeout_ms),
+        );
+        let value = match fd {
+            -1 => conn.qmp.execute(command, args, timeout)?,
+            _ => conn
+                .qmp
+                .execute_with_fd(command, args, arg_fd!(fd), timeout)?,
         };
-        // SAFETY: checked by need().
-        unsafe { put_string(out_json, &value.to_string(), "out_json") }
+        out.put_str(&value.to_string());
+        Ok(())
     })
 }
 
@@ -319,12 +301,9 @@ pub unsafe extern "C" fn vzdump_qemu_conn_getfd(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        // SAFETY: caller contract for all pointers.
-        let c = unsafe { handle_mut(conn, "conn") }?;
-        let name = unsafe { str_arg(fdname, "fdname") }?;
-        let fd = fd_arg(fd, "fd")?;
-        let args = serde_json::json!({ "fdname": name });
-        c.qmp.execute_with_fd("getfd", Some(args), fd, None)?;
+        let (conn, fdname, fd) = (arg_mut!(conn), arg_str!(fdname), arg_fd!(fd));
+        let args = serde_json::json!({ "fdname": fdname });
+        conn.qmp.execute_with_fd("getfd", Some(args), fd, None)?;
         Ok(())
     })
 }
@@ -341,10 +320,8 @@ pub unsafe extern "C" fn vzdump_qemu_conn_take_events(
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
     boundary(error, || {
-        need(out_json, "out_json")?;
-        // SAFETY: caller contract.
-        let c = unsafe { handle_mut(conn, "conn") }?;
-        let events: Vec<Value> = c
+        let (out, conn) = (out!(out_json), arg_mut!(conn));
+        let events: Vec<Value> = conn
             .qmp
             .take_events()
             .into_iter()
@@ -356,8 +333,8 @@ pub unsafe extern "C" fn vzdump_qemu_conn_take_events(
                 })
             })
             .collect();
-        // SAFETY: checked by need().
-        unsafe { put_string(out_json, &Value::Array(events).to_string(), "out_json") }
+        out.put_str(&Value::Array(events).to_string());
+        Ok(())
     })
 }
 
@@ -369,4 +346,11 @@ pub unsafe extern "C" fn vzdump_qemu_conn_take_events(
 pub unsafe extern "C" fn vzdump_qemu_conn_free(conn: *mut vzdump_qemu_conn) {
     // SAFETY: caller contract; the constructors make handles with Box::into_raw.
     unsafe { free_handle(conn) }
+}
+
+/// The peer's guest agent, or an error saying how to set one.
+pub(crate) fn agent_of(peer: &vzdump_qemu_peer) -> Result<&Peer, super::Failure> {
+    peer.agent.as_ref().ok_or_else(|| {
+        invalid("the peer has no guest agent socket: use vzdump_qemu_peer_set_agent_path")
+    })
 }

@@ -18,6 +18,10 @@ pub trait StatusSource {
     type Error;
     /// One `query-backup` reply.
     fn query(&mut self) -> Result<BackupStatus, Self::Error>;
+    /// True if `error` is a signal interrupting the query (nothing else went wrong).
+    fn interrupted(_error: &Self::Error) -> bool {
+        false
+    }
 }
 
 /// Wall and monotonic time, and sleeping.
@@ -56,12 +60,17 @@ impl Clock for SystemClock {
 pub struct Options {
     /// Steady-state time between queries (the seed: 1 s).
     pub interval: Duration,
+    /// What a signal does: `false` ends the loop with [`LoopError::Interrupted`] (the state
+    /// survives, call again to resume); `true` asks the cancel check at once and goes on
+    /// unless it says stop, as Perl's own `sleep` goes on after a handler returns.
+    pub resume_on_signal: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             interval: DEFAULT_INTERVAL,
+            resume_on_signal: false,
         }
     }
 }
@@ -94,8 +103,8 @@ pub enum LoopError<E> {
 
 /// Polls `source` until the job ends, logging each line of `state` to `log`, and returns
 /// the final numbers after logging the summary. `cancelled` is asked before every query
-/// and at least every [`CANCEL_CHECK`] while waiting. Source errors and signals end the
-/// loop at once.
+/// and at least every [`CANCEL_CHECK`] while waiting. Source errors end the loop at once;
+/// signals too, unless `options.resume_on_signal`.
 pub fn run<S, C, L, K>(
     state: &mut StatusLoop,
     source: &mut S,
@@ -116,7 +125,12 @@ where
         if cancelled() {
             return Err(LoopError::Cancelled);
         }
-        let status = source.query().map_err(LoopError::Source)?;
+        let status = match source.query() {
+            Ok(status) => status,
+            // Asked again at the top of the loop: query again unless it says stop.
+            Err(e) if options.resume_on_signal && S::interrupted(&e) => continue,
+            Err(e) => return Err(LoopError::Source(e)),
+        };
         let observation = state.observe(&status, clock.now_secs());
         for line in &observation.lines {
             log(line.level, &line.text);
@@ -142,7 +156,7 @@ where
             target: end_of(&status),
             finishing: status.finishing,
         });
-        wait(clock, now + delay, &mut cancelled)?;
+        wait(clock, now + delay, &mut cancelled, options.resume_on_signal)?;
     }
 }
 
@@ -154,20 +168,23 @@ fn end_of(status: &BackupStatus) -> u64 {
 }
 
 /// Sleeps until `deadline` in slices of at most [`CANCEL_CHECK`], checking `cancelled`
-/// after each.
+/// after each (and at once after a signal when `resume_on_signal`).
 fn wait<C: Clock, E>(
     clock: &mut C,
     deadline: Instant,
     cancelled: &mut impl FnMut() -> bool,
+    resume_on_signal: bool,
 ) -> Result<(), LoopError<E>> {
     loop {
         let now = clock.now();
         if now >= deadline {
             return Ok(());
         }
-        clock
-            .sleep_until(deadline.min(now + CANCEL_CHECK))
-            .map_err(|Interrupted| LoopError::Interrupted)?;
+        match clock.sleep_until(deadline.min(now + CANCEL_CHECK)) {
+            Ok(()) => {}
+            Err(Interrupted) if resume_on_signal => {}
+            Err(Interrupted) => return Err(LoopError::Interrupted),
+        }
         if cancelled() {
             return Err(LoopError::Cancelled);
         }
@@ -439,6 +456,36 @@ mod tests {
             LoopError::<Gone>::Interrupted.to_string(),
             "backup status loop interrupted by signal"
         );
+    }
+
+    #[test]
+    fn with_resume_on_signal_a_signal_asks_the_cancel_check_and_goes_on() {
+        let elapsed = Elapsed::default();
+        let (mut source, mut clock) = (Synthetic::new(&elapsed), FakeClock::new(&elapsed));
+        clock.interrupt_at = Some(Duration::from_millis(1_550));
+        let mut state = StatusLoop::new(Style::Seed, UUID, clock.now_secs(), None);
+        let asked_at = RefCell::new(Vec::new());
+        let cancelled = || {
+            asked_at.borrow_mut().push(elapsed.get());
+            false
+        };
+        let options = Options {
+            resume_on_signal: true,
+            ..Options::default()
+        };
+        let done = run(
+            &mut state,
+            &mut source,
+            &mut clock,
+            |_, _| {},
+            cancelled,
+            options,
+        );
+        assert_eq!(done.unwrap().progress.transferred, TOTAL);
+        // Asked right at the signal, then on as before.
+        assert!(asked_at.borrow().contains(&Duration::from_millis(1_550)));
+        // The same queries as without the signal.
+        assert_eq!(source.queries, 11);
     }
 
     #[test]

@@ -24,6 +24,9 @@ impl progress::StatusSource for Query<'_> {
     fn query(&mut self) -> Result<BackupStatus> {
         progress::query(self.peer, self.options)
     }
+    fn interrupted(error: &Error) -> bool {
+        error.is_interrupted()
+    }
 }
 
 /// One job's status-poll loop. Its state (start time, last printed line) survives an
@@ -40,6 +43,7 @@ pub struct Poller {
     start: i64,
     /// Today's loop: the dirty-bitmap lines are still to be logged, for a template or not.
     bitmap: Option<bool>,
+    resume_on_signal: bool,
 }
 
 impl Poller {
@@ -68,7 +72,15 @@ impl Poller {
             job_uuid: job_uuid.to_string(),
             start,
             bitmap: None,
+            resume_on_signal: false,
         }
+    }
+
+    /// What a signal does to [`run`](Self::run): by default it returns
+    /// [`Error::Interrupted`] (call again to resume); with `resume` the cancel check is
+    /// asked at once and the loop goes on unless it says stop.
+    pub fn set_resume_on_signal(&mut self, resume: bool) {
+        self.resume_on_signal = resume;
     }
 
     /// Today's loop contract (proxmox/qemu-server `src/PVE/VZDump/QemuServer.pm`,
@@ -132,6 +144,7 @@ impl Poller {
         };
         let options = progress::Options {
             interval: self.interval,
+            resume_on_signal: self.resume_on_signal,
         };
         progress::run(
             &mut self.state,

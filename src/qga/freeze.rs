@@ -33,6 +33,26 @@ pub fn fs_freeze(peer: &Peer, options: &Options, log: &mut dyn FnMut(Level, &str
     true
 }
 
+/// [`fs_freeze`] for a caller that may stop meanwhile (its log sink failed, a signal
+/// handler died). If `stopped()` says so once the freeze step ran and a freeze was issued,
+/// the filesystems are thawed again at once, without logging (the caller is stopping and
+/// could not thaw), and the result is [`Error::Cancelled`]; else `Ok(frozen)`.
+pub fn fs_freeze_unless_stopped(
+    peer: &Peer,
+    options: &Options,
+    log: &mut dyn FnMut(Level, &str),
+    stopped: &mut dyn FnMut() -> bool,
+) -> Result<bool> {
+    let frozen = fs_freeze(peer, options, log);
+    if !stopped() {
+        return Ok(frozen);
+    }
+    if frozen {
+        fs_thaw(peer, options, &mut |_, _| {});
+    }
+    Err(Error::Cancelled)
+}
+
 /// Thaws the guest's filesystems after [`fs_freeze`] returned true; a failure is logged at
 /// [`Level::Err`], since the backup itself is not affected by it.
 pub fn fs_thaw(peer: &Peer, options: &Options, log: &mut dyn FnMut(Level, &str)) {

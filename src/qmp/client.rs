@@ -83,9 +83,35 @@ pub fn command(
     timeout: Option<Duration>,
     options: &Options,
 ) -> Result<Value> {
+    let mut qmp = connect_one_shot(peer, command, timeout, options)?;
+    qmp.execute(command, arguments, timeout)
+}
+
+/// Like [`command`], with `fd` passed by SCM_RIGHTS in the command's own `sendmsg` (for
+/// `getfd` and `add-fd` as one operation: QEMU keeps the fd under its name past the
+/// connection).
+pub fn command_with_fd(
+    peer: &Peer,
+    command: &str,
+    arguments: Option<Value>,
+    fd: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+    options: &Options,
+) -> Result<Value> {
+    let mut qmp = connect_one_shot(peer, command, timeout, options)?;
+    qmp.execute_with_fd(command, arguments, fd, timeout)
+}
+
+/// qemu-server's checks, then a connection for `command` whose connect and handshake are
+/// bounded by a shorter command timeout too (qemu-server's connect retries and its one mux
+/// timeout are both the command's timeout).
+fn connect_one_shot(
+    peer: &Peer,
+    command: &str,
+    timeout: Option<Duration>,
+    options: &Options,
+) -> Result<Qmp> {
     peer.check_reachable(options.style)?;
-    // qemu-server's connect retries and its one mux timeout are both the command's
-    // timeout: a short one bounds the handshake too.
     let limit = timeout
         .or(options.command_timeout)
         .unwrap_or_else(|| timeouts::for_command(command));
@@ -94,8 +120,7 @@ pub fn command(
         handshake_timeout: options.handshake_timeout.min(limit),
         ..options.clone()
     };
-    let mut qmp = Qmp::connect_for(peer, &options, command)?;
-    qmp.execute(command, arguments, timeout)
+    Qmp::connect_for(peer, &options, command)
 }
 
 impl Qmp {

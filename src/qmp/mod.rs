@@ -24,7 +24,7 @@ pub mod timeouts;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use client::{command, Event, Greeting, Qmp};
+pub use client::{command, command_with_fd, Event, Greeting, Qmp};
 
 use crate::error::{Error, Result};
 use crate::style::Style;
@@ -86,6 +86,29 @@ impl Peer {
             path: run_dir.join(format!("{vmid}.qmp")),
             kind: PeerKind::Qmp,
         }
+    }
+
+    /// A target as Perl code names one: a VM id (decimal digits, a `u32`) means the VM's
+    /// monitor in `run_dir` (default [`DEFAULT_RUN_DIR`]), anything with a `/` the socket
+    /// at that path. Returns the monitor and the guest agent: `<run_dir>/<vmid>.qga` for a
+    /// VM, the path itself for a path (which then must be the agent's socket when agent
+    /// commands are sent to it).
+    pub fn from_target(target: &str, run_dir: Option<&Path>) -> Result<(Peer, Peer)> {
+        if target.contains('/') {
+            return Ok((Peer::path(target), Peer::qga_path(target)));
+        }
+        let vmid = (!target.is_empty()
+            && target.len() <= 10
+            && target.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| target.parse::<u32>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "'{target}' is neither a VM id nor a socket path (a path contains '/')"
+            ))
+        })?;
+        let dir = run_dir.unwrap_or(Path::new(DEFAULT_RUN_DIR));
+        Ok((Peer::vmid_in(vmid, dir), Peer::qga_vmid_in(vmid, dir)))
     }
 
     /// A QMP socket given by path.
@@ -259,6 +282,40 @@ impl Default for Options {
             event_capacity: 256,
             command_timeout: None,
             style: Style::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_as_perl_names_them() {
+        let (qmp, qga) = Peer::from_target("100", Some(Path::new("/run/t"))).unwrap();
+        assert_eq!(
+            (qmp, qga),
+            (
+                Peer::vmid_in(100, Path::new("/run/t")),
+                Peer::qga_vmid_in(100, Path::new("/run/t"))
+            )
+        );
+        let (qmp, _) = Peer::from_target("4294967295", None).unwrap();
+        assert_eq!(
+            qmp.socket_path(),
+            Path::new("/var/run/qemu-server/4294967295.qmp")
+        );
+        let (qmp, qga) = Peer::from_target("/tmp/x.sock", None).unwrap();
+        assert_eq!(
+            (qmp, qga),
+            (Peer::path("/tmp/x.sock"), Peer::qga_path("/tmp/x.sock"))
+        );
+        for bad in ["", "abc", "10x", "4294967296", "99999999999", " 1", "-1"] {
+            let e = Peer::from_target(bad, None).unwrap_err().to_string();
+            assert!(
+                e.contains("is neither a VM id nor a socket path"),
+                "{bad}: {e}"
+            );
         }
     }
 }

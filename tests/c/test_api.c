@@ -129,6 +129,23 @@ static void test_bad_input(void)
     err = NULL;
     expect(vzdump_qemu_peer_set_style(peer, 9, &err), VZDUMP_QEMU_INVALID_PARAMETER, &err,
            "style 9", "bad peer style");
+    /* Targets as Perl names them: the library tells a VM id from a socket path. */
+    vzdump_qemu_peer *by_target = NULL;
+    expect_exact(vzdump_qemu_peer_new_target("abc", NULL, &by_target, &err),
+                 VZDUMP_QEMU_INVALID_PARAMETER, &err,
+                 "'abc' is neither a VM id nor a socket path (a path contains '/')", "bad target");
+    CHECK(by_target == NULL, "no peer for a bad target");
+    expect(vzdump_qemu_peer_new_target("100", "/nonexistent-dir", &by_target, &err),
+           VZDUMP_QEMU_OK, &err, NULL, "VM id target");
+    expect_exact(vzdump_qemu_qga_command(by_target, "guest-ping", NULL, 0, &json, &err),
+                 VZDUMP_QEMU_NOT_RUNNING, &err, "VM 100 not running", "VM id target's agent");
+    vzdump_qemu_peer_free(by_target);
+    expect(vzdump_qemu_peer_new_target("/nonexistent-dir/x.sock", NULL, &by_target, &err),
+           VZDUMP_QEMU_OK, &err, NULL, "path target");
+    expect_exact(vzdump_qemu_qga_command(by_target, "guest-ping", NULL, 0, &json, &err),
+                 VZDUMP_QEMU_NO_SOCKET, &err, "unable to open monitor socket",
+                 "a path target is its own agent");
+    vzdump_qemu_peer_free(by_target);
     CHECK(vzdump_qemu_last_error_json(NULL) == VZDUMP_QEMU_NULL_PARAMETER, "detail NULL out");
     err = NULL;
     expect(vzdump_qemu_command(NULL, "query-status", NULL, 0, &json, &err),
@@ -153,7 +170,7 @@ static void test_bad_input(void)
            VZDUMP_QEMU_INVALID_PARAMETER, &err, "9999", "compressor bad fd");
     CHECK(vzdump_qemu_compressor_pid(NULL) == -1, "pid of NULL");
     err = NULL;
-    expect(vzdump_qemu_compressor_wait(NULL, 0, &err), VZDUMP_QEMU_NULL_PARAMETER, &err,
+    expect(vzdump_qemu_compressor_wait(NULL, 0, NULL, NULL, &err), VZDUMP_QEMU_NULL_PARAMETER, &err,
            "must not be NULL", "wait NULL");
     err = NULL;
     expect(vzdump_qemu_compressor_kill(NULL, &err), VZDUMP_QEMU_NULL_PARAMETER, &err,
@@ -167,7 +184,7 @@ static void test_bad_input(void)
                                             &err),
                VZDUMP_QEMU_OK, &err, NULL, "missing compressor (valgrind)");
         close(wfd);
-        expect(vzdump_qemu_compressor_wait(comp, 5000, &err), VZDUMP_QEMU_COMPRESSOR, &err,
+        expect(vzdump_qemu_compressor_wait(comp, 5000, NULL, NULL, &err), VZDUMP_QEMU_COMPRESSOR, &err,
                "wrong exit status 127", "missing compressor reaped (valgrind)");
         vzdump_qemu_compressor_free(comp);
         comp = NULL;
@@ -186,7 +203,7 @@ static void test_bad_input(void)
            VZDUMP_QEMU_OK, &err, NULL, "spawn sh");
     close(wfd);
     err = NULL;
-    expect(vzdump_qemu_compressor_wait(comp, 5000, &err), VZDUMP_QEMU_COMPRESSOR, &err,
+    expect(vzdump_qemu_compressor_wait(comp, 5000, NULL, NULL, &err), VZDUMP_QEMU_COMPRESSOR, &err,
            "sh -c 'exit 3' failed - wrong exit status 3", "exit 3");
     vzdump_qemu_compressor_free(comp);
     /* Kill: the error path reaps it; a second kill finds nothing to kill. */
@@ -465,7 +482,7 @@ static void test_sim_backup(const char *sock, const char *dir)
     json = NULL;
     vzdump_qemu_poll_free(poll);
     err = NULL;
-    expect(vzdump_qemu_compressor_wait(comp, 0, &err), VZDUMP_QEMU_OK, &err, NULL, "zstd exit");
+    expect(vzdump_qemu_compressor_wait(comp, 0, NULL, NULL, &err), VZDUMP_QEMU_OK, &err, NULL, "zstd exit");
     vzdump_qemu_compressor_free(comp);
     err = NULL;
     expect(vzdump_qemu_backup_query(peer, &json, &err), VZDUMP_QEMU_OK, &err, NULL, "query");
@@ -690,6 +707,57 @@ static void test_vm_texts(const char *work)
     vzdump_qemu_peer_free(peer);
 }
 
+static int cancel_calls;
+static bool cancel_answer;
+
+static bool count_cancel(void *userdata)
+{
+    (void)userdata;
+    cancel_calls++;
+    return cancel_answer;
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+/* A signal during a compressor wait: with a cancel check it is asked and the wait goes
+   on (here to its timeout) unless it says stop. */
+static void test_wait_signals(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_alarm; /* no SA_RESTART: waits see EINTR, as under Perl */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    int out = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    vzdump_qemu_compressor *comp = NULL;
+    int32_t wfd = -1;
+    char *err = NULL;
+    expect(vzdump_qemu_compressor_spawn("sleep 30", out, 0, &comp, &wfd, &err), VZDUMP_QEMU_OK,
+           &err, NULL, "spawn sleep for signals");
+    cancel_calls = 0;
+    cancel_answer = false;
+    alarm(1);
+    expect(vzdump_qemu_compressor_wait(comp, 2500, count_cancel, NULL, &err),
+           VZDUMP_QEMU_TIMEOUT, &err, "did not exit within", "signal, go on, time out");
+    CHECK(cancel_calls == 1, "cancel check asked once at the signal, %d", cancel_calls);
+    cancel_calls = 0;
+    cancel_answer = true;
+    alarm(1);
+    expect(vzdump_qemu_compressor_wait(comp, 60000, count_cancel, NULL, &err),
+           VZDUMP_QEMU_INTERRUPTED, &err, "interrupted by signal", "signal, stop");
+    CHECK(cancel_calls == 1, "cancel check said stop, %d", cancel_calls);
+    alarm(1);
+    expect(vzdump_qemu_compressor_wait(comp, 60000, NULL, NULL, &err), VZDUMP_QEMU_INTERRUPTED,
+           &err, "interrupted by signal", "signal without a cancel check");
+    CHECK(vzdump_qemu_compressor_pid(comp) > 0, "still running after the signals");
+    vzdump_qemu_compressor_free(comp);
+    close(wfd);
+    close(out);
+    signal(SIGALRM, SIG_DFL);
+}
+
 /* The guest agent: real qemu-ga on the host, its freeze commands blocked. */
 static void test_qga(const char *agent_sock)
 {
@@ -712,10 +780,10 @@ static void test_qga(const char *agent_sock)
     CHECK(json && strcmp(json, "\"thawed\"") == 0, "status %s", json ? json : "(null)");
     vzdump_qemu_string_free(json);
     json = NULL;
-    expect(vzdump_qemu_qga_fs_freeze(peer, log_cb, NULL, NULL, &err), VZDUMP_QEMU_NULL_PARAMETER,
+    expect(vzdump_qemu_qga_fs_freeze(peer, log_cb, NULL, NULL, NULL, &err), VZDUMP_QEMU_NULL_PARAMETER,
            &err, "out_frozen", "freeze NULL out");
     struct log_state st = {0};
-    expect(vzdump_qemu_qga_fs_freeze(peer, log_cb, &st, &frozen, &err), VZDUMP_QEMU_OK, &err,
+    expect(vzdump_qemu_qga_fs_freeze(peer, log_cb, NULL, &st, &frozen, &err), VZDUMP_QEMU_OK, &err,
            NULL, "freeze");
     /* The blocked freeze fails inside the agent: logged, and a thaw is still due. */
     CHECK(frozen, "freeze reports a thaw is due");
@@ -725,6 +793,16 @@ static void test_qga(const char *agent_sock)
     expect(vzdump_qemu_qga_fs_thaw(peer, log_cb, &th, &err), VZDUMP_QEMU_OK, &err, NULL, "thaw");
     CHECK(th.lines == 2 && strncmp(th.last, "2 ", 2) == 0, "thaw lines %d, last '%s'", th.lines,
           th.last);
+    /* A caller that stops meanwhile: the issued freeze is thawed again, quietly. */
+    struct log_state stopped = {0};
+    frozen = false;
+    cancel_calls = 0;
+    cancel_answer = true;
+    expect(vzdump_qemu_qga_fs_freeze(peer, log_cb, count_cancel, &stopped, &frozen, &err),
+           VZDUMP_QEMU_CANCELLED, &err, "cancelled", "freeze, then stop");
+    CHECK(!frozen, "no output written on cancel");
+    CHECK(stopped.lines == 2, "freeze lines only, no thaw line: %d", stopped.lines);
+    CHECK(cancel_calls == 1, "asked once after the freeze: %d", cancel_calls);
     vzdump_qemu_peer_free(peer);
 }
 
@@ -740,6 +818,7 @@ int main(int argc, char **argv)
     test_disconnected(argv[3]);
     test_vm_texts(argv[3]);
     test_reply_ids(argv[3]);
+    test_wait_signals();
     test_sim_backup(argv[1], argv[3]);
     test_qga(argv[4]);
     printf("%d passed, %d failed\n", passed, failed);

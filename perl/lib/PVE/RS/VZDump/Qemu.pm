@@ -30,16 +30,19 @@ our $STYLE = 'seed';
 # Bytes in and out (the C API speaks UTF-8 JSON); stable key order for readable traces.
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 
-# Compressors started by fork_compressor_pipe, by pid: the handle kills and reaps its
-# process when freed, so it is kept until wait_compressor or kill_compressor.
+# Compressors started by fork_compressor_pipe, by pid: the seed's API names them by pid.
+# The handle kills and reaps its process when freed, so it is kept until wait_compressor
+# or kill_compressor is done with it.
 my %COMPRESSORS;
 
 # Commands whose `fd` argument is a descriptor to pass along (as PVE::QMPClient does).
 my %FD_COMMANDS = map { $_ => 1 } qw(getfd add-fd);
 
-# Run by the XS under G_EVAL while the library waits: Perl dispatches pending signal
-# handlers when it runs this, so a handler that dies is caught there.
+# Run by the library's cancel check under G_EVAL: Perl dispatches pending signal handlers
+# when it runs this, so a handler that dies is caught there and stops the call.
 sub _dispatch_signals { return; }
+
+# Argument checks: every message names the function and the argument, and ends in "\n".
 
 sub _describe {
     my ($value) = @_;
@@ -49,11 +52,28 @@ sub _describe {
     return "'$value'";
 }
 
+sub _bad {
+    my ($func, $what, $expected, $value) = @_;
+    die "$func: $what must be $expected, got " . _describe($value) . "\n";
+}
+
+# A string without NUL bytes.
+sub _str {
+    my ($func, $what, $value) = @_;
+    _bad($func, $what, 'a string', $value) if !defined($value) || ref($value);
+    die "$func: $what must not contain NUL bytes\n" if index($value, "\0") >= 0;
+    return $value;
+}
+
+sub _opt_str {
+    my ($func, $what, $value) = @_;
+    return defined($value) ? _str($func, $what, $value) : undef;
+}
+
 sub _check_hash {
     my ($func, $what, $value) = @_;
     return {} if !defined($value);
-    die "$func: $what must be a hash reference, got " . _describe($value) . "\n"
-        if ref($value) ne 'HASH';
+    _bad($func, $what, 'a hash reference', $value) if ref($value) ne 'HASH';
     return $value;
 }
 
@@ -69,8 +89,8 @@ sub _check_opts {
 sub _ms {
     my ($func, $what, $secs) = @_;
     return undef if !defined($secs);
-    die "$func: $what must be a number of seconds, got " . _describe($secs) . "\n"
-        if ref($secs) || !looks_like_number($secs) || $secs < 0;
+    _bad($func, $what, 'a number of seconds', $secs)
+        if ref($secs) || !looks_like_number($secs) || !($secs >= 0 && $secs < 2**53 / 1000);
     my $ms = int($secs * 1000);
     return ($ms == 0 && $secs > 0) ? 1 : $ms;
 }
@@ -83,9 +103,25 @@ sub _fileno {
         die "$func: $what is not an open file handle\n" if !defined($fd) || $fd < 0;
         return $fd;
     }
-    die "$func: $what must be a file descriptor number or file handle, got "
-        . _describe($fh) . "\n" if ref($fh);
+    _bad($func, $what, 'a file descriptor number or file handle', $fh)
+        if !defined($fh) || ref($fh) || $fh !~ /^\d{1,9}$/;
     return $fh;
+}
+
+# The style option, else $STYLE.
+sub _style {
+    my ($func, $style) = @_;
+    $style //= $STYLE;
+    _bad($func, defined($_[1]) ? 'the style' : '$PVE::RS::VZDump::Qemu::STYLE',
+        "'seed' or 'current'", $style)
+        if !defined($style) || ref($style) || ($style ne 'seed' && $style ne 'current');
+    return $style;
+}
+
+# The target (VM id or socket path; the library tells which) and where VMs are.
+sub _peer {
+    my ($func, $target) = @_;
+    return (_str($func, 'the VM id or socket path', $target), $RUN_DIR, _style($func));
 }
 
 # A log sink for the library: a coderef as is, or a vzdump plugin object's methods.
@@ -97,77 +133,75 @@ sub _log_sink {
             my ($level, $line) = @_;
             if ($level eq 'err') {
                 $log->logerr($line);
-            } elsif ($level eq 'warn' && $log->can('log_warn')) {
-                $log->log_warn($line);
-            } elsif ($level eq 'warn' && $log->can('log')) {
-                $log->log('warn', $line);
             } else {
                 $log->loginfo($line);
             }
         };
     }
-    die "$func: the log sink must be a code reference or an object with loginfo and"
-        . " logerr methods, got " . _describe($log) . "\n";
+    _bad($func, 'the log sink', 'a code reference or an object with loginfo and logerr methods',
+        $log);
+}
+
+sub _json_args {
+    my (%args) = @_;
+    return %args ? $JSON->encode(\%args) : undef;
 }
 
 sub mon_cmd {
     my ($target, $command, %args) = @_;
 
-    my $ms = _ms('mon_cmd', 'timeout', delete $args{timeout});
-    if (defined($command) && !ref($command) && $command =~ /^guest-/) {
-        # As in qemu-server: guest-* commands go to the guest agent's socket.
-        my $json = %args ? $JSON->encode(\%args) : undef;
-        return $JSON->decode(_qga_command($target, $RUN_DIR, $command, $json, $ms));
-    }
-    if (defined($command) && !ref($command) && $FD_COMMANDS{$command} && defined($args{fd})) {
-        # Passing a descriptor needs a connection object: open one for this command only.
-        my $conn = PVE::RS::VZDump::Qemu::Conn->new($target);
-        return _conn_execute($conn, 'mon_cmd', $command, $ms, %args);
-    }
-    my $json = %args ? $JSON->encode(\%args) : undef;
-    return $JSON->decode(_command($target, $RUN_DIR, $command, $json, $ms));
+    my $func = 'mon_cmd';
+    my $ms = _ms($func, 'timeout', delete $args{timeout});
+    my @peer = _peer($func, $target);
+    $command = _str($func, 'the command', $command);
+    # As PVE::QMPClient: the `fd` of getfd/add-fd is a descriptor to pass along.
+    my $fd = $FD_COMMANDS{$command} && defined($args{fd})
+        ? _fileno($func, 'fd', delete $args{fd})
+        : undef;
+    return $JSON->decode(_mon_cmd($func, @peer, $command, _json_args(%args), $fd, $ms));
 }
 
 # Runs a command on a connection; `fd` of getfd/add-fd goes by SCM_RIGHTS.
 sub _conn_execute {
     my ($conn, $func, $command, $ms, %args) = @_;
+    $command = _str($func, 'the command', $command);
     my $fd;
-    if (defined($command) && !ref($command) && $FD_COMMANDS{$command}) {
-        $fd = _fileno($func, 'fd', delete $args{fd});
-    }
-    my $json = %args ? $JSON->encode(\%args) : undef;
-    return $JSON->decode(PVE::RS::VZDump::Qemu::Conn::_execute($conn, $command, $json, $fd, $ms));
+    $fd = _fileno($func, 'fd', delete $args{fd}) if $FD_COMMANDS{$command};
+    return $JSON->decode(PVE::RS::VZDump::Qemu::Conn::_execute(
+        $func, $conn, $command, _json_args(%args), $fd, $ms,
+    ));
 }
 
 sub backup_start_vma {
     my ($target, $fd, $params, %opts) = @_;
 
-    _check_opts('backup_start_vma', \%opts, 'timeout');
-    $params = _check_hash('backup_start_vma', 'the parameters', $params);
-    $fd = _fileno('backup_start_vma', 'the output', $fd);
-    my $ms = _ms('backup_start_vma', 'timeout', $opts{timeout});
-    return _backup_start_vma($target, $RUN_DIR, $fd, $JSON->encode($params), $ms);
+    my $func = 'backup_start_vma';
+    _check_opts($func, \%opts, 'timeout');
+    $params = _check_hash($func, 'the parameters', $params);
+    $fd = _fileno($func, 'the output', $fd);
+    my $ms = _ms($func, 'timeout', $opts{timeout});
+    return _backup_start_vma($func, _peer($func, $target), $fd, $JSON->encode($params), $ms);
 }
 
 sub backup_start_pbs {
     my ($target, $params, %opts) = @_;
 
-    _check_opts('backup_start_pbs', \%opts, 'timeout');
-    die "backup_start_pbs: the parameters must be a hash reference, got "
-        . _describe($params) . "\n" if ref($params) ne 'HASH';
-    my $ms = _ms('backup_start_pbs', 'timeout', $opts{timeout});
-    return _backup_start_pbs($target, $RUN_DIR, $JSON->encode($params), $ms);
+    my $func = 'backup_start_pbs';
+    _check_opts($func, \%opts, 'timeout');
+    _bad($func, 'the parameters', 'a hash reference', $params) if ref($params) ne 'HASH';
+    my $ms = _ms($func, 'timeout', $opts{timeout});
+    return _backup_start_pbs($func, _peer($func, $target), $JSON->encode($params), $ms);
 }
 
 sub backup_cancel {
     my ($target) = @_;
-    _backup_cancel($target, $RUN_DIR);
+    _backup_cancel('backup_cancel', _peer('backup_cancel', $target));
     return;
 }
 
 sub backup_query {
     my ($target) = @_;
-    return $JSON->decode(_backup_query($target, $RUN_DIR));
+    return $JSON->decode(_backup_query('backup_query', _peer('backup_query', $target)));
 }
 
 sub query_backup_status_loop {
@@ -176,38 +210,49 @@ sub query_backup_status_loop {
     my $func = 'query_backup_status_loop';
     _check_opts($func, \%opts, qw(style interval cancel_on_error qemu_support is_template));
     my $sink = _log_sink($func, $log);
-    my $poll = PVE::RS::VZDump::Qemu::Poll->_new(
-        $target, $RUN_DIR, $job_uuid, $opts{style} // $STYLE,
+    my ($t, $run_dir) = _peer($func, $target);
+    my $poll = PVE::RS::VZDump::Qemu::Poll::_new(
+        $func, 'PVE::RS::VZDump::Qemu::Poll', $t, $run_dir,
+        _str($func, 'the job UUID', $job_uuid), _style($func, $opts{style}),
         _ms($func, 'interval', $opts{interval}),
     );
     if (defined($opts{qemu_support})) {
         my $support = _check_hash($func, 'qemu_support', $opts{qemu_support});
         PVE::RS::VZDump::Qemu::Poll::_set_qemu_support(
-            $poll, $JSON->encode($support), $opts{is_template},
+            $func, $poll, $JSON->encode($support), $opts{is_template},
         );
     }
-    my $progress = PVE::RS::VZDump::Qemu::Poll::_run($poll, $sink, $opts{cancel_on_error});
+    my $progress = PVE::RS::VZDump::Qemu::Poll::_run($func, $poll, $sink, $opts{cancel_on_error});
     return defined($progress) ? $JSON->decode($progress) : undef;
 }
 
 sub qga_fs_freeze {
     my ($target, $log) = @_;
-    return _qga_fs_freeze($target, $RUN_DIR, _log_sink('qga_fs_freeze', $log));
+    my $func = 'qga_fs_freeze';
+    my @peer = _peer($func, $target);
+    return _qga_fs_freeze($func, @peer, _log_sink($func, $log));
 }
 
 sub qga_fs_thaw {
     my ($target, $log) = @_;
-    _qga_fs_thaw($target, $RUN_DIR, _log_sink('qga_fs_thaw', $log));
+    my $func = 'qga_fs_thaw';
+    my @peer = _peer($func, $target);
+    _qga_fs_thaw($func, @peer, _log_sink($func, $log));
     return;
 }
 
 sub fork_compressor_pipe {
     my ($comp, $outfileno, %opts) = @_;
 
-    _check_opts('fork_compressor_pipe', \%opts, 'pipe_size');
-    $outfileno = _fileno('fork_compressor_pipe', 'the output', $outfileno);
-    my ($handle, $fd) = PVE::RS::VZDump::Qemu::Compressor->_spawn(
-        $comp, $outfileno, $opts{pipe_size},
+    my $func = 'fork_compressor_pipe';
+    _check_opts($func, \%opts, 'pipe_size');
+    $comp = _str($func, 'the compressor command', $comp);
+    $outfileno = _fileno($func, 'the output', $outfileno);
+    my $size = $opts{pipe_size};
+    _bad($func, 'pipe_size', 'a number of bytes', $size)
+        if defined($size) && (ref($size) || $size !~ /^\d{1,10}$/ || $size > 2**31 - 1);
+    my ($handle, $fd) = PVE::RS::VZDump::Qemu::Compressor::_spawn(
+        $func, 'PVE::RS::VZDump::Qemu::Compressor', $comp, $outfileno, $size,
     );
     my $pid = $handle->pid;
     $COMPRESSORS{$pid} = $handle;
@@ -217,10 +262,11 @@ sub fork_compressor_pipe {
 sub wait_compressor {
     my ($comp, $cpid) = @_;
 
-    my $handle = defined($cpid) ? $COMPRESSORS{$cpid} : undef;
+    my $func = 'wait_compressor';
+    my $handle = defined($cpid) && !ref($cpid) ? $COMPRESSORS{$cpid} : undef;
     if (!$handle) {
         # Not ours (e.g. forked by the seed's own code): wait for it as the seed does.
-        die "wait_compressor: no such compressor process " . _describe($cpid) . "\n"
+        die "$func: no such compressor process " . _describe($cpid) . "\n"
             if !defined($cpid) || ref($cpid) || !looks_like_number($cpid) || $cpid <= 0;
         if (waitpid($cpid, 0) > 0) {
             my ($ec, $signal) = ($? >> 8, $? & 127);
@@ -231,11 +277,11 @@ sub wait_compressor {
     }
     my $ok = eval {
         # The library waits up to 10 minutes per call; the seed waits without a limit.
-        1 while !$handle->_wait(undef);
+        1 while !PVE::RS::VZDump::Qemu::Compressor::_wait($func, $handle, undef);
         1;
     };
     my $err = $@;
-    delete $COMPRESSORS{$cpid} if $handle->_done;
+    delete $COMPRESSORS{$cpid} if $handle->pid == -1;    # reaped
     die $err if !$ok;
     return;
 }
@@ -243,15 +289,17 @@ sub wait_compressor {
 sub kill_compressor {
     my ($cpid) = @_;
 
-    my $handle = defined($cpid) ? delete $COMPRESSORS{$cpid} : undef;
+    my $func = 'kill_compressor';
+    my $handle = defined($cpid) && !ref($cpid) ? delete $COMPRESSORS{$cpid} : undef;
     if (!$handle) {
-        die "kill_compressor: no such compressor process " . _describe($cpid) . "\n"
+        die "$func: no such compressor process " . _describe($cpid) . "\n"
             if !defined($cpid) || ref($cpid) || !looks_like_number($cpid) || $cpid <= 0;
         kill(9, $cpid);
         waitpid($cpid, 0);
         return;
     }
-    $handle->_kill();
+    # Already reaped by wait_compressor: nothing to kill.
+    PVE::RS::VZDump::Qemu::Compressor::_kill($func, $handle) if $handle->pid != -1;
     return;
 }
 
@@ -260,30 +308,52 @@ package PVE::RS::VZDump::Qemu::Conn;
 use strict;
 use warnings;
 
+use Scalar::Util qw(blessed);
+
 # A copy in a new interpreter thread would free the same handle twice.
 sub CLONE_SKIP { return 1; }
 
+# Dies unless $self is a connection object, naming the method.
+sub _self {
+    my ($method, $self) = @_;
+    PVE::RS::VZDump::Qemu::_bad("Conn->$method", 'the handle',
+        'a PVE::RS::VZDump::Qemu::Conn object', $self)
+        if !blessed($self) || !$self->isa('PVE::RS::VZDump::Qemu::Conn');
+    return $self;
+}
+
 sub new {
     my ($class, $target) = @_;
-    return _open($class, $target, $PVE::RS::VZDump::Qemu::RUN_DIR);
+    my $func = 'Conn->new';
+    return _open($func, $class, PVE::RS::VZDump::Qemu::_peer($func, $target));
 }
 
 sub cmd {
     my ($self, $command, %args) = @_;
-
-    my $ms = PVE::RS::VZDump::Qemu::_ms('cmd', 'timeout', delete $args{timeout});
-    return PVE::RS::VZDump::Qemu::_conn_execute($self, 'cmd', $command, $ms, %args);
+    _self('cmd', $self);
+    my $ms = PVE::RS::VZDump::Qemu::_ms('Conn->cmd', 'timeout', delete $args{timeout});
+    return PVE::RS::VZDump::Qemu::_conn_execute($self, 'Conn->cmd', $command, $ms, %args);
 }
 
 sub getfd {
     my ($self, $fd, $name) = @_;
-    _getfd($self, PVE::RS::VZDump::Qemu::_fileno('getfd', 'fd', $fd), $name);
+    my $func = 'Conn->getfd';
+    _self('getfd', $self);
+    _getfd($func, $self, PVE::RS::VZDump::Qemu::_fileno($func, 'fd', $fd),
+        PVE::RS::VZDump::Qemu::_str($func, 'the fd name', $name));
     return;
 }
 
 sub events {
     my ($self) = @_;
-    return $JSON->decode(_take_events($self));
+    _self('events', $self);
+    return $JSON->decode(_take_events('Conn->events', $self));
+}
+
+sub close {
+    my ($self) = @_;
+    _close(_self('close', $self));
+    return;
 }
 
 package PVE::RS::VZDump::Qemu::Poll;
