@@ -1,10 +1,8 @@
 //! Proxmox backup commands against real (stock) QEMU, which lacks them: qemu-server's texts.
 
-mod support;
-
 use std::os::fd::AsFd;
 
-use support::Qemu;
+use testkit::Qemu;
 use vzdump_qemu::backup::{self, PbsParams, Secret, VmaParams};
 use vzdump_qemu::qmp::{ErrorClass, Options, Peer};
 use vzdump_qemu::Style;

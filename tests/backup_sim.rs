@@ -1,8 +1,6 @@
 //! Backups through the library against `pve-qmp-sim`: VMA streams that reproduce their
 //! source disks, PBS arguments on the wire, cancel, the status loop and every fault flag.
 
-mod support;
-
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -11,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{make_disk, sha256_file, signal_me_after, Sim};
+use testkit::{make_disk, sha256_file, signal_me_after, Sim};
 use vzdump_qemu::backup::{self, PbsParams, Secret, VmaParams};
 use vzdump_qemu::error::Cause;
 use vzdump_qemu::log::Level;
@@ -59,7 +57,7 @@ fn start_to_file(sim: &Sim, archive: &Path, params: &VmaParams) -> (String, Join
 
 #[test]
 fn vma_backup_reproduces_a_disk_with_holes() {
-    let sim_dir = support::TempDir::new("disks");
+    let sim_dir = testkit::TempDir::new("disks");
     let disk = sim_dir.path().join("disk0.raw");
     make_disk(&disk, 24 * 1024 * 1024 + 12345, 7);
     let conf = sim_dir.path().join("qemu-server.conf");
@@ -100,7 +98,7 @@ fn vma_backup_reproduces_a_disk_with_holes() {
 
 #[test]
 fn vma_backup_of_two_disks_through_zstd() {
-    let dir = support::TempDir::new("two");
+    let dir = testkit::TempDir::new("two");
     let (d0, d1) = (dir.path().join("a.raw"), dir.path().join("b.raw"));
     make_disk(&d0, 9 * 1024 * 1024, 1);
     make_disk(&d1, 5 * 1024 * 1024 + 4096 * 3 + 17, 2);
@@ -152,7 +150,7 @@ fn vma_backup_of_two_disks_through_zstd() {
 
 #[test]
 fn pbs_start_sends_exactly_the_arguments_and_hides_the_password() {
-    let dir = support::TempDir::new("pbs");
+    let dir = testkit::TempDir::new("pbs");
     let record = dir.path().join("record.jsonl");
     let sim = Sim::start(&[
         "--gen-disk",
@@ -254,7 +252,7 @@ fn pbs_start_waits_for_a_slow_server_connection() {
 #[test]
 fn cancel_during_backup_and_the_quirk_after_done() {
     let sim = Sim::start(&["--gen-disk", "drive-scsi0=64M", "--rate", "8M"]);
-    let dir = support::TempDir::new("cancel");
+    let dir = testkit::TempDir::new("cancel");
     let (uuid, reader) = start_to_file(&sim, &dir.path().join("c.vma"), &VmaParams::default());
     std::thread::sleep(Duration::from_millis(300));
     backup::cancel(&peer(&sim), &Options::default()).unwrap();
@@ -281,7 +279,7 @@ fn cancel_during_backup_and_the_quirk_after_done() {
 #[test]
 fn second_backup_while_one_runs_gives_qemus_error() {
     let sim = Sim::start(&["--gen-disk", "drive-scsi0=64M", "--rate", "4M"]);
-    let dir = support::TempDir::new("twice");
+    let dir = testkit::TempDir::new("twice");
     let (_uuid, _reader) = start_to_file(&sim, &dir.path().join("1.vma"), &VmaParams::default());
     let (w, _r2) = pipe_to_file(&dir.path().join("2.vma"));
     let err = backup::start_vma(
@@ -307,7 +305,7 @@ fn faulty_run(
     let mut args = vec!["--gen-disk", "drive-scsi0=32M", "--rate", "32M"];
     args.extend_from_slice(faults);
     let sim = Sim::start(&args);
-    let dir = support::TempDir::new("fault");
+    let dir = testkit::TempDir::new("fault");
     let (uuid, reader) = start_to_file(&sim, &dir.path().join("f.vma"), &VmaParams::default());
     let result = poll(&peer(&sim), &uuid, style);
     drop(sim);
@@ -388,7 +386,7 @@ fn qemu_dying_mid_backup_reads_as_in_qemu_server_for_a_vm() {
         ],
     );
     let peer = Peer::vmid_in(100, sim.dir.path());
-    let dir = support::TempDir::new("die");
+    let dir = testkit::TempDir::new("die");
     let (w, reader) = pipe_to_file(&dir.path().join("d.vma"));
     let uuid = backup::start_vma(
         &peer,
@@ -451,7 +449,7 @@ fn fault_hang_garbage_and_slow_replies() {
 
 #[test]
 fn status_loop_queries_at_most_about_once_per_second() {
-    let dir = support::TempDir::new("count");
+    let dir = testkit::TempDir::new("count");
     let record = dir.path().join("r.jsonl");
     let sim = Sim::start(&[
         "--gen-disk",
@@ -486,7 +484,7 @@ fn status_loop_queries_at_most_about_once_per_second() {
 #[test]
 fn signal_during_the_loop_interrupts_and_resumes() {
     let sim = Sim::start(&["--gen-disk", "drive-scsi0=32M", "--rate", "8M"]);
-    let dir = support::TempDir::new("sig");
+    let dir = testkit::TempDir::new("sig");
     let (uuid, reader) = start_to_file(&sim, &dir.path().join("s.vma"), &VmaParams::default());
     let mut poller = Poller::new(&peer(&sim), &Options::default(), &uuid, Style::Seed, None);
     let mut lines = Vec::new();
@@ -515,10 +513,10 @@ fn signal_during_the_loop_interrupts_and_resumes() {
 
 #[test]
 fn unexpected_status_from_a_scripted_peer() {
-    let peer_sock = support::FakePeer::start(|mut s| {
-        let mut sp = support::negotiate(&mut s);
-        let req = support::read_request(&mut s, &mut sp).unwrap();
-        support::reply(
+    let peer_sock = testkit::FakePeer::start(|mut s| {
+        let mut sp = testkit::negotiate(&mut s);
+        let req = testkit::read_request(&mut s, &mut sp).unwrap();
+        testkit::reply(
             &mut s,
             &req,
             json!({"status": "paused", "uuid": "u", "total": 10, "transferred": 5}),
@@ -550,7 +548,7 @@ fn seed_era_simulator_has_no_finishing_field() {
 #[test]
 fn refused_start_releases_the_pipe_so_the_reader_sees_eof() {
     let sim = Sim::start(&["--gen-disk", "drive-scsi0=4M"]);
-    let dir = support::TempDir::new("refused");
+    let dir = testkit::TempDir::new("refused");
     let (w, reader) = pipe_to_file(&dir.path().join("r.vma"));
     let params = VmaParams {
         devlist: Some("drive-missing".into()),
@@ -651,7 +649,7 @@ fn current_loop_logs_the_dirty_bitmap_lines_of_a_pbs_job() {
 /// on it, see sim/tests): both starts refuse it before connecting, so QEMU never sees it.
 #[test]
 fn a_repeated_device_never_reaches_qemu() {
-    let dir = support::TempDir::new("dup");
+    let dir = testkit::TempDir::new("dup");
     let record = dir.path().join("r.jsonl");
     let mut sim = Sim::start(&[
         "--gen-disk",

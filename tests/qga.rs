@@ -1,18 +1,15 @@
 //! The guest-agent client and the fs-freeze/thaw steps, against real qemu-ga (with every
 //! host-changing command blocked) and against scripted agents.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{read_request, signal_me_after, FakePeer, QemuGa, TempDir};
+use testkit::{read_request, signal_me_after, FakePeer, QemuGa, Requests, TempDir};
 use vzdump_qemu::error::{Cause, Stage};
 use vzdump_qemu::log::Level;
 use vzdump_qemu::qga::{self, Options};
-use vzdump_qemu::qmp::framing::JsonSplitter;
 use vzdump_qemu::qmp::{ErrorClass, Peer};
 use vzdump_qemu::{Error, Style};
 
@@ -210,7 +207,7 @@ fn no_vm_means_not_running() {
 
 #[test]
 fn running_vm_without_agent_socket() {
-    let vm = support::Qemu::start_vm(100, &["-S"]);
+    let vm = testkit::Qemu::start_vm(100, &["-S"]);
     let peer = Peer::qga_vmid_in(100, vm.dir.path());
     let current = Options {
         style: Style::Current,
@@ -249,14 +246,14 @@ fn arguments_must_be_an_object() {
 // Scripted agents.
 
 /// Reads the client's flush byte and sync request; returns the sync id and the splitter.
-fn read_sync(s: &mut UnixStream) -> (u64, JsonSplitter) {
+fn read_sync(s: &mut UnixStream) -> (u64, Requests) {
     let mut flush = [0u8; 1];
     s.read_exact(&mut flush).unwrap();
     assert_eq!(
         flush[0], 0xFF,
         "the client must flush the agent's parser first"
     );
-    let mut sp = JsonSplitter::new(1 << 20);
+    let mut sp = Requests::default();
     let req = read_request(s, &mut sp).expect("sync request");
     assert_eq!(req["execute"], "guest-sync-delimited", "{req}");
     let id = req["arguments"]["id"].as_u64().expect("non-negative id");

@@ -1,14 +1,12 @@
 //! The QMP client against scripted peers, for what real QEMU will not do.
 
-mod support;
-
 use std::io::{IoSliceMut, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
 use serde_json::json;
-use support::{negotiate, read_request, reply, signal_me_after, FakePeer, GREETING};
+use testkit::{negotiate, read_request, reply, signal_me_after, FakePeer, GREETING};
 use vzdump_qemu::error::{Cause, Stage};
 use vzdump_qemu::qmp::framing::JsonSplitter;
 use vzdump_qemu::qmp::{ErrorClass, Options, Peer, Qmp};

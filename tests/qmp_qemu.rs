@@ -1,14 +1,12 @@
 //! The QMP client against real QEMU 10 (`-machine none -S`, a direct child).
 
-mod support;
-
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{signal_me_after, Qemu};
+use testkit::{signal_me_after, Qemu};
 use vzdump_qemu::error::{Cause, Stage};
 use vzdump_qemu::qmp::{self, ErrorClass, Options, Peer, Qmp};
 use vzdump_qemu::Error;

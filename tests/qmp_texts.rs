@@ -2,12 +2,10 @@
 //! as qemu-server starts a VM) in the situations that make them: no pid file, a stale
 //! one, a removed socket, a refused connect, QEMU killed mid-command, no answer.
 
-mod support;
-
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
-use support::Qemu;
+use testkit::Qemu;
 use vzdump_qemu::error::{Cause, Stage};
 use vzdump_qemu::qmp::{self, Options, Peer};
 use vzdump_qemu::{backup, Error, Style};

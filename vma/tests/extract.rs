@@ -21,7 +21,7 @@ fn extracts_configs_and_exact_sparse_images() {
         &[("drive-scsi0", &a), ("drive-scsi1", &b)],
         None,
     );
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = testkit::TempDir::new("vma-extract");
     let dir = tmp.path().join("out");
     let info = extract_to_dir(stream.as_slice(), &dir).unwrap();
     assert_eq!(info.header.devices.len(), 2);
@@ -56,7 +56,7 @@ fn extracts_configs_and_exact_sparse_images() {
 fn existing_target_directory_is_refused() {
     let img = image(CLUSTER, &[(0, 1)]);
     let stream = build(vec![], &[("d", &img)], None);
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = testkit::TempDir::new("vma-extract");
     let err = extract_to_dir(stream.as_slice(), tmp.path()).unwrap_err();
     assert!(matches!(err, VmaError::Extract { .. }), "{err}");
 }
@@ -70,7 +70,7 @@ fn unsafe_names_are_refused_before_writing() {
         None,
     );
     patch_header_blob(&mut stream, b"cfgfile\0", b"../evil\0");
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = testkit::TempDir::new("vma-extract");
     let dir = tmp.path().join("out");
     let err = extract_to_dir(stream.as_slice(), &dir).unwrap_err();
     assert!(matches!(err, VmaError::InvalidName { .. }), "{err}");
@@ -83,7 +83,7 @@ fn failed_verification_leaves_no_final_disk_image() {
     let img = image(100 * CLUSTER, &[(0, 100 * CLUSTER)]);
     let stream = build(vec![], &[("d", &img)], None);
     let cut = extent_offsets(&stream)[1];
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = testkit::TempDir::new("vma-extract");
     let dir = tmp.path().join("out");
     let err = extract_to_dir(&stream[..cut], &dir).unwrap_err();
     assert!(
@@ -124,7 +124,7 @@ fn with_vmstate(order: &[u32]) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn vmstate_goes_to_vmstate_bin_and_must_be_sequential() {
     let (stream, ram) = with_vmstate(&[0, 1, 2]);
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = testkit::TempDir::new("vma-extract");
     let dir = tmp.path().join("out");
     let info = extract_to_dir(stream.as_slice(), &dir).unwrap();
     assert!(info.header.devices[1].is_vmstate());

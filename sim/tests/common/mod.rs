@@ -4,86 +4,46 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use serde_json::{json, Value};
 
-/// Guard against a broken simulator hanging a test forever (not a timing assertion).
-pub const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A directory under /tmp, removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("pve-qmp-sim-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[allow(unused_imports)] // each test binary uses a different part
+pub use testkit::{make_disk, TempDir, PATIENCE};
 
 /// The simulator binary built with this package.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_pve-qmp-sim")
 }
 
-/// A running simulator; killed and reaped on drop.
-pub struct Sim {
-    pub child: Child,
-    pub socket: PathBuf,
-    pub dir: TempDir,
+/// This package's simulator as a direct child (testkit's launcher), with raw clients.
+pub struct Sim(pub testkit::Sim);
+
+impl std::ops::Deref for Sim {
+    type Target = testkit::Sim;
+    fn deref(&self) -> &testkit::Sim {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Sim {
+    fn deref_mut(&mut self) -> &mut testkit::Sim {
+        &mut self.0
+    }
 }
 
 impl Sim {
     /// Starts `pve-qmp-sim --socket <dir>/sim.qmp ARGS` and waits until it accepts.
     pub fn start(args: &[&str]) -> Sim {
-        let dir = TempDir::new("sim");
-        Sim::start_in(dir, args)
+        Sim::start_in(TempDir::new("sim"), args)
     }
 
     /// Like [`Sim::start`] in a given directory (for args that name files in it).
     pub fn start_in(dir: TempDir, args: &[&str]) -> Sim {
-        let socket = dir.join("sim.qmp");
-        let child = Command::new(binary())
-            .arg("--socket")
-            .arg(&socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start pve-qmp-sim");
-        let deadline = Instant::now() + PATIENCE;
-        // The probe connection is served and closed like any other.
-        while UnixStream::connect(&socket).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "simulator socket did not come up"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Sim { child, socket, dir }
+        Sim(testkit::Sim::start_in(Path::new(binary()), dir, args))
     }
 
     /// A connected client that has read the greeting and negotiated.
@@ -98,25 +58,6 @@ impl Sim {
     /// A connected client, nothing read or sent yet.
     pub fn raw_client(&self) -> Client {
         Client::connect(&self.socket)
-    }
-
-    /// Waits for the process to exit.
-    pub fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(Instant::now() < deadline, "simulator did not exit");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -297,36 +238,6 @@ impl PipeSink {
         self.write = None;
         self.reader.take().unwrap().join().unwrap()
     }
-}
-
-/// A raw image with random data, written zeros and holes; `size` need not be a multiple
-/// of 64 KiB.
-pub fn make_disk(path: &Path, size: u64, seed: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::create(path).unwrap();
-    f.set_len(size).unwrap();
-    let mut x = seed | 1;
-    let mut random = |len: usize| -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
-    let mb = 1u64 << 20;
-    let mut off = 0;
-    while off + mb <= size {
-        if (off / mb) % 3 == 0 {
-            f.write_all_at(&random(300_000), off + 4096).unwrap();
-        } else if (off / mb) % 3 == 1 {
-            f.write_all_at(&vec![0u8; 65536], off).unwrap();
-        }
-        off += mb;
-    }
-    f.write_all_at(b"END-OF-DISK", size - 11).unwrap();
 }
 
 /// QEMU's VMA zero-byte count of an image: 4096 per all-zero 4 KiB block of each
