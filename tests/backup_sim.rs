@@ -685,3 +685,48 @@ fn a_repeated_device_never_reaches_qemu() {
         "the simulator is alive"
     );
 }
+
+/// The seed's `eval` around its loop: any failure logs `aborting backup job` and sends
+/// `backup-cancel` (its `mon_backup_cancel`), then the error comes back.
+#[test]
+fn poll_or_cancel_cancels_a_failed_job() {
+    let dir = testkit::TempDir::new("abort");
+    let record = dir.path().join("r.jsonl");
+    let sim = Sim::start(&[
+        "--gen-disk",
+        "drive-scsi0=16M",
+        "--rate",
+        "16M",
+        "--fault-error-at",
+        "50",
+        "--record",
+        &record.display().to_string(),
+    ]);
+    let (uuid, reader) = start_to_file(&sim, &dir.path().join("a.vma"), &VmaParams::default());
+    let mut poller = Poller::new(&peer(&sim), &Options::default(), &uuid, Style::Seed, None);
+    let mut lines = Vec::new();
+    let err = vzdump_qemu::progress::poll_or_cancel(
+        &mut poller,
+        &mut |level: Level, s: &str| lines.push((level, s.to_string())),
+        &mut || false,
+    )
+    .unwrap_err();
+    let _ = reader.join();
+    assert_eq!(
+        err.to_string(),
+        "job failed with err -5 - Input/output error"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &(Level::Info, "aborting backup job".to_string())
+    );
+    let requests = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        requests
+            .lines()
+            .last()
+            .unwrap()
+            .contains("\"backup-cancel\""),
+        "{requests}"
+    );
+}

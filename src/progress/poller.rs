@@ -181,7 +181,7 @@ impl Poller {
 }
 
 /// What the seed's `eval` around the loop does: poll, and on any failure (signals
-/// included) cancel the job through [`abort_job`] and return the error.
+/// included) cancel the job through [`backup::abort_job`] and return the error.
 pub fn poll_or_cancel(
     poller: &mut Poller,
     log: &mut dyn FnMut(Level, &str),

@@ -94,8 +94,8 @@ impl Qemu {
         Self::launch(dir, socket, None, &["-S"])
     }
 
-    /// QEMU as qemu-server runs VM `vmid`: socket `<dir>/<vmid>.qmp` and `-pidfile
-    /// <dir>/<vmid>.pid`, so that a VM peer in `dir` passes qemu-server's running check;
+    /// QEMU as qemu-server runs VM `vmid`: socket `<dir>/<vmid>.qmp` and
+    /// `-pidfile <dir>/<vmid>.pid`, so that a VM peer in `dir` passes qemu-server's running check;
     /// `extra` are more arguments (e.g. `-S` for a VM started paused).
     pub fn start_vm(vmid: u32, extra: &[&str]) -> Qemu {
         let dir = TempDir::new("vm");
@@ -113,15 +113,17 @@ impl Qemu {
         if let Some(p) = &pidfile {
             cmd.arg("-pidfile").arg(p);
         }
-        let child = cmd
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("qemu-system-x86_64 must be installed (run scripts/install-deps.sh)");
-        let mut files = vec![socket.as_path()];
-        files.extend(pidfile.as_deref());
-        wait_for("QEMU", &files);
+        // The socket file exists from bind(); connects succeed only after listen().
+        wait_accepting("QEMU", &socket, &mut child);
+        if let Some(p) = &pidfile {
+            wait_for("QEMU's pid file", &[p]);
+        }
         Qemu { child, socket, dir }
     }
 
