@@ -151,15 +151,32 @@ fn events_are_not_taken_for_the_reply() {
     p.join();
 }
 
-/// A peer that answers the first command with `reply` (`{ID}` becomes the request's id).
-fn answer_with(reply: &'static str) -> FakePeer {
+/// A peer that answers the first command with the bytes `reply` (`{ID}` in it becomes the
+/// request's id), then closes after a moment.
+fn answer_with(reply: impl Into<Vec<u8>>) -> FakePeer {
+    let reply = reply.into();
     FakePeer::start(move |mut s| {
         let mut sp = negotiate(&mut s);
         let req = read_request(&mut s, &mut sp).unwrap();
-        let text = reply.replace("{ID}", &req["id"].to_string());
-        let _ = s.write_all(format!("{text}\r\n").as_bytes());
+        let id = req["id"].to_string();
+        let mut bytes = Vec::new();
+        let mut rest = &reply[..];
+        while let Some(at) = rest.windows(4).position(|w| w == b"{ID}") {
+            bytes.extend_from_slice(&rest[..at]);
+            bytes.extend_from_slice(id.as_bytes());
+            rest = &rest[at + 4..];
+        }
+        bytes.extend_from_slice(rest);
+        let _ = s.write_all(&bytes);
         std::thread::sleep(Duration::from_millis(50));
     })
+}
+
+/// The error of a first command `x` on `peer` with `opts`, and the connection it left.
+fn first_error(peer: &FakePeer, opts: &Options) -> (Error, Qmp) {
+    let mut c = connect(peer, opts).unwrap();
+    let err = c.execute("x", None, None).unwrap_err();
+    (err, c)
 }
 
 /// The command's error with the given style.
@@ -255,19 +272,13 @@ fn event_queue_is_bounded() {
 
 #[test]
 fn oversized_message_is_a_clear_error() {
-    let p = FakePeer::start(|mut s| {
-        let mut sp = negotiate(&mut s);
-        let req = read_request(&mut s, &mut sp).unwrap();
-        let big = "x".repeat(100_000);
-        let _ =
-            s.write_all(format!("{{\"return\": \"{big}\", \"id\": {}}}\r\n", req["id"]).as_bytes());
-    });
+    let big = "x".repeat(100_000);
+    let p = answer_with(format!("{{\"return\": \"{big}\", \"id\": {{ID}}}}\r\n"));
     let opts = Options {
         max_message_size: 64 * 1024,
         ..quick()
     };
-    let mut c = connect(&p, &opts).unwrap();
-    let err = c.execute("x", None, None).unwrap_err();
+    let (err, _) = first_error(&p, &opts);
     assert!(matches!(cause_of(&err).0, Cause::Protocol { .. }), "{err}");
     assert!(
         err.to_string()
@@ -279,13 +290,8 @@ fn oversized_message_is_a_clear_error() {
 
 #[test]
 fn half_a_message_then_close_is_disconnected_and_sticky() {
-    let p = FakePeer::start(|mut s| {
-        let mut sp = negotiate(&mut s);
-        let _req = read_request(&mut s, &mut sp).unwrap();
-        s.write_all(b"{\"return\": {\"sta").unwrap();
-    });
-    let mut c = connect(&p, &quick()).unwrap();
-    let err = c.execute("x", None, None).unwrap_err();
+    let p = answer_with(&b"{\"return\": {\"sta"[..]);
+    let (err, mut c) = first_error(&p, &quick());
     let (Cause::Closed { detail }, Stage::Command) = cause_of(&err) else {
         panic!("{err:?}");
     };
@@ -313,16 +319,10 @@ fn half_a_message_then_close_is_disconnected_and_sticky() {
 
 #[test]
 fn id_less_error_means_our_request_was_not_parsed() {
-    let p = FakePeer::start(|mut s| {
-        let mut sp = negotiate(&mut s);
-        let _req = read_request(&mut s, &mut sp).unwrap();
-        s.write_all(
-            b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n",
-        )
-        .unwrap();
-    });
-    let mut c = connect(&p, &quick()).unwrap();
-    let err = c.execute("x", None, None).unwrap_err();
+    let p = answer_with(
+        &b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n"[..],
+    );
+    let (err, mut c) = first_error(&p, &quick());
     // proxmox/qemu-server src/PVE/QMPClient.pm `mux_input` dies with an error's desc
     // before it looks at the id.
     assert!(
@@ -342,38 +342,22 @@ fn id_less_error_means_our_request_was_not_parsed() {
 
 #[test]
 fn invalid_utf8_and_invalid_json_quote_an_excerpt() {
-    let p = FakePeer::start(|mut s| {
-        let mut sp = negotiate(&mut s);
-        let _req = read_request(&mut s, &mut sp).unwrap();
-        s.write_all(b"{\"return\": \"\xc3\x28\"}\r\n").unwrap();
-    });
-    let mut c = connect(&p, &quick()).unwrap();
-    let err = c.execute("x", None, None).unwrap_err().to_string();
+    let p = answer_with(&b"{\"return\": \"\xc3\x28\"}\r\n"[..]);
+    let err = first_error(&p, &quick()).0.to_string();
     assert!(err.contains("command 'x' failed - invalid JSON ("), "{err}");
     assert!(err.ends_with("'{\"return\": \"\\xc3(\"}'"), "{err}");
     p.join();
 
-    let p = FakePeer::start(|mut s| {
-        let mut sp = negotiate(&mut s);
-        let _req = read_request(&mut s, &mut sp).unwrap();
-        s.write_all(b"{\"return\": nope}\r\n").unwrap();
-    });
-    let mut c = connect(&p, &quick()).unwrap();
-    let err = c.execute("x", None, None).unwrap_err().to_string();
+    let p = answer_with(&b"{\"return\": nope}\r\n"[..]);
+    let err = first_error(&p, &quick()).0.to_string();
     assert!(err.contains("invalid JSON (expected ident"), "{err}");
     p.join();
 }
 
 #[test]
 fn reply_without_return_or_error() {
-    let p = FakePeer::start(|mut s| {
-        let mut sp = negotiate(&mut s);
-        let req = read_request(&mut s, &mut sp).unwrap();
-        s.write_all(format!("{{\"id\": {}}}\r\n", req["id"]).as_bytes())
-            .unwrap();
-    });
-    let mut c = connect(&p, &quick()).unwrap();
-    let err = c.execute("x", None, None).unwrap_err().to_string();
+    let p = answer_with("{\"id\": {ID}}\r\n");
+    let err = first_error(&p, &quick()).0.to_string();
     assert!(
         err.contains("command 'x' failed - reply to 'x' has neither 'return' nor 'error'"),
         "{err}"
