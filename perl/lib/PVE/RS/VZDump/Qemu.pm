@@ -560,10 +560,10 @@ C<< $query_backup_status_loop->($self, $vmid, $job_uuid) >> (lines 255-319) and 
 C<< $query_backup_status_loop->($self, $vmid, $job_uuid, $qemu_support) >>.
 
 C<$log> receives every line: a code reference called as C<< $log->($level, $line) >> with
-C<$level> one of C<info>, C<warn>, C<err>, or an object with C<loginfo> and C<logerr>
-methods (the vzdump plugin C<$self>; C<warn> goes to C<log_warn> or C<log('warn', ...)> if
-the object has them, else to C<loginfo>). If C<$log> dies, the loop stops and the error is
-rethrown.
+C<$level> C<info> or C<err>, or an object with C<loginfo> and C<logerr> methods (the vzdump
+plugin C<$self>). If C<$log> dies, the loop stops and the error is rethrown. A signal whose
+handler returns does not disturb the loop; a handler that dies ends it with its error
+(within about 100 ms), as the seed's C<sleep(1)> would.
 
 C<%opts>:
 
