@@ -18,7 +18,7 @@
 //! and the compressor has exited; the end of the job is noticed by the library's `Poller`
 //! in every variant but the compressors alone. The variants alternate round by round. The
 //! image is kept in `target/bench` between runs; the outputs go to `/dev/shm` (tmpfs) unless
-//! `BENCH_E2E_ON_DISK=1`. Settings: `BENCH_E2E_ROUNDS` (default 3, quick 1),
+//! `BENCH_E2E_ON_DISK=1`. Settings: `BENCH_E2E_ROUNDS` (default 7, quick 1),
 //! `BENCH_E2E_DISK_MIB` (default 2048, quick 64).
 
 mod common;
@@ -206,7 +206,7 @@ fn alone(vma: &Path, compressor: &str, out: &Path) -> f64 {
 
 fn main() {
     let quick = common::quick();
-    let rounds = common::env_u64("BENCH_E2E_ROUNDS", if quick { 1 } else { 3 }) as usize;
+    let rounds = common::env_u64("BENCH_E2E_ROUNDS", if quick { 1 } else { 7 }) as usize;
     let disk_mib = common::env_u64("BENCH_E2E_DISK_MIB", if quick { 64 } else { 2048 });
     let made = Instant::now();
     let image = disk_image(disk_mib);

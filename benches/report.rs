@@ -127,9 +127,10 @@ fn main() {
 
     // The table.
     let head = [
-        "section", "case", "variant", "median", "p95", "unit", "n", "ratio", "vs", "target",
+        "section", "case", "variant", "median", "p95", "unit", "n", "ratio", "paired", "vs",
+        "target",
     ];
-    let cells: Vec<[String; 10]> = rows
+    let cells: Vec<[String; 11]> = rows
         .iter()
         .map(|r| {
             [
@@ -143,6 +144,9 @@ fn main() {
                 r["ratio"]
                     .as_f64()
                     .map_or("?".into(), |x| format!("{x:.2}x")),
+                r["paired_ratio"]
+                    .as_f64()
+                    .map_or(String::new(), |x| format!("{x:.2}x")),
                 if r["baseline"].is_null() {
                     "(baseline)".into()
                 } else {
@@ -159,7 +163,7 @@ fn main() {
         }
     }
     let numeric = [
-        false, false, false, true, true, false, true, true, false, false,
+        false, false, false, true, true, false, true, true, true, false, false,
     ];
     let line = |row: &[String]| {
         row.iter()

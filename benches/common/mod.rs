@@ -152,15 +152,15 @@ impl Row {
 }
 
 /// Prints `rows` as this program's part of the table and appends them to `BENCH_OUT`.
-/// Ratios are of medians, against the baseline variant of the same case.
+/// Ratios are of medians, against the baseline variant of the same case; the paired ratio
+/// is the median of the ratios of samples taken in the same round.
 pub fn emit(rows: &[Row]) {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split_whitespace().next().unwrap_or("?").to_string();
-    let median_of = |case: &str, variant: &str| {
-        rows.iter()
-            .find(|r| r.case == case && r.variant == variant)
-            .map(|r| median_p95(&r.samples).0)
-    };
+    let find =
+        |case: &str, variant: &str| rows.iter().find(|r| r.case == case && r.variant == variant);
+    let median_of =
+        |case: &str, variant: &str| find(case, variant).map(|r| median_p95(&r.samples).0);
     let mut out = std::env::var_os("BENCH_OUT").map(|path| {
         OpenOptions::new()
             .create(true)
@@ -188,6 +188,24 @@ pub fn emit(rows: &[Row]) {
             row.samples.len(),
             ratio.map_or("?".into(), |r| format!("{r:.2}x")),
         );
+        // Samples are recorded round by round, the same number per round for every variant
+        // of a case: the i-th samples of two rows were taken close together in time, so the
+        // median of their ratios resists load that drifts over the run.
+        let paired = row
+            .baseline
+            .as_deref()
+            .and_then(|b| find(&row.case, b))
+            .and_then(|b| {
+                (b.samples.len() == row.samples.len()).then(|| {
+                    let ratios: Vec<f64> = row
+                        .samples
+                        .iter()
+                        .zip(&b.samples)
+                        .map(|(x, y)| x / y)
+                        .collect();
+                    median_p95(&ratios).0
+                })
+            });
         if let Some(out) = out.as_mut() {
             let mut value = json!({
                 "section": row.section,
@@ -199,6 +217,7 @@ pub fn emit(rows: &[Row]) {
                 "p95": p95,
                 "baseline": row.baseline,
                 "ratio": ratio,
+                "paired_ratio": paired,
                 "target": row.target,
                 "load1": load,
             });
