@@ -4,6 +4,8 @@
 #                  simulator and a compressor (options: DISK= COMPRESS= STYLE= BWLIMIT=)
 #   make demo-c    the same through the C API alone
 #   make test      every test; what CI runs (.ci/run)
+#   make bench     every benchmark as one table, also in target/bench/bench.json
+#                  (docs/performance.md; QUICK=1: small sizes, about a minute)
 #
 # Both install what they need first (scripts/install-deps.sh; root on a fresh Debian 12).
 
@@ -17,7 +19,7 @@ TIMEOUT := timeout --kill-after=30
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all deps build release perl demo demo-c test lint header-check symbols-check \
-	test-rust test-c test-perl test-demo install clean
+	test-rust test-c test-perl test-demo bench bench-quick install clean
 
 all: build
 
@@ -71,8 +73,17 @@ test-perl: perl
 test-demo: build
 	$(TIMEOUT) 600 ./scripts/test-demo.sh
 
+# Every benchmark, one table (scripts/bench.sh; QUICK=1 for the small run).
+QUICK ?=
+bench: deps release perl
+	QUICK=$(QUICK) ./scripts/bench.sh
+
+# The quick run checks that every benchmark runs and the JSON has every row.
+bench-quick: deps release perl
+	QUICK=1 $(TIMEOUT) 600 ./scripts/bench.sh
+
 # Everything CI runs.
-test: deps lint symbols-check test-rust test-c test-perl test-demo
+test: deps lint symbols-check test-rust test-c test-perl test-demo bench-quick
 
 install: release
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -1,9 +1,15 @@
-//! How late the end of a backup is noticed: the library's status loop against the seed's
-//! (query, then sleep one second), both on `pve-qmp-sim` in the same run.
+//! How late the end of a backup is noticed: the library's status loop
+//! (`progress::Poller`) against the seed's (query, then sleep one second), both on
+//! `pve-qmp-sim` with its default progress shape (pve-qemu's: 1 MiB right after `backup`,
+//! then 2 MiB bursts; VMA jobs never report `finishing`), alternating run by run.
 //!
 //! The reference point is the moment the simulator closes the VMA stream (EOF on the pipe),
-//! which is when the job ends. Needs `cargo build --release -p pve-qmp-sim` (or
-//! `PVE_QMP_SIM=<path>`). Settings: `BENCH_RUNS` (default 8).
+//! which is when the job ends. The queries are counted in the simulator's `--record` log.
+//! Needs `cargo build --release -p pve-qmp-sim` (or `PVE_QMP_SIM=<path>`). Settings:
+//! `BENCH_RUNS` (default 24, quick 4): run `i` backs up a disk of 20 + i MiB (mod 24) at
+//! 16 MiB/s, 1.25 to 2.7 s, so that the end falls at varying sub-second phases.
+
+mod common;
 
 use std::fs::File;
 use std::io::Read;
@@ -13,6 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::Row;
+use serde_json::json;
 use vzdump_qemu::backup::{self, VmaParams};
 use vzdump_qemu::progress::Poller;
 use vzdump_qemu::progress::{StatusLoop, Step, Style};
@@ -35,14 +43,7 @@ impl Drop for Sim {
 fn start_sim(tag: &str, size_mib: u64) -> Sim {
     let bin = std::env::var_os("PVE_QMP_SIM")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/pve-qmp-sim")
-        });
-    assert!(
-        bin.exists(),
-        "{} missing: cargo build --release -p pve-qmp-sim",
-        bin.display()
-    );
+        .unwrap_or_else(|| common::release_bin("pve-qmp-sim"));
     let dir = std::env::temp_dir();
     let socket = dir.join(format!("vzq-bench-{}-{tag}.qmp", std::process::id()));
     let record = dir.join(format!("vzq-bench-{}-{tag}.jsonl", std::process::id()));
@@ -134,42 +135,73 @@ fn measure(size_mib: u64, tag: &str, run: fn(&Peer, &str)) -> (f64, usize, f64) 
     (late, queries, returned.duration_since(begin).as_secs_f64())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn main() {
-    let runs: u64 = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+    let runs = common::env_u64("BENCH_RUNS", if common::quick() { 4 } else { 24 });
     println!("backup of a generated disk at 16 MiB/s; lateness = loop return - end of stream");
     println!(
         "{:>8} {:>22} {:>22}",
         "disk", "seed loop (ms, queries)", "library (ms, queries)"
     );
     let (mut seed, mut lib) = (Vec::new(), Vec::new());
+    let (mut seed_q, mut lib_q) = (Vec::new(), Vec::new());
     for i in 0..runs {
-        // 20..41 MiB: durations of 1.25..2.6 s, so the end falls at varying sub-second phases.
-        let size = 20 + i * 3;
-        let (s_ms, s_q, _) = measure(size, "seed", seed_loop);
-        let (l_ms, l_q, secs) = measure(size, "lib", library_loop);
+        let size = 20 + i % 24;
+        // Alternate which loop goes first.
+        let (s, l) = if i % 2 == 0 {
+            let s = measure(size, "seed", seed_loop);
+            (s, measure(size, "lib", library_loop))
+        } else {
+            let l = measure(size, "lib", library_loop);
+            (measure(size, "seed", seed_loop), l)
+        };
         println!(
-            "{:>6}M {:>14.1} ms {:>4}   {:>14.1} ms {:>4}   ({secs:.2} s)",
-            size, s_ms, s_q, l_ms, l_q
+            "{:>6}M {:>14.1} ms {:>4}   {:>14.1} ms {:>4}   ({:.2} s)",
+            size, s.0, s.1, l.0, l.1, l.2
         );
-        seed.push(s_ms);
-        lib.push(l_ms);
+        seed.push(s.0);
+        lib.push(l.0);
+        seed_q.push(s.1 as f64);
+        lib_q.push(l.1 as f64);
     }
-    let (s, l) = (median(seed), median(lib));
+    let extra: Vec<i64> = lib_q
+        .iter()
+        .zip(&seed_q)
+        .map(|(l, s)| *l as i64 - *s as i64)
+        .collect();
+    let case = "backup end noticed (16 MiB/s, 20-43 MiB)";
+    let mut rows = Vec::new();
+    for (variant, samples, queries) in [
+        ("seed loop (query, sleep 1 s)", seed, &seed_q),
+        ("library Poller", lib, &lib_q),
+    ] {
+        let mut row = Row::new("completion", case, variant, "ms");
+        row.samples = samples;
+        let (median, p95) = common::median_p95(queries);
+        row.extra.insert(
+            "queries".into(),
+            json!({
+                "median": median,
+                "p95": p95,
+                "max": queries.iter().copied().fold(0.0, f64::max),
+                "per_run": queries,
+            }),
+        );
+        if variant == "library Poller" {
+            row = row
+                .against("seed loop (query, sleep 1 s)")
+                .target("median <= 50 ms, queries <= seed + 2");
+            row.extra.insert(
+                "queries_beyond_seed".into(),
+                json!({ "max": extra.iter().max(), "per_run": extra }),
+            );
+        }
+        rows.push(row);
+    }
+    common::emit(&rows);
     println!(
-        "median lateness: seed loop {s:.1} ms, library {l:.1} ms; ratio {:.1}x",
-        s / l.max(0.1)
+        "queries per run: seed median {}, library median {}; library beyond the seed: max {}",
+        common::median_p95(&seed_q).0,
+        common::median_p95(&lib_q).0,
+        extra.iter().max().unwrap_or(&0)
     );
 }
