@@ -7,9 +7,9 @@ need_apt=0
 for bin in qemu-system-x86_64 qemu-ga qemu-img zstd gzip pigz lzop valgrind pkg-config prove; do
   command -v "$bin" >/dev/null 2>&1 || need_apt=1
 done
-# For `make bench` (scripts/bench.sh): qemu-server's Perl client style, Python's venv for
-# qemu.qmp, GNU time.
-perl -MJSON::XS -MIO::Multiplex -e1 >/dev/null 2>&1 || need_apt=1
+# The Perl module's JSON (JSON::XS under JSON, as qemu-server); for `make bench`
+# (scripts/bench.sh): qemu-server's Perl client style, Python's venv for qemu.qmp, GNU time.
+perl -MJSON -MJSON::XS -MIO::Multiplex -e1 >/dev/null 2>&1 || need_apt=1
 [ -x /usr/bin/time ] || need_apt=1
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt=1
 qemu_ver=$(qemu-system-x86_64 --version 2>/dev/null | head -n1 || true)
@@ -33,5 +33,5 @@ if [ "$need_apt" = 1 ]; then
     qemu-system-x86 qemu-utils qemu-guest-agent
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     zstd gzip pigz lzop valgrind pkg-config perl make gcc g++ libc6-dev \
-    libjson-xs-perl libio-multiplex-perl python3-venv time
+    libjson-perl libjson-xs-perl libio-multiplex-perl python3-venv time
 fi

@@ -4,7 +4,7 @@ use strict;
 use warnings;
 
 use Exporter qw(import);
-use JSON::PP;
+use JSON; # JSON::XS when installed, as qemu-server's PVE::QMPClient uses it
 use Scalar::Util qw(blessed looks_like_number openhandle);
 use XSLoader;
 
@@ -28,7 +28,7 @@ our $RUN_DIR = '/var/run/qemu-server';
 our $STYLE = 'seed';
 
 # Bytes in and out (the C API speaks UTF-8 JSON); stable key order for readable traces.
-my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
+my $JSON = JSON->new->utf8->canonical->allow_nonref;
 
 # Compressors started by fork_compressor_pipe, by pid: the seed's API names them by pid.
 # The handle kills and reaps its process when freed, so it is kept until wait_compressor
