@@ -176,7 +176,7 @@ impl Qmp {
                 return Err(self.kill_protocol("greeting", reason));
             }
         };
-        self.call("qmp_capabilities", None, None, deadline, timeout)
+        self.execute_until("qmp_capabilities", None, None, deadline, timeout)
             .map(drop)
     }
 
@@ -200,7 +200,7 @@ impl Qmp {
         timeout: Option<Duration>,
     ) -> Result<Value> {
         let timeout = self.timeout_for(command, timeout);
-        self.call(command, arguments, None, Instant::now() + timeout, timeout)
+        self.execute_until(command, arguments, None, Instant::now() + timeout, timeout)
     }
 
     /// Like [`execute`](Self::execute), with `fd` attached by SCM_RIGHTS to the same
@@ -214,26 +214,13 @@ impl Qmp {
         timeout: Option<Duration>,
     ) -> Result<Value> {
         let timeout = self.timeout_for(command, timeout);
-        self.call(
+        self.execute_until(
             command,
             arguments,
             Some(fd),
             Instant::now() + timeout,
             timeout,
         )
-    }
-
-    /// Like [`execute`](Self::execute) with an absolute deadline shared by several commands
-    /// (the VMA start's single budget); `budget` is what a timeout error reports.
-    pub fn execute_until(
-        &mut self,
-        command: &str,
-        arguments: Option<Value>,
-        fd: Option<BorrowedFd<'_>>,
-        deadline: Instant,
-        budget: Duration,
-    ) -> Result<Value> {
-        self.call(command, arguments, fd, deadline, budget)
     }
 
     /// The caller's timeout, else the options' override, else qemu-server's table.
@@ -284,13 +271,15 @@ impl Qmp {
         }
     }
 
-    fn call(
+    /// Like [`execute`](Self::execute) with an absolute deadline shared by several commands
+    /// (the VMA start's single budget); `budget` is what a timeout error reports.
+    pub fn execute_until(
         &mut self,
         command: &str,
         arguments: Option<Value>,
         fd: Option<BorrowedFd<'_>>,
         deadline: Instant,
-        timeout: Duration,
+        budget: Duration,
     ) -> Result<Value> {
         self.usable(command)?;
         let id = format!(
@@ -314,9 +303,9 @@ impl Qmp {
         request.insert("id".into(), Value::String(id.clone()));
         let mut bytes = Value::Object(request).to_string().into_bytes();
         bytes.extend_from_slice(b"\r\n");
-        self.send(&bytes, fd, deadline, command, timeout)?;
+        self.send(&bytes, fd, deadline, command, budget)?;
         loop {
-            let message = match self.read_message(deadline, command, timeout) {
+            let message = match self.read_message(deadline, command, budget) {
                 Err(e) if e.is_interrupted() => {
                     self.abandon(&id);
                     return Err(e);
