@@ -80,12 +80,7 @@ impl Peer {
 
     /// The QMP socket of VM `vmid` in `run_dir` (`<run_dir>/<vmid>.qmp`).
     pub fn vmid_in(vmid: u32, run_dir: &Path) -> Self {
-        Peer {
-            vmid: Some(vmid),
-            run_dir: Some(run_dir.to_path_buf()),
-            path: run_dir.join(format!("{vmid}.qmp")),
-            kind: PeerKind::Qmp,
-        }
+        Self::of_vm(vmid, run_dir, PeerKind::Qmp)
     }
 
     /// A target as Perl code names one: a VM id (decimal digits, a `u32`) means the VM's
@@ -113,31 +108,36 @@ impl Peer {
 
     /// A QMP socket given by path.
     pub fn path(path: impl Into<PathBuf>) -> Self {
-        Peer {
-            vmid: None,
-            run_dir: None,
-            path: path.into(),
-            kind: PeerKind::Qmp,
-        }
+        Self::at(path.into(), PeerKind::Qmp)
     }
 
     /// The guest-agent socket of VM `vmid` in `run_dir` (`<run_dir>/<vmid>.qga`).
     pub fn qga_vmid_in(vmid: u32, run_dir: &Path) -> Self {
-        Peer {
-            vmid: Some(vmid),
-            run_dir: Some(run_dir.to_path_buf()),
-            path: run_dir.join(format!("{vmid}.qga")),
-            kind: PeerKind::Qga,
-        }
+        Self::of_vm(vmid, run_dir, PeerKind::Qga)
     }
 
     /// A guest-agent socket given by path.
     pub fn qga_path(path: impl Into<PathBuf>) -> Self {
+        Self::at(path.into(), PeerKind::Qga)
+    }
+
+    /// VM `vmid`'s socket of `kind` in `run_dir`: `<run_dir>/<vmid>.<kind>`.
+    fn of_vm(vmid: u32, run_dir: &Path, kind: PeerKind) -> Self {
+        Peer {
+            vmid: Some(vmid),
+            run_dir: Some(run_dir.to_path_buf()),
+            path: run_dir.join(format!("{vmid}.{kind}")),
+            kind,
+        }
+    }
+
+    /// The socket of `kind` at `path`, for no particular VM.
+    fn at(path: PathBuf, kind: PeerKind) -> Self {
         Peer {
             vmid: None,
             run_dir: None,
-            path: path.into(),
-            kind: PeerKind::Qga,
+            path,
+            kind,
         }
     }
 
