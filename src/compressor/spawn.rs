@@ -212,19 +212,24 @@ fn check(rc: libc::c_int, what: &str) -> Result<(), CompressorError> {
     }
 }
 
+/// A posix_spawn object made by its `init` function.
+fn initialised<T>(
+    init: unsafe extern "C" fn(*mut T) -> libc::c_int,
+    what: &str,
+) -> Result<T, CompressorError> {
+    let mut raw = MaybeUninit::uninit();
+    // SAFETY: `init` fills the object it is given.
+    check(unsafe { init(raw.as_mut_ptr()) }, what)?;
+    // SAFETY: init succeeded, so the object is initialised.
+    Ok(unsafe { raw.assume_init() })
+}
+
 /// `posix_spawn_file_actions_t`, destroyed on drop.
 struct FileActions(libc::posix_spawn_file_actions_t);
 
 impl FileActions {
     fn new() -> Result<Self, CompressorError> {
-        let mut raw = MaybeUninit::uninit();
-        // SAFETY: init fills the object it is given.
-        check(
-            unsafe { libc::posix_spawn_file_actions_init(raw.as_mut_ptr()) },
-            "file actions",
-        )?;
-        // SAFETY: init succeeded, so the object is initialised.
-        Ok(FileActions(unsafe { raw.assume_init() }))
+        initialised(libc::posix_spawn_file_actions_init, "file actions").map(FileActions)
     }
 
     fn dup2(&mut self, from: RawFd, to: RawFd) -> Result<(), CompressorError> {
@@ -263,14 +268,8 @@ struct SpawnAttributes(libc::posix_spawnattr_t);
 
 impl SpawnAttributes {
     fn new() -> Result<Self, CompressorError> {
-        let mut raw = MaybeUninit::uninit();
-        // SAFETY: init fills the object it is given.
-        check(
-            unsafe { libc::posix_spawnattr_init(raw.as_mut_ptr()) },
-            "attributes",
-        )?;
-        // SAFETY: init succeeded, so the object is initialised.
-        let mut attributes = SpawnAttributes(unsafe { raw.assume_init() });
+        let mut attributes =
+            SpawnAttributes(initialised(libc::posix_spawnattr_init, "attributes")?);
 
         let mut empty = MaybeUninit::uninit();
         // SAFETY: sigemptyset initialises the set it is given and cannot fail for a valid
