@@ -16,44 +16,50 @@ use super::result::*;
 use super::strings::to_c;
 use super::Failure;
 
+/// Calls the checker `$f` of this module on parameter `$p`, named after it, and returns
+/// early with its [`Failure`]. Every export's `# Safety` section makes the caller pass
+/// what the checker requires (NULL or a live handle of the type, NULL or a NUL-terminated
+/// string, NULL or a pointer writable for one value); `handle_mut` also needs that no other
+/// reference to the handle is alive, which holds as each export takes it once.
+macro_rules! checked {
+    ($($f:ident)::+, $p:ident) => {
+        // SAFETY: see above.
+        unsafe { $crate::ffi::args::$($f)::+($p, stringify!($p)) }?
+    };
+}
+
 /// `&T` from a handle argument: `arg_ref!(peer)`.
 macro_rules! arg_ref {
     ($p:ident) => {
-        // SAFETY: the export's `# Safety` section makes the caller pass NULL or a live
-        // handle of this type.
-        unsafe { $crate::ffi::args::handle($p, stringify!($p)) }?
+        checked!(handle, $p)
     };
 }
 
 /// `&mut T` from a handle argument: `arg_mut!(conn)`.
 macro_rules! arg_mut {
     ($p:ident) => {
-        // SAFETY: as `arg_ref!`, and no other reference to the handle is alive.
-        unsafe { $crate::ffi::args::handle_mut($p, stringify!($p)) }?
+        checked!(handle_mut, $p)
     };
 }
 
 /// `&str` from a required UTF-8 string argument: `arg_str!(command)`.
 macro_rules! arg_str {
     ($p:ident) => {
-        // SAFETY: the caller passes NULL or a NUL-terminated string.
-        unsafe { $crate::ffi::args::str_arg($p, stringify!($p)) }?
+        checked!(str_arg, $p)
     };
 }
 
 /// `Option<&str>` from an optional string argument (NULL = absent): `arg_opt_str!(run_dir)`.
 macro_rules! arg_opt_str {
     ($p:ident) => {
-        // SAFETY: as `arg_str!`.
-        unsafe { $crate::ffi::args::opt_str_arg($p, stringify!($p)) }?
+        checked!(opt_str_arg, $p)
     };
 }
 
 /// `Option<Value>` from an optional JSON object argument: `arg_json!(arguments_json)`.
 macro_rules! arg_json {
     ($p:ident) => {
-        // SAFETY: as `arg_str!`.
-        unsafe { $crate::ffi::args::json_arg($p, stringify!($p)) }?
+        checked!(json_arg, $p)
     };
 }
 
@@ -67,8 +73,7 @@ macro_rules! arg_fd {
 /// An [`Out`] for a required output pointer, checked before any work: `out!(out_json)`.
 macro_rules! out {
     ($p:ident) => {
-        // SAFETY: the caller passes NULL or a pointer writable for one value.
-        unsafe { $crate::ffi::args::Out::new($p, stringify!($p)) }?
+        checked!(Out::new, $p)
     };
 }
 
