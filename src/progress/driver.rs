@@ -297,6 +297,13 @@ mod tests {
         }
     }
 
+    /// A fresh simulated time with the synthetic backup and a clock on it.
+    fn synthetic() -> (Elapsed, Synthetic, FakeClock) {
+        let elapsed = Elapsed::default();
+        let (source, clock) = (Synthetic::new(&elapsed), FakeClock::new(&elapsed));
+        (elapsed, source, clock)
+    }
+
     /// Runs the synthetic backup; returns the result and the logged lines.
     fn run_synthetic(
         style: Style,
@@ -323,8 +330,7 @@ mod tests {
 
     #[test]
     fn seed_run_logs_every_line_and_sees_the_end_at_once() {
-        let elapsed = Elapsed::default();
-        let (mut source, mut clock) = (Synthetic::new(&elapsed), FakeClock::new(&elapsed));
+        let (elapsed, mut source, mut clock) = synthetic();
         let checks = RefCell::new(Vec::new());
         let cancelled = || {
             checks.borrow_mut().push(elapsed.get());
@@ -357,8 +363,7 @@ mod tests {
 
     #[test]
     fn current_run_logs_every_line() {
-        let elapsed = Elapsed::default();
-        let (mut source, mut clock) = (Synthetic::new(&elapsed), FakeClock::new(&elapsed));
+        let (_elapsed, mut source, mut clock) = synthetic();
         let (result, lines) = run_synthetic(Style::Current, &mut source, &mut clock, || false);
         assert_eq!(
             lines,
@@ -383,8 +388,7 @@ mod tests {
 
     #[test]
     fn cancel_check_stops_the_loop_while_waiting() {
-        let elapsed = Elapsed::default();
-        let (mut source, mut clock) = (Synthetic::new(&elapsed), FakeClock::new(&elapsed));
+        let (elapsed, mut source, mut clock) = synthetic();
         let cancelled = || elapsed.get() >= Duration::from_millis(2_350);
         let (result, lines) = run_synthetic(Style::Seed, &mut source, &mut clock, cancelled);
         assert!(matches!(result, Err(LoopError::Cancelled)), "{result:?}");
@@ -396,8 +400,7 @@ mod tests {
 
     #[test]
     fn source_error_ends_the_loop_at_once() {
-        let elapsed = Elapsed::default();
-        let (mut source, mut clock) = (Synthetic::new(&elapsed), FakeClock::new(&elapsed));
+        let (elapsed, mut source, mut clock) = synthetic();
         source.fail_at = Some(3);
         let (result, _) = run_synthetic(Style::Seed, &mut source, &mut clock, || false);
         let error = result.unwrap_err();
@@ -409,8 +412,7 @@ mod tests {
 
     #[test]
     fn poll_error_ends_the_loop_with_its_text() {
-        let elapsed = Elapsed::default();
-        let (mut source, mut clock) = (Synthetic::new(&elapsed), FakeClock::new(&elapsed));
+        let (_elapsed, mut source, mut clock) = synthetic();
         source.uuid = "another-job";
         let (result, _) = run_synthetic(Style::Current, &mut source, &mut clock, || false);
         let error = result.unwrap_err();
@@ -421,32 +423,20 @@ mod tests {
 
     #[test]
     fn signal_returns_at_once_and_the_loop_can_resume() {
-        let elapsed = Elapsed::default();
-        let (mut source, mut clock) = (Synthetic::new(&elapsed), FakeClock::new(&elapsed));
+        let (elapsed, mut source, mut clock) = synthetic();
         clock.interrupt_at = Some(Duration::from_millis(1_550));
         let mut state = StatusLoop::new(Style::Seed, UUID, clock.now_secs(), None);
         let mut lines = Vec::new();
         let mut log = |_: Level, text: &str| lines.push(text.to_string());
-        let first = run(
-            &mut state,
-            &mut source,
-            &mut clock,
-            &mut log,
-            || false,
-            Options::default(),
-        );
+        let mut run_on = |state: &mut _, source: &mut _, clock: &mut _| {
+            run(state, source, clock, &mut log, || false, Options::default())
+        };
+        let first = run_on(&mut state, &mut source, &mut clock);
         assert!(matches!(first, Err(LoopError::Interrupted)), "{first:?}");
         assert_eq!(elapsed.get(), Duration::from_millis(1_550));
         assert_eq!(source.queries, 2);
 
-        let again = run(
-            &mut state,
-            &mut source,
-            &mut clock,
-            &mut log,
-            || false,
-            Options::default(),
-        );
+        let again = run_on(&mut state, &mut source, &mut clock);
         assert_eq!(again.unwrap().progress.transferred, TOTAL);
         assert_eq!(
             lines.last().unwrap(),
@@ -460,8 +450,7 @@ mod tests {
 
     #[test]
     fn with_resume_on_signal_a_signal_asks_the_cancel_check_and_goes_on() {
-        let elapsed = Elapsed::default();
-        let (mut source, mut clock) = (Synthetic::new(&elapsed), FakeClock::new(&elapsed));
+        let (elapsed, mut source, mut clock) = synthetic();
         clock.interrupt_at = Some(Duration::from_millis(1_550));
         let mut state = StatusLoop::new(Style::Seed, UUID, clock.now_secs(), None);
         let asked_at = RefCell::new(Vec::new());
