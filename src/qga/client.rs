@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::Options;
 use crate::error::{Cause, CommandError, Error, Result, Stage};
-use crate::qmp::framing::{excerpt, FrameError, JsonSplitter};
+use crate::qmp::framing::{self, excerpt, FrameError, JsonSplitter};
 use crate::qmp::{timeouts, ErrorClass, Peer};
 use crate::transport::{Stream, StreamError};
 
@@ -34,19 +34,7 @@ pub fn command(
     timeout: Option<Duration>,
     options: &Options,
 ) -> Result<Value> {
-    let arguments = match arguments {
-        None => String::new(),
-        Some(args @ Value::Object(_)) => format!(",\"arguments\":{args}"),
-        Some(other) => {
-            return Err(Error::InvalidArgument(format!(
-                "arguments of QGA command '{command}' must be a JSON object, got {other}"
-            )))
-        }
-    };
-    let request = format!(
-        "{{\"execute\":{}{arguments}}}\n",
-        Value::String(command.into())
-    );
+    let request = framing::request("QGA", command, arguments, None)? + "\n";
     let timeout = timeout
         .or(options.command_timeout)
         .unwrap_or_else(|| timeouts::for_command(command));

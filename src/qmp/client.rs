@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::framing::{excerpt, JsonSplitter};
+use super::framing::{self, excerpt, JsonSplitter};
 use super::{timeouts, ErrorClass, Options, Peer};
 use crate::error::{Cause, CommandError, Error, Result, Stage};
 use crate::transport::{Stream, StreamError};
@@ -287,21 +287,7 @@ impl Qmp {
             self.owner_pid,
             NEXT_ID.fetch_add(1, Ordering::Relaxed)
         );
-        let mut request = Map::new();
-        request.insert("execute".into(), Value::String(command.into()));
-        match arguments {
-            None => {}
-            Some(Value::Object(args)) => {
-                request.insert("arguments".into(), Value::Object(args));
-            }
-            Some(other) => {
-                return Err(Error::InvalidArgument(format!(
-                    "arguments of QMP command '{command}' must be a JSON object, got {other}"
-                )))
-            }
-        }
-        request.insert("id".into(), Value::String(id.clone()));
-        let mut bytes = Value::Object(request).to_string().into_bytes();
+        let mut bytes = framing::request("QMP", command, arguments, Some(&id))?.into_bytes();
         bytes.extend_from_slice(b"\r\n");
         self.send(&bytes, fd, deadline, command, budget)?;
         loop {

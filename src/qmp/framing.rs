@@ -1,9 +1,41 @@
-//! Splitting a byte stream into JSON objects.
+//! Splitting a byte stream into JSON objects, and the request object both clients send.
 //!
 //! QEMU ends each message with CRLF, but pretty-printed monitors spread one object over
 //! several lines, and Proxmox's Perl client sends requests with no separator at all. So we
 //! split on balanced top-level objects (string- and escape-aware), which covers CRLF, LF,
 //! pretty output and back-to-back objects alike. Each byte is scanned once.
+
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+
+/// The request `{"execute": command, "arguments": arguments, "id": id}` of the QMP and the
+/// guest-agent client, without the members that are `None`. `arguments` must be a JSON
+/// object; `protocol` (`QMP`, `QGA`) names the client in the error.
+pub(crate) fn request(
+    protocol: &str,
+    command: &str,
+    arguments: Option<Value>,
+    id: Option<&str>,
+) -> Result<String, Error> {
+    let mut request = Map::new();
+    request.insert("execute".into(), Value::String(command.into()));
+    match arguments {
+        None => {}
+        Some(args @ Value::Object(_)) => {
+            request.insert("arguments".into(), args);
+        }
+        Some(other) => {
+            return Err(Error::InvalidArgument(format!(
+                "arguments of {protocol} command '{command}' must be a JSON object, got {other}"
+            )))
+        }
+    }
+    if let Some(id) = id {
+        request.insert("id".into(), Value::String(id.into()));
+    }
+    Ok(Value::Object(request).to_string())
+}
 
 /// Why the byte stream cannot be split.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +194,24 @@ impl JsonSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_leave_out_what_is_absent_and_refuse_non_object_arguments() {
+        let parse = |s: String| serde_json::from_str::<Value>(&s).unwrap();
+        let plain = request("QGA", "guest-ping", None, None).unwrap();
+        assert_eq!(parse(plain), serde_json::json!({"execute": "guest-ping"}));
+        let args = Some(serde_json::json!({"fdname": "x"}));
+        let full = request("QMP", "getfd", args, Some("7:1")).unwrap();
+        assert_eq!(
+            parse(full),
+            serde_json::json!({"execute": "getfd", "arguments": {"fdname": "x"}, "id": "7:1"})
+        );
+        let error = request("QMP", "cont", Some(serde_json::json!([1])), None).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "arguments of QMP command 'cont' must be a JSON object, got [1]"
+        );
+    }
 
     fn all(s: &mut JsonSplitter) -> Vec<String> {
         let mut out = Vec::new();
