@@ -324,14 +324,17 @@ impl Drop for Worker {
     }
 }
 
-/// A Perl interpreter running `benches/perl/<script>` with the built module on its path.
+/// A Perl interpreter running `benches/perl/<script>` with the built module and the
+/// workers' `BenchCommon.pm` (in `benches/perl`) on its path.
 pub fn perl_command(script: &str) -> Command {
     let perl = repo().join("perl");
+    let scripts = repo().join("benches/perl");
     let mut command = Command::new("perl");
     command
         .arg(format!("-I{}", perl.join("blib/lib").display()))
         .arg(format!("-I{}", perl.join("blib/arch").display()))
-        .arg(repo().join("benches/perl").join(script));
+        .arg(format!("-I{}", scripts.display()))
+        .arg(scripts.join(script));
     command
 }
 
