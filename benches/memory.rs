@@ -61,9 +61,8 @@ fn main() {
     let quick = common::quick();
     let rounds = common::env_u64("BENCH_MEM_ROUNDS", if quick { 2 } else { 5 }) as usize;
     let disk_mib = common::env_u64("BENCH_MEM_DISK_MIB", if quick { 32 } else { 512 });
-    let c_dir = std::env::var_os("BENCH_C_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| common::bench_dir().join("c"));
+    let c_plain = common::c_program("backup_plain");
+    let c_lib = common::c_program("backup_lib");
     let scratch = common::Scratch::new("memory");
     let disk = format!("drive-scsi0={disk_mib}M");
     let sim = common::start_sim("bench-memory", &["--gen-disk", &disk]);
@@ -75,14 +74,14 @@ fn main() {
         let mut command;
         match variant {
             C_PLAIN => {
-                command = Command::new(c_dir.join("backup_plain"));
+                command = Command::new(&c_plain);
                 command
                     .arg(sock)
                     .arg(&archive)
                     .args(ZSTD.split_whitespace());
             }
             C_LIB => {
-                command = Command::new(c_dir.join("backup_lib"));
+                command = Command::new(&c_lib);
                 command.arg(sock).arg(&archive).arg(ZSTD);
             }
             PERL_PLAIN => {

@@ -83,6 +83,21 @@ pub fn wait_done(peer: &Peer, uuid: &str) {
     poller.run(&mut |_, _| {}, &mut || false).unwrap();
 }
 
+/// A C bench program (`benches/c/<name>.c`), as `scripts/bench.sh` compiles it into
+/// `target/bench/c` (or `$BENCH_C_DIR`).
+pub fn c_program(name: &str) -> PathBuf {
+    let path = std::env::var_os("BENCH_C_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bench_dir().join("c"))
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} missing: scripts/bench.sh compiles it",
+        path.display()
+    );
+    path
+}
+
 /// A fresh scratch directory under `target/bench/tmp`, removed when dropped.
 pub struct Scratch(pub PathBuf);
 
