@@ -27,15 +27,13 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Row;
 use serde_json::json;
-use vzdump_qemu::backup::{self, VmaParams};
+use vzdump_qemu::backup::VmaParams;
 use vzdump_qemu::compressor::{CommandSpec, Compressor, SpawnOptions, DEFAULT_PIPE_SIZE};
-use vzdump_qemu::progress::Poller;
-use vzdump_qemu::progress::Style;
 use vzdump_qemu::qmp::{self, Options, Peer};
 
 const MIB: u64 = 1 << 20;
@@ -49,19 +47,6 @@ const LIB_ZSTD: &str = "library + zstd (1 MiB pipe)";
 const LIB_ZSTD_64K: &str = "library + zstd (64 KiB pipe)";
 const LZOP_ALONE: &str = "lzop alone on the VMA (cat | lzop)";
 const LIB_LZOP: &str = "library + lzop (1 MiB pipe)";
-
-struct Sim {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
 
 /// The image: holes, text and random data in `extent`-sized pieces, by index mod 10
 /// (0-2 holes, 3-5 text, 6-9 random). Written once, kept (named by size and layout).
@@ -108,29 +93,6 @@ fn disk_image(size_mib: u64) -> PathBuf {
     path
 }
 
-fn start_sim(socket: &Path, image: &Path) -> Sim {
-    let child = Command::new(common::release_bin("pve-qmp-sim"))
-        .arg("--socket")
-        .arg(socket)
-        .arg("--disk")
-        .arg(format!("drive-scsi0={}", image.display()))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::os::unix::net::UnixStream::connect(socket).is_err() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Sim {
-        child,
-        socket: socket.to_path_buf(),
-    }
-}
-
-fn wait_done(peer: &Peer, uuid: &str) {
-    let mut poller = Poller::new(peer, &Options::default(), uuid, Style::Seed, None);
-    poller.run(&mut |_, _| {}, &mut || false).unwrap();
-}
-
 fn params() -> VmaParams {
     VmaParams {
         devlist: Some("drive-scsi0".into()),
@@ -147,7 +109,7 @@ fn sim_file(peer: &Peer, out: &Path) -> f64 {
         "speed": 0,
     });
     let reply = qmp::command(peer, "backup", Some(args), None, &Options::default()).unwrap();
-    wait_done(peer, reply["UUID"].as_str().unwrap());
+    common::wait_done(peer, reply["UUID"].as_str().unwrap());
     start.elapsed().as_secs_f64()
 }
 
@@ -168,10 +130,10 @@ fn library(peer: &Peer, out: &Path, compressor: Option<&str>, pipe_size: Option<
         None => (None, None),
     };
     let fd = target.as_ref().map_or(file.as_fd(), |p| p.as_fd());
-    let uuid = backup::start_vma(peer, &Options::default(), fd, &params(), None).unwrap();
+    let uuid = common::start_vma(peer, fd, &params());
     // QEMU has its copy: the compressor sees EOF when the job closes it.
     drop(target);
-    wait_done(peer, &uuid);
+    common::wait_done(peer, &uuid);
     if let Some(c) = compressor.as_mut() {
         c.wait(Duration::from_secs(600)).unwrap();
     }
@@ -229,7 +191,8 @@ fn main() {
         common::Scratch::new("e2e")
     };
     println!("outputs in {}", scratch.0.display());
-    let sim = start_sim(&scratch.path("sim.qmp"), &image);
+    let disk = format!("drive-scsi0={}", image.display());
+    let sim = common::start_sim("bench-e2e", &["--disk", &disk]);
     let peer = Peer::path(&sim.socket);
     // The uncompressed VMA the compressors alone get, made by the simulator itself (and
     // the warm-up of the image in the page cache).

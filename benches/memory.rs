@@ -17,7 +17,6 @@ mod common;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::Row;
 use serde_json::json;
@@ -62,23 +61,12 @@ fn main() {
     let quick = common::quick();
     let rounds = common::env_u64("BENCH_MEM_ROUNDS", if quick { 2 } else { 5 }) as usize;
     let disk_mib = common::env_u64("BENCH_MEM_DISK_MIB", if quick { 32 } else { 512 });
-    let c_dir = std::env::var_os("BENCH_C_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| common::bench_dir().join("c"));
+    let c_plain = common::c_program("backup_plain");
+    let c_lib = common::c_program("backup_lib");
     let scratch = common::Scratch::new("memory");
-    let socket = scratch.path("sim.qmp");
-    let mut sim = Command::new(common::release_bin("pve-qmp-sim"))
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--gen-disk")
-        .arg(format!("drive-scsi0={disk_mib}M"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let sock = socket.to_str().unwrap();
+    let disk = format!("drive-scsi0={disk_mib}M");
+    let sim = common::start_sim("bench-memory", &["--gen-disk", &disk]);
+    let sock = sim.socket.to_str().unwrap();
     let archive = scratch.path("out.vma.zst");
     let fifo = scratch.path("stream.fifo");
     let run = |variant: &str| -> (u64, u64) {
@@ -86,14 +74,14 @@ fn main() {
         let mut command;
         match variant {
             C_PLAIN => {
-                command = Command::new(c_dir.join("backup_plain"));
+                command = Command::new(&c_plain);
                 command
                     .arg(sock)
                     .arg(&archive)
                     .args(ZSTD.split_whitespace());
             }
             C_LIB => {
-                command = Command::new(c_dir.join("backup_lib"));
+                command = Command::new(&c_lib);
                 command.arg(sock).arg(&archive).arg(ZSTD);
             }
             PERL_PLAIN => {
@@ -124,8 +112,7 @@ fn main() {
             with_children[i].push(w as f64 / 1024.0);
         }
     }
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
 
     let case = format!("peak RSS, one backup ({disk_mib} MiB disk, zstd)");
     let mut rows = Vec::new();

@@ -15,60 +15,33 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Row;
 use serde_json::json;
-use vzdump_qemu::backup::{self, VmaParams};
-use vzdump_qemu::progress::Poller;
+use testkit::{Sim, TempDir};
+use vzdump_qemu::backup::VmaParams;
 use vzdump_qemu::progress::{StatusLoop, Step, Style};
 use vzdump_qemu::qmp::{Options, Peer};
 
-struct Sim {
-    child: Child,
-    socket: PathBuf,
-    record: PathBuf,
-}
+/// The simulator's `--record` log, in its directory.
+const RECORD: &str = "record.jsonl";
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.record);
-    }
-}
-
+/// The simulator for one run: a generated disk of `size_mib` at 16 MiB/s, every command
+/// recorded in [`RECORD`] in its directory.
 fn start_sim(tag: &str, size_mib: u64) -> Sim {
     let bin = std::env::var_os("PVE_QMP_SIM")
         .map(PathBuf::from)
         .unwrap_or_else(|| common::release_bin("pve-qmp-sim"));
-    let dir = std::env::temp_dir();
-    let socket = dir.join(format!("vzq-bench-{}-{tag}.qmp", std::process::id()));
-    let record = dir.join(format!("vzq-bench-{}-{tag}.jsonl", std::process::id()));
-    let child = Command::new(bin)
-        .args([
-            "--gen-disk",
-            &format!("drive-scsi0={size_mib}M"),
-            "--rate",
-            "16M",
-        ])
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--record")
-        .arg(&record)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Sim {
-        child,
-        socket,
-        record,
-    }
+    let dir = TempDir::new(&format!("bench-{tag}"));
+    let record = dir.join(RECORD).display().to_string();
+    let disk = format!("drive-scsi0={size_mib}M");
+    Sim::start_in(
+        &bin,
+        dir,
+        &["--gen-disk", &disk, "--rate", "16M", "--record", &record],
+    )
 }
 
 /// Starts a backup into a pipe; the channel gets the instant of EOF.
@@ -81,15 +54,7 @@ fn start(sim: &Sim) -> (String, mpsc::Receiver<Instant>) {
         while r.read(&mut buf).unwrap() > 0 {}
         tx.send(Instant::now()).unwrap();
     });
-    let peer = Peer::path(&sim.socket);
-    let uuid = backup::start_vma(
-        &peer,
-        &Options::default(),
-        w.as_fd(),
-        &VmaParams::default(),
-        None,
-    )
-    .unwrap();
+    let uuid = common::start_vma(&Peer::path(&sim.socket), w.as_fd(), &VmaParams::default());
     (uuid, rx)
 }
 
@@ -112,11 +77,6 @@ fn seed_loop(peer: &Peer, uuid: &str) {
     }
 }
 
-fn library_loop(peer: &Peer, uuid: &str) {
-    let mut poller = Poller::new(peer, &Options::default(), uuid, Style::Seed, None);
-    poller.run(&mut |_, _| {}, &mut || false).unwrap();
-}
-
 /// One measured run: (ms from EOF to the loop's return, query-backup count, seconds).
 fn measure(size_mib: u64, tag: &str, run: fn(&Peer, &str)) -> (f64, usize, f64) {
     let sim = start_sim(tag, size_mib);
@@ -126,7 +86,7 @@ fn measure(size_mib: u64, tag: &str, run: fn(&Peer, &str)) -> (f64, usize, f64) 
     run(&peer, &uuid);
     let returned = Instant::now();
     let eof = eof.recv().unwrap();
-    let queries = std::fs::read_to_string(&sim.record)
+    let queries = std::fs::read_to_string(sim.dir.join(RECORD))
         .unwrap()
         .lines()
         .filter(|l| l.contains("\"query-backup\""))
@@ -149,9 +109,9 @@ fn main() {
         // Alternate which loop goes first.
         let (s, l) = if i % 2 == 0 {
             let s = measure(size, "seed", seed_loop);
-            (s, measure(size, "lib", library_loop))
+            (s, measure(size, "lib", common::wait_done))
         } else {
-            let l = measure(size, "lib", library_loop);
+            let l = measure(size, "lib", common::wait_done);
             (measure(size, "seed", seed_loop), l)
         };
         println!(

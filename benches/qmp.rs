@@ -21,10 +21,11 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use common::{Row, Worker};
+use testkit::Qemu;
 use vzdump_qemu::qmp::{self, Options, Peer, Qmp};
 
 const WHOLE: &str = "QMP whole op (connect..close)";
@@ -36,48 +37,11 @@ const PERL_MODULE: &str = "library via Perl module";
 const PERL_MUX: &str = "qemu-server way (Perl IO::Multiplex+JSON::XS)";
 const PYTHON: &str = "Python qemu.qmp";
 
-struct Qemu {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
-fn start_qemu(socket: &Path) -> (Qemu, String) {
-    let child = Command::new("qemu-system-x86_64")
-        .args(["-machine", "none", "-nodefaults", "-display", "none", "-S"])
-        .arg("-qmp")
-        .arg(format!("unix:{},server=on,wait=off", socket.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("qemu-system-x86_64 (QEMU 10; scripts/install-deps.sh installs it)");
-    let qemu = Qemu {
-        child,
-        socket: socket.to_path_buf(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let peer = Peer::path(socket);
-    loop {
-        if socket.exists() {
-            if let Ok(qmp) = Qmp::connect(&peer, &Options::default()) {
-                let v = &qmp.greeting().version["qemu"];
-                let version = format!("{}.{}.{}", v["major"], v["minor"], v["micro"]);
-                return (qemu, version);
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "QEMU did not open its QMP socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// QEMU's version (`major.minor.micro`), from the greeting on its QMP socket.
+fn qemu_version(socket: &Path) -> String {
+    let qmp = Qmp::connect(&Peer::path(socket), &Options::default()).unwrap();
+    let v = &qmp.greeting().version["qemu"];
+    format!("{}.{}.{}", v["major"], v["minor"], v["micro"])
 }
 
 /// The floor: the library's bytes over a plain socket, replies read up to their newline.
@@ -192,12 +156,12 @@ fn main() {
     let quick = common::quick();
     let rounds = common::env_u64("BENCH_QMP_ROUNDS", if quick { 3 } else { 40 }) as usize;
     let per_batch = common::env_u64("BENCH_QMP_BATCH", if quick { 10 } else { 25 }) as usize;
-    let scratch = common::Scratch::new("qmp");
-    let socket = scratch.path("qemu.qmp");
-    let (qemu, version) = start_qemu(&socket);
+    let qemu = Qemu::start();
+    let socket = qemu.socket.clone();
+    let version = qemu_version(&socket);
     println!(
         "QEMU {version} (pid {}), {rounds} rounds of {per_batch} ops per variant",
-        qemu.child.id()
+        qemu.pid()
     );
 
     let path = socket.to_str().unwrap();

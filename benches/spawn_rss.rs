@@ -58,15 +58,7 @@ fn main() {
         "transparent huge pages: {}; {rounds} rounds of {per_batch} spawns per variant",
         thp.trim()
     );
-    let c_bin = std::env::var_os("BENCH_C_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| common::bench_dir().join("c"))
-        .join("spawn_bench");
-    assert!(
-        c_bin.exists(),
-        "{} missing: scripts/bench.sh compiles it",
-        c_bin.display()
-    );
+    let c_bin = common::c_program("spawn_bench");
 
     let mut rows = Vec::new();
     for size in sizes {

@@ -6,11 +6,10 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
-#include "vzdump_qemu.h"
+#include "bench_api.h"
+#include "bench_proc.h"
 
 static uint32_t quiet(void *userdata, uint32_t level, const char *line)
 {
@@ -26,27 +25,6 @@ static bool never(void *userdata)
     return false;
 }
 
-static long vm_hwm_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kib = 0;
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kib = atol(line + 6);
-    fclose(f);
-    return kib;
-}
-
-static int fail(const char *what, char *err)
-{
-    fprintf(stderr, "backup_lib: %s: %s\n", what, err ? err : "?");
-    vzdump_qemu_string_free(err);
-    return 1;
-}
-
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -59,26 +37,26 @@ int main(int argc, char **argv)
     vzdump_qemu_poll *poll = NULL;
     int32_t pipe_fd = -1;
     if (vzdump_qemu_peer_new_path(argv[1], &peer, &err) != VZDUMP_QEMU_OK)
-        return fail("peer", err);
+        return api_fail("peer", err);
     int out = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0)
-        return fail("open archive", NULL);
+        return api_fail("open archive", NULL);
     if (vzdump_qemu_compressor_spawn(argv[3], out, 0, &compressor, &pipe_fd, &err))
-        return fail("compressor", err);
+        return api_fail("compressor", err);
     if (vzdump_qemu_backup_start_vma(peer, pipe_fd, "{\"devlist\": \"drive-scsi0\"}", 0, &uuid,
                                      &err))
-        return fail("backup", err);
+        return api_fail("backup", err);
     close(pipe_fd);
     if (vzdump_qemu_poll_new(peer, uuid, VZDUMP_QEMU_STYLE_SEED, 0, &poll, &err) ||
         vzdump_qemu_poll_run(poll, quiet, never, NULL, true, NULL, &err))
-        return fail("status loop", err);
+        return api_fail("status loop", err);
     if (vzdump_qemu_compressor_wait(compressor, 0, NULL, NULL, &err))
-        return fail("compressor wait", err);
+        return api_fail("compressor wait", err);
     vzdump_qemu_poll_free(poll);
     vzdump_qemu_compressor_free(compressor);
     vzdump_qemu_string_free(uuid);
     vzdump_qemu_peer_free(peer);
     close(out);
-    printf("vmhwm_kib %ld\n", vm_hwm_kib());
+    printf("vmhwm_kib %ld\n", proc_status_kib("VmHWM:"));
     return 0;
 }

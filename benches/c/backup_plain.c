@@ -14,22 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_proc.h"
+
 static char buf[65536];
 static size_t have;
-
-static long vm_hwm_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kib = 0;
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            kib = atol(line + 6);
-    fclose(f);
-    return kib;
-}
 
 static void die(const char *what)
 {
@@ -170,6 +158,6 @@ int main(int argc, char **argv)
         return 1;
     }
     close(out);
-    printf("vmhwm_kib %ld\n", vm_hwm_kib());
+    printf("vmhwm_kib %ld\n", proc_status_kib("VmHWM:"));
     return 0;
 }

@@ -13,7 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vzdump_qemu.h"
+#include "bench_api.h"
+#include "bench_proc.h"
 
 static long long now_ns(void)
 {
@@ -22,35 +23,17 @@ static long long now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kib = 0;
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kib = atol(line + 6);
-    fclose(f);
-    return kib;
-}
-
 static int spawn_and_wait(int null_fd)
 {
     vzdump_qemu_compressor *c = NULL;
     int32_t write_fd = -1;
     char *err = NULL;
-    if (vzdump_qemu_compressor_spawn("true", null_fd, 0, &c, &write_fd, &err) != VZDUMP_QEMU_OK) {
-        fprintf(stderr, "spawn: %s\n", err ? err : "?");
-        vzdump_qemu_string_free(err);
-        return -1;
-    }
+    if (vzdump_qemu_compressor_spawn("true", null_fd, 0, &c, &write_fd, &err) != VZDUMP_QEMU_OK)
+        return api_fail("spawn", err);
     close(write_fd);
-    int rc = vzdump_qemu_compressor_wait(c, 0, NULL, NULL, &err) == VZDUMP_QEMU_OK ? 0 : -1;
-    if (rc)
-        fprintf(stderr, "wait: %s\n", err ? err : "?");
-    vzdump_qemu_string_free(err);
+    int rc = 0;
+    if (vzdump_qemu_compressor_wait(c, 0, NULL, NULL, &err) != VZDUMP_QEMU_OK)
+        rc = api_fail("wait", err);
     vzdump_qemu_compressor_free(c);
     return rc;
 }
@@ -80,7 +63,7 @@ int main(int argc, char **argv)
         if (strcmp(line, "hello\n") == 0) {
             printf("ok\n");
         } else if (strcmp(line, "rss\n") == 0) {
-            printf("ok %ld\n", rss_kib());
+            printf("ok %ld\n", proc_status_kib("VmRSS:"));
         } else if (sscanf(line, "lib %ld", &n) == 1 && n > 0) {
             for (long i = 0; i < n; i++) {
                 long long t0 = now_ns();

@@ -11,10 +11,15 @@
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde_json::{json, Value};
+use testkit::{Sim, TempDir};
+use vzdump_qemu::backup::{self, VmaParams};
+use vzdump_qemu::progress::{Poller, Style};
+use vzdump_qemu::qmp::{Options, Peer};
 
 /// `BENCH_QUICK=1`: small sizes and few repetitions (`make bench QUICK=1`).
 pub fn quick() -> bool {
@@ -58,6 +63,39 @@ pub fn bench_dir() -> PathBuf {
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The release `pve-qmp-sim` with `args`, on a socket in a new temp dir named after
+/// `tag`, once it accepts; killed and reaped when dropped.
+pub fn start_sim(tag: &str, args: &[&str]) -> Sim {
+    Sim::start_in(&release_bin("pve-qmp-sim"), TempDir::new(tag), args)
+}
+
+/// Starts the VMA backup `params` into `fd` with the default options; its UUID.
+pub fn start_vma(peer: &Peer, fd: BorrowedFd<'_>, params: &VmaParams) -> String {
+    backup::start_vma(peer, &Options::default(), fd, params, None).unwrap()
+}
+
+/// Waits until the backup job `uuid` is done, with the library's status loop (`Poller`,
+/// the seed's style, log lines dropped).
+pub fn wait_done(peer: &Peer, uuid: &str) {
+    let mut poller = Poller::new(peer, &Options::default(), uuid, Style::Seed, None);
+    poller.run(&mut |_, _| {}, &mut || false).unwrap();
+}
+
+/// A C bench program (`benches/c/<name>.c`), as `scripts/bench.sh` compiles it into
+/// `target/bench/c` (or `$BENCH_C_DIR`).
+pub fn c_program(name: &str) -> PathBuf {
+    let path = std::env::var_os("BENCH_C_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bench_dir().join("c"))
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} missing: scripts/bench.sh compiles it",
+        path.display()
+    );
+    path
 }
 
 /// A fresh scratch directory under `target/bench/tmp`, removed when dropped.
@@ -324,14 +362,17 @@ impl Drop for Worker {
     }
 }
 
-/// A Perl interpreter running `benches/perl/<script>` with the built module on its path.
+/// A Perl interpreter running `benches/perl/<script>` with the built module and the
+/// workers' `BenchCommon.pm` (in `benches/perl`) on its path.
 pub fn perl_command(script: &str) -> Command {
     let perl = repo().join("perl");
+    let scripts = repo().join("benches/perl");
     let mut command = Command::new("perl");
     command
         .arg(format!("-I{}", perl.join("blib/lib").display()))
         .arg(format!("-I{}", perl.join("blib/arch").display()))
-        .arg(repo().join("benches/perl").join(script));
+        .arg(format!("-I{}", scripts.display()))
+        .arg(scripts.join(script));
     command
 }
 

@@ -13,9 +13,7 @@
 use strict;
 use warnings;
 
-use IO::Handle;
-use Time::HiRes qw(clock_gettime CLOCK_MONOTONIC);
-
+use BenchCommon qw(serve timed);
 use PVE::RS::VZDump::Qemu;
 
 my $socket = shift // die "usage: $0 SOCKET\n";
@@ -108,19 +106,6 @@ package MuxClient {
 
 my $mux = MuxClient->new($socket);
 
-sub now_ns { return clock_gettime(CLOCK_MONOTONIC) * 1e9 }
-
-sub timed {
-    my ($n, $op) = @_;
-    my @times;
-    for (1 .. $n) {
-        my $t0 = now_ns();
-        $op->();
-        push @times, int(now_ns() - $t0);
-    }
-    return join(' ', @times);
-}
-
 sub check { die "unexpected reply\n" if ref($_[0]) ne 'HASH' || !exists $_[0]->{status} }
 
 my %run = (
@@ -149,18 +134,9 @@ my %run = (
     },
 );
 
-STDOUT->autoflush(1);
-while (my $line = <STDIN>) {
-    chomp $line;
-    last if $line eq 'quit';
-    if ($line eq 'hello') {
-        print "ok\n";
-        next;
-    }
+serve(sub {
+    my ($line) = @_;
     my ($kind, $variant, $n) = split(' ', $line);
-    my $op = $run{"$kind $variant"};
-    my $answer = eval { $op ? $op->($n) : die "unknown request '$line'\n" };
-    $answer = "error: $@" if !defined($answer);
-    $answer =~ s/\n/ /g;
-    print "$answer\n";
-}
+    my $op = $run{"$kind $variant"} // die "unknown request '$line'\n";
+    return $op->($n);
+});

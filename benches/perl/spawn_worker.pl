@@ -12,10 +12,9 @@
 use strict;
 use warnings;
 
-use IO::Handle;
 use POSIX ();
-use Time::HiRes qw(clock_gettime CLOCK_MONOTONIC);
 
+use BenchCommon qw(serve timed);
 use PVE::RS::VZDump::Qemu qw(fork_compressor_pipe wait_compressor);
 
 my $heap_len = shift // die "usage: $0 HEAP_BYTES\n";
@@ -32,8 +31,6 @@ if ($heap_len > 0) {
 
 open(my $null, '>', '/dev/null') or die "/dev/null: $!\n";
 my $null_fd = fileno($null);
-
-sub now_ns { return clock_gettime(CLOCK_MONOTONIC) * 1e9 }
 
 sub rss_kib {
     open(my $fh, '<', '/proc/self/status') or return 0;
@@ -67,31 +64,11 @@ sub seed_way {
 
 my %ops = (module => \&via_module, seed => \&seed_way);
 
-STDOUT->autoflush(1);
-while (my $line = <STDIN>) {
-    chomp $line;
-    last if $line eq 'quit';
-    if ($line eq 'hello') {
-        print "ok\n";
-        next;
-    }
-    if ($line eq 'rss') {
-        print "ok ", rss_kib(), "\n";
-        next;
-    }
+serve(sub {
+    my ($line) = @_;
+    return 'ok ' . rss_kib() if $line eq 'rss';
     my ($what, $n) = split(' ', $line);
-    my $answer = eval {
-        my $op = $ops{$what // ''} // die "unknown request '$line'\n";
-        my @times;
-        for (1 .. $n) {
-            my $t0 = now_ns();
-            $op->();
-            push @times, int(now_ns() - $t0);
-        }
-        join(' ', @times);
-    };
-    $answer = "error: $@" if !defined($answer);
-    $answer =~ s/\n/ /g;
-    print "$answer\n";
-}
+    my $op = $ops{$what // ''} // die "unknown request '$line'\n";
+    return timed($n, $op);
+});
 print STDERR '' if length($heap) < 0;    # keeps $heap alive to the end
