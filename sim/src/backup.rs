@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use vma::uuid_string;
 
 use crate::disk::PBS_CHUNK;
 use crate::job::{BitmapAction, BitmapInfo, BitmapState, Job, Record};
@@ -376,19 +377,6 @@ fn new_uuid() -> std::io::Result<[u8; 16]> {
     u[6] = (u[6] & 0x0f) | 0x40;
     u[8] = (u[8] & 0x3f) | 0x80;
     Ok(u)
-}
-
-/// Lower-case 8-4-4-4-12 form.
-fn uuid_string(u: &[u8; 16]) -> String {
-    let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 #[cfg(test)]

@@ -25,13 +25,6 @@ fn two_disk_sim(extra: &[&str]) -> (Sim, Vec<u8>, Vec<u8>) {
     (Sim::start_in(dir, &args), gen_data, file_data)
 }
 
-fn uuid_bytes(s: &str) -> Vec<u8> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    (0..16)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
-        .collect()
-}
-
 #[test]
 fn vma_backup_into_a_pipe_extracts_byte_for_byte() {
     let (sim, gen_data, file_data) = two_disk_sim(&[]);
@@ -66,7 +59,7 @@ fn vma_backup_into_a_pipe_extracts_byte_for_byte() {
         .join()
         .unwrap()
         .expect("stream verifies and extracts");
-    assert_eq!(info.header.uuid.to_vec(), uuid_bytes(&uuid));
+    assert_eq!(info.header.uuid_string(), uuid);
     let names: Vec<&str> = info
         .header
         .devices

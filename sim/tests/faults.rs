@@ -111,13 +111,7 @@ fn wrong_uuid_in_query_backup_only() {
     assert_ne!(reported, uuid);
     // The archive carries the uuid `backup` returned.
     let info = vma::verify(&sink.finish()[..]).unwrap();
-    let hex: String = info
-        .header
-        .uuid
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(hex, uuid.replace('-', ""));
+    assert_eq!(info.header.uuid_string(), uuid);
 }
 
 #[test]
