@@ -21,6 +21,16 @@ fn sample() -> Vec<u8> {
     )
 }
 
+/// The offset of the sample's last extent, its last used slot and that slot's value.
+fn last_slot(stream: &[u8]) -> (usize, usize, u64) {
+    let at = extent_offsets(stream)[2];
+    let last = (0..59)
+        .map(|s| slot(stream, at, s))
+        .rposition(|v| v != 0)
+        .unwrap();
+    (at, last, slot(stream, at, last))
+}
+
 fn check(stream: &[u8]) -> VmaError {
     verify(stream).unwrap_err()
 }
@@ -202,9 +212,7 @@ fn duplicate_cluster_is_rejected() {
 #[test]
 fn unknown_dev_id_and_cluster_out_of_range() {
     let mut stream = sample();
-    let at = extent_offsets(&stream)[2];
-    let last = last_used_slot(&stream, at);
-    let value = slot(&stream, at, last);
+    let (at, last, value) = last_slot(&stream);
     set_slot(&mut stream, at, last, (value & !0xff_0000_0000) | (7 << 32));
     reseal_extent(&mut stream, at);
     assert_err!(check(&stream), VmaError::WrongDevId { dev_id: 7, .. });
@@ -226,9 +234,7 @@ fn unknown_dev_id_and_cluster_out_of_range() {
 fn stored_block_past_the_device_end_is_rejected() {
     // drive-scsi1 ends 5000 bytes before its last cluster's end: block 15 lies past it.
     let mut stream = sample();
-    let at = extent_offsets(&stream)[2];
-    let last = last_used_slot(&stream, at);
-    let value = slot(&stream, at, last);
+    let (at, last, value) = last_slot(&stream);
     assert_eq!(value & 0xffff_ffff, 29);
     assert_eq!(value >> 48, 0, "the last cluster is a zero cluster");
     set_slot(&mut stream, at, last, value | (0x8000 << 48));

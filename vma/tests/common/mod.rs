@@ -163,14 +163,6 @@ pub fn slot(stream: &[u8], at: usize, slot: usize) -> u64 {
     u64::from_be_bytes(stream[p..p + 8].try_into().unwrap())
 }
 
-/// Index of the last used blockinfo slot of the extent at `at`.
-pub fn last_used_slot(stream: &[u8], at: usize) -> usize {
-    (0..59)
-        .map(|s| slot(stream, at, s))
-        .rposition(|v| v != 0)
-        .unwrap()
-}
-
 pub fn set_slot(stream: &mut [u8], at: usize, slot: usize, value: u64) {
     let p = at + 40 + 8 * slot;
     stream[p..p + 8].copy_from_slice(&value.to_be_bytes());
