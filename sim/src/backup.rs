@@ -224,14 +224,16 @@ fn select_devices(
     devlist: Option<&str>,
     fleecing: bool,
 ) -> Result<Vec<usize>, QmpError> {
-    let find = |name: &str| sim.disks.iter().position(|d| d.name == name);
+    let find = |name: &str| {
+        sim.disks
+            .iter()
+            .position(|d| d.name == name)
+            .ok_or_else(|| QmpError::device_not_found(format!("Device '{name}' not found")))
+    };
     let selected: Vec<usize> = match devlist {
         Some(list) => split_devlist(list)
             .into_iter()
-            .map(|name| {
-                find(name)
-                    .ok_or_else(|| QmpError::device_not_found(format!("Device '{name}' not found")))
-            })
+            .map(find)
             .collect::<Result<_, _>>()?,
         // Fleecing images are nodes without a drive: not part of "all devices".
         None => (0..sim.disks.len())
@@ -245,11 +247,7 @@ fn select_devices(
                 continue;
             }
             let name = format!("{}-fleecing", disk.name);
-            let Some(f) = find(&name) else {
-                return Err(QmpError::device_not_found(format!(
-                    "Device '{name}' not found"
-                )));
-            };
+            let f = find(&name)?;
             if sim.disks[f].size != disk.size {
                 return Err(QmpError::generic(format!(
                     "Size mismatch for '{name}' - sector count {} != {}",
