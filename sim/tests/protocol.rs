@@ -264,11 +264,7 @@ fn quit_replies_and_exits_removing_the_socket() {
 fn sigterm_exits_cleanly_and_a_stale_socket_is_replaced() {
     let mut sim = Sim::start(&[]);
     let _c = sim.client();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(sim.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    sim.sigterm();
     assert_eq!(sim.wait().code(), Some(0));
     assert!(!sim.socket.exists());
 

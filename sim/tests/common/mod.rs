@@ -59,6 +59,15 @@ impl Sim {
     pub fn raw_client(&self) -> Client {
         Client::connect(&self.socket)
     }
+
+    /// Sends SIGTERM to the simulator (our own direct child).
+    pub fn sigterm(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
 }
 
 /// A raw QMP client: messages are read as CRLF-terminated lines.
