@@ -81,12 +81,7 @@ fn vma_backup_reproduces_a_disk_with_holes() {
 
     let out = sim_dir.path().join("extract");
     let info = vma::extract_to_dir(File::open(&archive).unwrap(), &out).unwrap();
-    let hex: String = info
-        .header
-        .uuid
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = info.header.uuid_hex();
     assert_eq!(hex, uuid.replace('-', ""), "archive uuid is the job uuid");
     assert_eq!(info.header.configs[0].name, "qemu-server.conf");
     assert_eq!(

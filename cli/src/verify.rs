@@ -112,14 +112,9 @@ pub fn run(args: &mut Args) -> Result<(), Failure> {
             ));
         }
     }
-    let uuid: String = info
-        .header
-        .uuid
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     println!(
-        "archive OK: uuid {uuid}, {} config(s), {} device(s), {} extents, {} bytes of VMA",
+        "archive OK: uuid {}, {} config(s), {} device(s), {} extents, {} bytes of VMA",
+        info.header.uuid_hex(),
         info.header.configs.len(),
         info.header.devices.len(),
         info.extents,

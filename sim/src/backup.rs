@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use vma::uuid_string;
 
 use crate::disk::PBS_CHUNK;
 use crate::job::{BitmapAction, BitmapInfo, BitmapState, Job, Record};
@@ -223,14 +224,16 @@ fn select_devices(
     devlist: Option<&str>,
     fleecing: bool,
 ) -> Result<Vec<usize>, QmpError> {
-    let find = |name: &str| sim.disks.iter().position(|d| d.name == name);
+    let find = |name: &str| {
+        sim.disks
+            .iter()
+            .position(|d| d.name == name)
+            .ok_or_else(|| QmpError::device_not_found(format!("Device '{name}' not found")))
+    };
     let selected: Vec<usize> = match devlist {
         Some(list) => split_devlist(list)
             .into_iter()
-            .map(|name| {
-                find(name)
-                    .ok_or_else(|| QmpError::device_not_found(format!("Device '{name}' not found")))
-            })
+            .map(find)
             .collect::<Result<_, _>>()?,
         // Fleecing images are nodes without a drive: not part of "all devices".
         None => (0..sim.disks.len())
@@ -244,11 +247,7 @@ fn select_devices(
                 continue;
             }
             let name = format!("{}-fleecing", disk.name);
-            let Some(f) = find(&name) else {
-                return Err(QmpError::device_not_found(format!(
-                    "Device '{name}' not found"
-                )));
-            };
+            let f = find(&name)?;
             if sim.disks[f].size != disk.size {
                 return Err(QmpError::generic(format!(
                     "Size mismatch for '{name}' - sector count {} != {}",
@@ -376,19 +375,6 @@ fn new_uuid() -> std::io::Result<[u8; 16]> {
     u[6] = (u[6] & 0x0f) | 0x40;
     u[8] = (u[8] & 0x3f) | 0x80;
     Ok(u)
-}
-
-/// Lower-case 8-4-4-4-12 form.
-fn uuid_string(u: &[u8; 16]) -> String {
-    let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 #[cfg(test)]

@@ -230,29 +230,31 @@ pub fn parse(raw: &[u8]) -> Result<Value, String> {
     Ok(value)
 }
 
+/// serde_json's syntax error messages (their starts) and QEMU's texts for them.
+const SYNTAX_ERRORS: &[(&str, &str)] = &[
+    ("expected value", "expecting value"),
+    ("trailing comma", "expecting value"),
+    ("expected `:`", "missing : in object pair"),
+    ("expected `,` or `}`", "expected separator in dict"),
+    ("expected `,` or `]`", "expected separator in list"),
+    ("key must be a string", "key is not a string in object"),
+    ("invalid escape", "invalid escape sequence in string"),
+];
+
 /// QEMU's description of a syntax error that serde_json found.
 fn describe_error(e: &serde_json::Error, raw: &[u8]) -> String {
     let text = e.to_string();
     let msg = text.split(" at line ").next().unwrap_or(&text);
-    let qemu = if msg.starts_with("expected value") || msg.starts_with("trailing comma") {
-        "expecting value".to_string()
-    } else if msg.starts_with("expected `:`") {
-        "missing : in object pair".to_string()
-    } else if msg.starts_with("expected `,` or `}`") {
-        "expected separator in dict".to_string()
-    } else if msg.starts_with("expected `,` or `]`") {
-        "expected separator in list".to_string()
-    } else if msg.starts_with("key must be a string") {
-        "key is not a string in object".to_string()
-    } else if msg.starts_with("invalid escape") {
-        "invalid escape sequence in string".to_string()
-    } else if msg.starts_with("expected ident") {
-        match bad_keyword(raw) {
+    let qemu = match SYNTAX_ERRORS
+        .iter()
+        .find(|(serde, _)| msg.starts_with(serde))
+    {
+        Some((_, qemu)) => qemu.to_string(),
+        None if msg.starts_with("expected ident") => match bad_keyword(raw) {
             Some(w) => format!("invalid keyword '{w}'"),
             None => msg.to_string(),
-        }
-    } else {
-        msg.to_string()
+        },
+        None => msg.to_string(),
     };
     format!("JSON parse error, {qemu}")
 }

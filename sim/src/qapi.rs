@@ -170,39 +170,40 @@ mod tests {
     #[test]
     fn qapi_messages() {
         assert_eq!(run(json!({"file": "x", "speed": 5, "flag": true})), Ok(()));
-        assert_eq!(run(json!({})), Err("Parameter 'file' is missing".into()));
-        assert_eq!(
-            run(json!({"file": 1})),
-            Err("Invalid parameter type for 'file', expected: string".into())
-        );
-        assert_eq!(
-            run(json!({"file": "x", "speed": "1"})),
-            Err("Invalid parameter type for 'speed', expected: integer".into())
-        );
-        assert_eq!(
-            run(json!({"file": "x", "speed": 1.5})),
-            Err("Invalid parameter type for 'speed', expected: integer".into())
-        );
-        assert_eq!(
-            run(json!({"file": "x", "speed": u64::MAX})),
-            Err("Invalid parameter type for 'speed', expected: integer".into())
-        );
-        assert_eq!(
-            run(json!({"file": "x", "flag": 1})),
-            Err("Invalid parameter type for 'flag', expected: boolean".into())
-        );
-        assert_eq!(
-            run(json!({"file": "x", "format": "dir"})),
-            Err("Parameter 'format' does not accept value 'dir'".into())
-        );
-        assert_eq!(
-            run(json!({"file": "x", "bogus": 1})),
-            Err("Parameter 'bogus' is unexpected".into())
-        );
-        // Member errors come before leftovers.
-        assert_eq!(
-            run(json!({"bogus": 1})),
-            Err("Parameter 'file' is missing".into())
-        );
+        for (args, desc) in [
+            (json!({}), "Parameter 'file' is missing"),
+            (
+                json!({"file": 1}),
+                "Invalid parameter type for 'file', expected: string",
+            ),
+            (
+                json!({"file": "x", "speed": "1"}),
+                "Invalid parameter type for 'speed', expected: integer",
+            ),
+            (
+                json!({"file": "x", "speed": 1.5}),
+                "Invalid parameter type for 'speed', expected: integer",
+            ),
+            (
+                json!({"file": "x", "speed": u64::MAX}),
+                "Invalid parameter type for 'speed', expected: integer",
+            ),
+            (
+                json!({"file": "x", "flag": 1}),
+                "Invalid parameter type for 'flag', expected: boolean",
+            ),
+            (
+                json!({"file": "x", "format": "dir"}),
+                "Parameter 'format' does not accept value 'dir'",
+            ),
+            (
+                json!({"file": "x", "bogus": 1}),
+                "Parameter 'bogus' is unexpected",
+            ),
+            // Member errors come before leftovers.
+            (json!({"bogus": 1}), "Parameter 'file' is missing"),
+        ] {
+            assert_eq!(run(args.clone()), Err(desc.into()), "{args}");
+        }
     }
 }

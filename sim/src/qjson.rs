@@ -46,29 +46,18 @@ impl From<&str> for J {
     }
 }
 
-impl From<String> for J {
-    fn from(s: String) -> J {
-        J::Str(s)
-    }
+/// `From` for each type that one variant holds as it is.
+macro_rules! from_variant {
+    ($($ty:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$ty> for J {
+            fn from(v: $ty) -> J {
+                J::$variant(v)
+            }
+        })*
+    };
 }
 
-impl From<bool> for J {
-    fn from(b: bool) -> J {
-        J::Bool(b)
-    }
-}
-
-impl From<u64> for J {
-    fn from(n: u64) -> J {
-        J::UInt(n)
-    }
-}
-
-impl From<i64> for J {
-    fn from(n: i64) -> J {
-        J::Int(n)
-    }
-}
+from_variant!(String => Str, bool => Bool, u64 => UInt, i64 => Int);
 
 impl From<&Value> for J {
     fn from(v: &Value) -> J {

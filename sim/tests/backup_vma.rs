@@ -3,6 +3,7 @@
 mod common;
 
 use std::io::Read;
+use std::time::Duration;
 
 use common::{generated, make_disk, vma_zero_bytes, PipeSink, Sim, TempDir};
 use serde_json::{json, Value};
@@ -25,10 +26,12 @@ fn two_disk_sim(extra: &[&str]) -> (Sim, Vec<u8>, Vec<u8>) {
     (Sim::start_in(dir, &args), gen_data, file_data)
 }
 
-fn uuid_bytes(s: &str) -> Vec<u8> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    (0..16)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+/// The device names of an archive, in dev id order.
+fn device_names(info: &vma::ArchiveInfo) -> Vec<&str> {
+    info.header
+        .devices
+        .iter()
+        .map(|d| d.name.as_str())
         .collect()
 }
 
@@ -66,14 +69,8 @@ fn vma_backup_into_a_pipe_extracts_byte_for_byte() {
         .join()
         .unwrap()
         .expect("stream verifies and extracts");
-    assert_eq!(info.header.uuid.to_vec(), uuid_bytes(&uuid));
-    let names: Vec<&str> = info
-        .header
-        .devices
-        .iter()
-        .map(|d| d.name.as_str())
-        .collect();
-    assert_eq!(names, ["drive-scsi0", "drive-virtio1"]);
+    assert_eq!(info.header.uuid_string(), uuid);
+    assert_eq!(device_names(&info), ["drive-scsi0", "drive-virtio1"]);
     let configs: Vec<&str> = info
         .header
         .configs
@@ -141,9 +138,7 @@ fn absent_devlist_means_all_disks_and_a_path_target_works() {
 fn cancel_mid_backup_ends_the_stream_and_reports_canceled() {
     let (sim, _, _) = two_disk_sim(&["--rate", "4M"]);
     let mut c = sim.client();
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    let (sink, _) = c.start_vma_backup();
     let st = c.wait_backup(|st| st["transferred"].as_u64().unwrap() > 0);
     assert_eq!(st["status"], "active");
     assert!(st.get("end-time").is_none());
@@ -158,14 +153,8 @@ fn cancel_mid_backup_ends_the_stream_and_reports_canceled() {
     let data = sink.finish();
     assert!(vma::verify(&data[..]).is_err());
     // A new backup may start now.
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok(
-        "backup",
-        json!({"backup-file": "/dev/fdname/backup", "devlist": "drive-virtio1"}),
-    );
-    assert_eq!(c.wait_backup_end()["status"], "done");
-    vma::verify(&sink.finish()[..]).unwrap();
+    let sink = c.backup_pipe();
+    c.backup_done(sink, json!({"devlist": "drive-virtio1"}));
 }
 
 #[test]
@@ -175,9 +164,7 @@ fn cancel_after_done_flips_to_error() {
     // Before any backup: nothing to flip.
     c.ok("backup-cancel", json!({}));
     assert_eq!(c.ok("query-backup", json!({})), json!({"finishing": false}));
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    let (sink, _) = c.start_vma_backup();
     let done = c.wait_backup_end();
     assert_eq!(done["status"], "done");
     c.ok("backup-cancel", json!({}));
@@ -199,11 +186,8 @@ fn previous_backup_not_finished_in_both_eras() {
         args.extend_from_slice(flags);
         let (sim, _, _) = two_disk_sim(&args);
         let mut c = sim.client();
-        let sink = PipeSink::new();
-        c.getfd("backup", sink.fd());
-        c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
-        let sink2 = PipeSink::new();
-        c.getfd("backup", sink2.fd());
+        let (sink, _) = c.start_vma_backup();
+        let sink2 = c.backup_pipe();
         assert_eq!(
             c.err("backup", json!({"backup-file": "/dev/fdname/backup"})),
             ("GenericError".into(), text.into())
@@ -231,41 +215,32 @@ fn setup_errors_in_qemus_order() {
     let mut c = sim.client();
     let not_found = |d: &str| ("DeviceNotFound".to_string(), d.to_string());
     let generic = |d: &str| ("GenericError".to_string(), d.to_string());
-    assert_eq!(
-        c.err(
-            "backup",
-            json!({"backup-file": "/dev/fdname/backup", "devlist": "drive-scsi0;drive-ide9"})
+    for (args, want) in [
+        (
+            json!({"backup-file": "/dev/fdname/backup", "devlist": "drive-scsi0;drive-ide9"}),
+            not_found("Device 'drive-ide9' not found"),
         ),
-        not_found("Device 'drive-ide9' not found")
-    );
-    assert_eq!(
-        c.err(
-            "backup",
-            json!({"backup-file": "/dev/fdname/backup", "devlist": ""})
+        (
+            json!({"backup-file": "/dev/fdname/backup", "devlist": ""}),
+            generic("empty device list"),
         ),
-        generic("empty device list")
-    );
-    assert_eq!(
-        c.err(
-            "backup",
-            json!({"backup-file": "/dev/fdname/backup", "devlist": "drive-scsi0,"})
+        (
+            json!({"backup-file": "/dev/fdname/backup", "devlist": "drive-scsi0,"}),
+            not_found("Device '' not found"),
         ),
-        not_found("Device '' not found")
-    );
-    assert_eq!(
-        c.err(
-            "backup",
-            json!({"backup-file": "/dev/fdname/backup", "fleecing": true})
+        (
+            json!({"backup-file": "/dev/fdname/backup", "fleecing": true}),
+            not_found("Device 'drive-scsi0-fleecing' not found"),
         ),
-        not_found("Device 'drive-scsi0-fleecing' not found")
-    );
-    assert_eq!(
-        c.err("backup", json!({"backup-file": "/dev/fdname/backup"})),
-        generic("File descriptor named 'backup' has not been found")
-    );
+        (
+            json!({"backup-file": "/dev/fdname/backup"}),
+            generic("File descriptor named 'backup' has not been found"),
+        ),
+    ] {
+        assert_eq!(c.err("backup", args.clone()), want, "{args}");
+    }
     // The config file is read after the target is set up: the fd is consumed even so.
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
+    let sink = c.backup_pipe();
     assert_eq!(
         c.err(
             "backup",
@@ -317,23 +292,20 @@ fn fleecing_companions_are_checked_and_excluded_from_all_disks() {
             "Size mismatch for 'drive-scsi1-fleecing' - sector count 4096 != 2048".into()
         )
     );
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok(
-        "backup",
-        json!({"backup-file": "/dev/fdname/backup", "fleecing": true, "devlist": "drive-scsi0,drive-efidisk0"}),
+    let sink = c.backup_pipe();
+    c.backup_done(
+        sink,
+        json!({"fleecing": true, "devlist": "drive-scsi0,drive-efidisk0"}),
     );
-    assert_eq!(c.wait_backup_end()["status"], "done");
-    vma::verify(&sink.finish()[..]).unwrap();
     // Without devlist the fleecing images are not backed up.
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    let (sink, _) = c.start_vma_backup();
     let st = c.wait_backup_end();
     assert_eq!(st["total"], (4 << 20) + 65536 + (1 << 20));
     let info = vma::verify(&sink.finish()[..]).unwrap();
-    let names: Vec<String> = info.header.devices.iter().map(|d| d.name.clone()).collect();
-    assert_eq!(names, ["drive-scsi0", "drive-efidisk0", "drive-scsi1"]);
+    assert_eq!(
+        device_names(&info),
+        ["drive-scsi0", "drive-efidisk0", "drive-scsi1"]
+    );
 }
 
 #[test]
@@ -356,9 +328,8 @@ fn a_dead_reader_is_a_broken_pipe() {
 fn fd_is_left_nonblocking_like_qemu_does() {
     let (sim, _, _) = two_disk_sim(&["--rate", "1M"]);
     let mut c = sim.client();
-    let sink = PipeSink::new();
+    let sink = c.backup_pipe();
     let flags = || nix::fcntl::fcntl(sink.fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
-    c.getfd("backup", sink.fd());
     assert_eq!(flags() & libc::O_NONBLOCK, 0);
     c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
     assert_ne!(flags() & libc::O_NONBLOCK, 0, "shared file description");
@@ -371,9 +342,7 @@ fn fd_is_left_nonblocking_like_qemu_does() {
 fn events_follow_the_jobs() {
     let (sim, _, _) = two_disk_sim(&[]);
     let mut c = sim.client();
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    let (sink, _) = c.start_vma_backup();
     // The jobs are created before `backup` replies.
     let created: Vec<&Value> = c.events.iter().take(2).map(|e| &e["data"]).collect();
     assert_eq!(
@@ -440,9 +409,7 @@ fn events_follow_the_jobs() {
 fn cancel_sends_block_job_cancelled_for_every_job() {
     let (sim, _, _) = two_disk_sim(&["--rate", "4M"]);
     let mut c = sim.client();
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+    let (sink, _) = c.start_vma_backup();
     c.ok("backup-cancel", json!({}));
     drop(sink.finish());
     // backup-cancel replies after the jobs are torn down: their events came first.
@@ -497,7 +464,7 @@ fn vma_never_reports_finishing() {
     assert_eq!(waiting["status"], "active", "{waiting}");
     assert_eq!(waiting["finishing"], false, "{waiting}");
     assert!(waiting.get("end-time").is_none());
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(100));
     let still = c.ok("query-backup", json!({}));
     assert_eq!(still["status"], "active", "{still}");
     assert_eq!(still["finishing"], false, "{still}");
@@ -527,14 +494,9 @@ fn vma_never_reports_finishing() {
 fn quick_polls_of_a_vma_backup_never_see_finishing() {
     let (sim, _, _) = two_disk_sim(&["--rate", "64M", "--finishing-ms", "500"]);
     let mut c = sim.client();
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
-    let mut replies = Vec::new();
-    let done = c.wait_backup(|st| {
-        replies.push(st.clone());
-        st["status"] != "active"
-    });
+    let (sink, _) = c.start_vma_backup();
+    let replies = c.replies_to_end(Duration::ZERO);
+    let done = replies.last().unwrap();
     vma::verify(&sink.finish()[..]).unwrap();
     assert_eq!(done["status"], "done", "{done}");
     assert!(replies.len() > 10, "polled quickly: {}", replies.len());
@@ -555,8 +517,7 @@ fn duplicated_devlist_kills_the_simulator_by_sigsegv() {
     ] {
         let (mut sim, _, _) = two_disk_sim(&[]);
         let mut c = sim.client();
-        let sink = PipeSink::new();
-        c.getfd("backup", sink.fd());
+        let sink = c.backup_pipe();
         let req = json!({"execute": "backup", "arguments":
             {"backup-file": "/dev/fdname/backup", "devlist": devlist}, "id": 1});
         c.send(req.to_string().as_bytes());
@@ -578,8 +539,7 @@ fn duplicated_devlist_kills_the_simulator_by_sigsegv() {
 fn duplicates_behind_an_unknown_or_empty_name_are_device_not_found() {
     let (sim, _, _) = two_disk_sim(&[]);
     let mut c = sim.client();
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
+    let sink = c.backup_pipe();
     for (devlist, name) in [
         ("drive-scsi0;drive-scsi0;drive-ide9", "drive-ide9"),
         ("drive-scsi0,,drive-scsi0", ""),
@@ -598,12 +558,7 @@ fn duplicates_behind_an_unknown_or_empty_name_are_device_not_found() {
         );
     }
     // Still alive, and the fd is still there for a good backup.
-    c.ok(
-        "backup",
-        json!({"backup-file": "/dev/fdname/backup", "devlist": "drive-scsi0"}),
-    );
-    assert_eq!(c.wait_backup_end()["status"], "done");
-    vma::verify(&sink.finish()[..]).unwrap();
+    c.backup_done(sink, json!({"devlist": "drive-scsi0"}));
 }
 
 #[test]

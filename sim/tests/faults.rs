@@ -5,8 +5,8 @@ mod common;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use common::{PipeSink, Sim};
-use serde_json::json;
+use common::Sim;
+use serde_json::{json, Value};
 
 const DISK: &[&str] = &["--gen-disk", "drive-scsi0=8M"];
 
@@ -16,19 +16,21 @@ fn sim(flags: &[&str]) -> Sim {
     Sim::start(&args)
 }
 
-/// Starts a VMA backup into a fresh pipe; returns the pipe and the uuid.
-fn start_backup(c: &mut common::Client) -> (PipeSink, String) {
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    let r = c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
-    (sink, r["UUID"].as_str().unwrap().to_string())
+/// A VMA backup under the fault `flags`, run to its end: the last `query-backup` reply,
+/// the archive bytes and the uuid `backup` returned.
+fn backup_to_end(flags: &[&str]) -> (Value, Vec<u8>, String) {
+    let sim = sim(flags);
+    let mut c = sim.client();
+    let (sink, uuid) = c.start_vma_backup();
+    let st = c.wait_backup_end();
+    (st, sink.finish(), uuid)
 }
 
 #[test]
 fn die_at_exits_with_9_mid_stream() {
     let mut sim = sim(&["--fault-die-at", "50"]);
     let mut c = sim.client();
-    let (sink, _) = start_backup(&mut c);
+    let (sink, _) = c.start_vma_backup();
     assert_eq!(sim.wait().code(), Some(9));
     let data = sink.finish();
     assert!(!data.is_empty() && vma::verify(&data[..]).is_err());
@@ -52,29 +54,26 @@ fn error_at_fails_the_job_with_the_given_or_default_message() {
         ),
         ("40", "job failed with err -5 - Input/output error"),
     ] {
-        let sim = sim(&["--fault-error-at", flag]);
-        let mut c = sim.client();
-        let (sink, _) = start_backup(&mut c);
-        let st = c.wait_backup_end();
-        assert_eq!(st["status"], "error");
-        assert_eq!(st["errmsg"], msg);
+        let (st, archive, _) = backup_to_end(&["--fault-error-at", flag]);
+        assert_eq!(st["status"], "error", "{flag}: {st}");
+        assert_eq!(st["errmsg"], msg, "{flag}: {st}");
         // 40 % of 8 MiB is reached with the 3.25 MiB cluster: the job shows the last burst
         // published before it (1 MiB + 2 MiB), not the bytes the worker had read.
-        assert_eq!(st["transferred"], 3 << 20, "{st}");
-        assert!(st["zero-bytes"].as_u64().unwrap() <= 3 << 20, "{st}");
+        assert_eq!(st["transferred"], 3 << 20, "{flag}: {st}");
         assert!(
-            vma::verify(&sink.finish()[..]).is_err(),
-            "writer closed early"
+            st["zero-bytes"].as_u64().unwrap() <= 3 << 20,
+            "{flag}: {st}"
+        );
+        assert!(
+            vma::verify(&archive[..]).is_err(),
+            "{flag}: writer closed early"
         );
     }
 }
 
 #[test]
 fn error_at_with_smooth_progress_shows_the_bytes_read() {
-    let sim = sim(&["--fault-error-at", "40", "--smooth-progress"]);
-    let mut c = sim.client();
-    let (sink, _) = start_backup(&mut c);
-    let st = c.wait_backup_end();
+    let (st, _, _) = backup_to_end(&["--fault-error-at", "40", "--smooth-progress"]);
     assert_eq!(st["status"], "error");
     let transferred = st["transferred"].as_u64().unwrap();
     let total = st["total"].as_u64().unwrap();
@@ -82,42 +81,29 @@ fn error_at_with_smooth_progress_shows_the_bytes_read() {
         transferred * 100 >= 40 * total && transferred < total,
         "{st}"
     );
-    drop(sink.finish());
 }
 
 #[test]
 fn write_error_at_is_an_eio_of_the_vma_writer() {
-    let sim = sim(&["--fault-write-error-at", "10"]);
-    let mut c = sim.client();
-    let (sink, _) = start_backup(&mut c);
-    let st = c.wait_backup_end();
+    let (st, archive, _) = backup_to_end(&["--fault-write-error-at", "10"]);
     assert_eq!(st["status"], "error");
     assert_eq!(
         st["errmsg"],
         "vma_queue_write: write error - Input/output error"
     );
-    assert!(vma::verify(&sink.finish()[..]).is_err());
+    assert!(vma::verify(&archive[..]).is_err());
 }
 
 #[test]
 fn wrong_uuid_in_query_backup_only() {
-    let sim = sim(&["--fault-wrong-uuid"]);
-    let mut c = sim.client();
-    let (sink, uuid) = start_backup(&mut c);
-    let st = c.wait_backup_end();
+    let (st, archive, uuid) = backup_to_end(&["--fault-wrong-uuid"]);
     assert_eq!(st["status"], "done");
     let reported = st["uuid"].as_str().unwrap();
     assert_eq!(reported.len(), 36);
     assert_ne!(reported, uuid);
     // The archive carries the uuid `backup` returned.
-    let info = vma::verify(&sink.finish()[..]).unwrap();
-    let hex: String = info
-        .header
-        .uuid
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(hex, uuid.replace('-', ""));
+    let info = vma::verify(&archive[..]).unwrap();
+    assert_eq!(info.header.uuid_string(), uuid);
 }
 
 #[test]
@@ -155,8 +141,7 @@ fn garbage_reply_then_normal_service() {
 fn garbage_reply_to_backup_still_starts_it() {
     let sim = sim(&["--fault-garbage", "backup"]);
     let mut c = sim.client();
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
+    let sink = c.backup_pipe();
     c.send(br#"{"execute":"backup","arguments":{"backup-file":"/dev/fdname/backup"},"id":1}"#);
     // The jobs' events may come first (JOB_STATUS_CHANGE "created" always does).
     let line = loop {
@@ -167,8 +152,7 @@ fn garbage_reply_to_backup_still_starts_it() {
         }
     };
     assert!(serde_json::from_slice::<serde_json::Value>(&line).is_err());
-    assert_eq!(c.wait_backup_end()["status"], "done");
-    vma::verify(&sink.finish()[..]).unwrap();
+    c.expect_done(sink);
 }
 
 #[test]
@@ -182,12 +166,9 @@ fn slow_replies_come_late_but_right() {
 
 #[test]
 fn count_mismatch_at_done() {
-    let sim = sim(&["--fault-count-mismatch"]);
-    let mut c = sim.client();
-    let (sink, _) = start_backup(&mut c);
-    let st = c.wait_backup_end();
+    let (st, archive, _) = backup_to_end(&["--fault-count-mismatch"]);
     assert_eq!(st["status"], "done");
     assert_eq!(st["transferred"], (8 << 20) - 65536);
     assert_eq!(st["total"], 8 << 20);
-    vma::verify(&sink.finish()[..]).unwrap();
+    vma::verify(&archive[..]).unwrap();
 }

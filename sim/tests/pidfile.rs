@@ -138,11 +138,7 @@ fn without_pidfile_the_program_name_stays() {
 fn pidfile_is_removed_after_sigterm_and_after_quit() {
     let (mut sim, pidfile) = start_with_pidfile(false);
     let _c = sim.client();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(sim.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    sim.sigterm();
     assert_eq!(sim.wait().code(), Some(0));
     assert!(!Path::new(&pidfile).exists());
     assert!(!sim.socket.exists());

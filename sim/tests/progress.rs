@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{PipeSink, Sim};
+use common::Sim;
 use serde_json::{json, Value};
 
 const MIB: u64 = 1 << 20;
@@ -24,17 +24,23 @@ fn poll_backup(size: &str, flags: &[&str], interval: Duration) -> Vec<Value> {
     args.extend_from_slice(flags);
     let sim = Sim::start(&args);
     let mut c = sim.client();
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
-    let mut replies = Vec::new();
-    c.wait_backup(|st| {
-        replies.push(st.clone());
-        std::thread::sleep(interval);
-        st["status"] != "active"
-    });
+    let (sink, _) = c.start_vma_backup();
+    let replies = c.replies_to_end(interval);
     vma::verify(&sink.finish()[..]).unwrap();
     replies
+}
+
+/// The first `query-backup` reply of a VMA backup of a generated disk of `size` at `rate`
+/// (the backup is canceled then).
+fn first_reply(size: &str, rate: &str) -> Value {
+    let disk = format!("drive-scsi0={size}");
+    let sim = Sim::start(&["--gen-disk", disk.as_str(), "--rate", rate]);
+    let mut c = sim.client();
+    let (sink, _) = c.start_vma_backup();
+    let st = c.ok("query-backup", json!({}));
+    c.ok("backup-cancel", json!({}));
+    drop(sink.finish());
+    st
 }
 
 fn transferred(st: &Value) -> u64 {
@@ -43,30 +49,16 @@ fn transferred(st: &Value) -> u64 {
 
 #[test]
 fn first_query_after_backup_shows_one_mib() {
-    let sim = Sim::start(&["--gen-disk", "drive-scsi0=16M", "--rate", "4M"]);
-    let mut c = sim.client();
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
-    let st = c.ok("query-backup", json!({}));
+    let st = first_reply("16M", "4M");
     assert_eq!(st["status"], "active", "{st}");
     assert_eq!(st["transferred"], MIB, "{st}");
     assert!(st["zero-bytes"].as_u64().unwrap() <= MIB, "{st}");
-    c.ok("backup-cancel", json!({}));
-    drop(sink.finish());
 
     // A disk smaller than 1 MiB shows all of it at once.
-    let sim = Sim::start(&["--gen-disk", "drive-scsi0=512K", "--rate", "64K"]);
-    let mut c = sim.client();
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
-    let st = c.ok("query-backup", json!({}));
+    let st = first_reply("512K", "64K");
     assert_eq!(st["status"], "active", "{st}");
     assert_eq!(st["transferred"], 512 << 10, "{st}");
     assert_eq!(st["transferred"], st["total"], "{st}");
-    c.ok("backup-cancel", json!({}));
-    drop(sink.finish());
 }
 
 #[test]
@@ -131,17 +123,13 @@ fn unlimited_rate_ends_with_the_full_count() {
     let disk = format!("drive-scsi0={}", image.display());
     let sim = Sim::start_in(dir, &["--disk", disk.as_str()]);
     let mut c = sim.client();
-    let sink = PipeSink::new();
-    c.getfd("backup", sink.fd());
-    c.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
-    let mut values = Vec::new();
-    let done = c.wait_backup(|st| {
-        values.push(transferred(st));
-        st["status"] != "active"
-    });
+    let (sink, _) = c.start_vma_backup();
+    let replies = c.replies_to_end(Duration::ZERO);
+    let values: Vec<u64> = replies.iter().map(transferred).collect();
+    let done = replies.last().unwrap();
     let data = std::fs::read(&image).unwrap();
     assert_eq!(done["status"], "done");
-    assert_eq!(transferred(&done), 5 * MIB + 12345);
+    assert_eq!(transferred(done), 5 * MIB + 12345);
     assert_eq!(done["zero-bytes"], common::vma_zero_bytes(&data));
     let total = 5 * MIB + 12345;
     assert!(

@@ -149,46 +149,51 @@ fn parse_errors_have_no_id_and_do_not_end_the_session() {
 fn qapi_argument_errors() {
     let sim = Sim::start(&["--gen-disk", "drive-scsi0=4M"]);
     let mut c = sim.client();
-    let generic = |d: &str| ("GenericError".to_string(), d.to_string());
-    assert_eq!(
-        c.err("backup", json!({})),
-        generic("Parameter 'backup-file' is missing")
-    );
-    assert_eq!(
-        c.err("backup", json!({"backup-file": 1})),
-        generic("Invalid parameter type for 'backup-file', expected: string")
-    );
-    assert_eq!(
-        c.err("backup", json!({"backup-file": "x", "speed": "fast"})),
-        generic("Invalid parameter type for 'speed', expected: integer")
-    );
-    assert_eq!(
-        c.err("backup", json!({"backup-file": "x", "backup-time": 1.5})),
-        generic("Invalid parameter type for 'backup-time', expected: integer")
-    );
-    assert_eq!(
-        c.err(
+    for (cmd, args, desc) in [
+        ("backup", json!({}), "Parameter 'backup-file' is missing"),
+        (
             "backup",
-            json!({"backup-file": "x", "use-dirty-bitmap": "yes"})
+            json!({"backup-file": 1}),
+            "Invalid parameter type for 'backup-file', expected: string",
         ),
-        generic("Invalid parameter type for 'use-dirty-bitmap', expected: boolean")
-    );
-    assert_eq!(
-        c.err("backup", json!({"backup-file": "x", "format": "dir"})),
-        generic("Parameter 'format' does not accept value 'dir'")
-    );
-    assert_eq!(
-        c.err("backup", json!({"backup-file": "x", "timeout": 10})),
-        generic("Parameter 'timeout' is unexpected")
-    );
-    assert_eq!(
-        c.err("query-backup", json!({"x": 1})),
-        generic("Parameter 'x' is unexpected")
-    );
-    assert_eq!(
-        c.err("getfd", json!({})),
-        generic("Parameter 'fdname' is missing")
-    );
+        (
+            "backup",
+            json!({"backup-file": "x", "speed": "fast"}),
+            "Invalid parameter type for 'speed', expected: integer",
+        ),
+        (
+            "backup",
+            json!({"backup-file": "x", "backup-time": 1.5}),
+            "Invalid parameter type for 'backup-time', expected: integer",
+        ),
+        (
+            "backup",
+            json!({"backup-file": "x", "use-dirty-bitmap": "yes"}),
+            "Invalid parameter type for 'use-dirty-bitmap', expected: boolean",
+        ),
+        (
+            "backup",
+            json!({"backup-file": "x", "format": "dir"}),
+            "Parameter 'format' does not accept value 'dir'",
+        ),
+        (
+            "backup",
+            json!({"backup-file": "x", "timeout": 10}),
+            "Parameter 'timeout' is unexpected",
+        ),
+        (
+            "query-backup",
+            json!({"x": 1}),
+            "Parameter 'x' is unexpected",
+        ),
+        ("getfd", json!({}), "Parameter 'fdname' is missing"),
+    ] {
+        assert_eq!(
+            c.err(cmd, args.clone()),
+            ("GenericError".to_string(), desc.to_string()),
+            "{cmd} {args}"
+        );
+    }
     // Nothing was started by any of these.
     assert_eq!(c.ok("query-backup", json!({})), json!({"finishing": false}));
 }
@@ -264,11 +269,7 @@ fn quit_replies_and_exits_removing_the_socket() {
 fn sigterm_exits_cleanly_and_a_stale_socket_is_replaced() {
     let mut sim = Sim::start(&[]);
     let _c = sim.client();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(sim.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    sim.sigterm();
     assert_eq!(sim.wait().code(), Some(0));
     assert!(!sim.socket.exists());
 

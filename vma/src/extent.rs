@@ -89,6 +89,19 @@ mod tests {
         offset: 12800,
     };
 
+    /// Empty slots but for `used`: (slot, mask, dev id, cluster).
+    fn slots(used: &[(usize, u16, u8, u32)]) -> [BlockInfo; EXTENT_SLOTS] {
+        let mut slots = [BlockInfo::default(); EXTENT_SLOTS];
+        for &(i, mask, dev_id, cluster) in used {
+            slots[i] = BlockInfo {
+                mask,
+                dev_id,
+                cluster,
+            };
+        }
+        slots
+    }
+
     fn sealed(block_count: u16, slots: &[BlockInfo; EXTENT_SLOTS]) -> [u8; EXTENT_HEADER_SIZE] {
         let mut head = [0xaau8; EXTENT_HEADER_SIZE];
         seal(&mut head, &[9; 16], block_count, slots);
@@ -97,12 +110,7 @@ mod tests {
 
     #[test]
     fn layout_and_round_trip() {
-        let mut slots = [BlockInfo::default(); EXTENT_SLOTS];
-        slots[0] = BlockInfo {
-            mask: 0b101,
-            dev_id: 2,
-            cluster: 5,
-        };
+        let slots = slots(&[(0, 0b101, 2, 5)]);
         let mut head = sealed(2, &slots);
         assert_eq!(&head[0..4], b"VMAE");
         assert_eq!(&head[4..8], &[0, 0, 0, 2]);
@@ -116,19 +124,8 @@ mod tests {
 
     #[test]
     fn block_count_must_match_masks() {
-        let mut slots = [BlockInfo::default(); EXTENT_SLOTS];
-        slots[3] = BlockInfo {
-            mask: 0xffff,
-            dev_id: 1,
-            cluster: 0,
-        };
-        // An empty slot's mask bits do not count.
-        slots[4] = BlockInfo {
-            mask: 0xffff,
-            dev_id: 0,
-            cluster: 0,
-        };
-        let mut head = sealed(15, &slots);
+        // Slot 4 is empty (dev id 0): its mask bits do not count.
+        let mut head = sealed(15, &slots(&[(3, 0xffff, 1, 0), (4, 0xffff, 0, 0)]));
         let err = check(&mut head, &[9; 16], AT).unwrap_err();
         assert!(
             matches!(
@@ -145,7 +142,7 @@ mod tests {
 
     #[test]
     fn checksum_uuid_magic() {
-        let slots = [BlockInfo::default(); EXTENT_SLOTS];
+        let slots = slots(&[]);
         let mut head = sealed(0, &slots);
         head[100] ^= 1;
         let err = check(&mut head, &[9; 16], AT).unwrap_err();

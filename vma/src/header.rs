@@ -51,6 +51,37 @@ pub struct ArchiveHeader {
     pub header_size: u32,
 }
 
+impl ArchiveHeader {
+    /// The archive uuid as 32 lower-case hex digits, without dashes.
+    pub fn uuid_hex(&self) -> String {
+        hex(&self.uuid)
+    }
+
+    /// The archive uuid in the canonical form ([`uuid_string`]): the job uuid that
+    /// `backup` returned for the backup that wrote the archive.
+    pub fn uuid_string(&self) -> String {
+        uuid_string(&self.uuid)
+    }
+}
+
+/// 16 uuid bytes in the canonical lower-case 8-4-4-4-12 form, as QEMU's `backup` returns
+/// and `query-backup` reports a job uuid (`uuid_str` in proxmox/pve-qemu's pve-backup.c).
+pub fn uuid_string(uuid: &[u8; 16]) -> String {
+    let hex = hex(uuid);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The blob buffer as QEMU's writer builds it: position 0 unused, each blob a little-endian
 /// u16 length then the bytes, storage grown in 512-byte steps.
 struct BlobTable {
@@ -378,6 +409,19 @@ mod tests {
                 size: 1 << 20
             }]
         );
+    }
+
+    #[test]
+    fn uuid_forms() {
+        let uuid: [u8; 16] = std::array::from_fn(|i| i as u8 * 0x11);
+        assert_eq!(uuid_string(&uuid), "00112233-4455-6677-8899-aabbccddeeff");
+        let decoded = decode(sample()).unwrap();
+        assert_eq!(decoded.uuid_hex(), "07".repeat(16));
+        assert_eq!(
+            decoded.uuid_string(),
+            "07070707-0707-0707-0707-070707070707"
+        );
+        assert_eq!(decoded.uuid_string().replace('-', ""), decoded.uuid_hex());
     }
 
     #[test]

@@ -68,6 +68,6 @@ mod zero;
 
 pub use error::{Location, VmaError};
 pub use extract::extract_to_dir;
-pub use header::{ArchiveHeader, ConfigBlob, DeviceInfo};
+pub use header::{uuid_string, ArchiveHeader, ConfigBlob, DeviceInfo};
 pub use reader::{read_archive, verify, ArchiveInfo, DeviceStats, Reader};
 pub use writer::{ClusterStats, Writer};

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 
 use common::*;
-use vma::{extract_to_dir, VmaError, Writer};
+use vma::{extract_to_dir, VmaError};
 
 #[test]
 fn extracts_configs_and_exact_sparse_images() {
@@ -57,8 +57,10 @@ fn existing_target_directory_is_refused() {
     let img = image(CLUSTER, &[(0, 1)]);
     let stream = build(vec![], &[("d", &img)], None);
     let tmp = testkit::TempDir::new("vma-extract");
-    let err = extract_to_dir(stream.as_slice(), tmp.path()).unwrap_err();
-    assert!(matches!(err, VmaError::Extract { .. }), "{err}");
+    assert_err!(
+        extract_to_dir(stream.as_slice(), tmp.path()).unwrap_err(),
+        VmaError::Extract { .. }
+    );
 }
 
 #[test]
@@ -72,8 +74,10 @@ fn unsafe_names_are_refused_before_writing() {
     patch_header_blob(&mut stream, b"cfgfile\0", b"../evil\0");
     let tmp = testkit::TempDir::new("vma-extract");
     let dir = tmp.path().join("out");
-    let err = extract_to_dir(stream.as_slice(), &dir).unwrap_err();
-    assert!(matches!(err, VmaError::InvalidName { .. }), "{err}");
+    assert_err!(
+        extract_to_dir(stream.as_slice(), &dir).unwrap_err(),
+        VmaError::InvalidName { .. }
+    );
     assert!(!dir.exists());
     assert!(!tmp.path().join("evil").exists());
 }
@@ -85,10 +89,9 @@ fn failed_verification_leaves_no_final_disk_image() {
     let cut = extent_offsets(&stream)[1];
     let tmp = testkit::TempDir::new("vma-extract");
     let dir = tmp.path().join("out");
-    let err = extract_to_dir(&stream[..cut], &dir).unwrap_err();
-    assert!(
-        matches!(err, VmaError::MissingCluster { cluster: 58, .. }),
-        "{err}"
+    assert_err!(
+        extract_to_dir(&stream[..cut], &dir).unwrap_err(),
+        VmaError::MissingCluster { cluster: 58, .. }
     );
     assert!(!dir.join("disk-d.raw").exists());
     assert!(dir.join("tmp-disk-d.raw").exists());
@@ -99,17 +102,7 @@ fn failed_verification_leaves_no_final_disk_image() {
 fn with_vmstate(order: &[u32]) -> (Vec<u8>, Vec<u8>) {
     let disk = image(CLUSTER, &[(0, 10)]);
     let ram = image(3 * CLUSTER, &[(0, 3 * CLUSTER)]);
-    let mut writer = Writer::new(
-        Vec::new(),
-        UUID,
-        CTIME,
-        vec![],
-        vec![
-            ("d".into(), disk.len() as u64),
-            ("vmstatX".into(), ram.len() as u64),
-        ],
-    )
-    .unwrap();
+    let mut writer = writer(&[("d", disk.len() as u64), ("vmstatX", ram.len() as u64)]);
     writer.write_cluster(1, 0, &disk).unwrap();
     for &c in order {
         writer
@@ -133,16 +126,12 @@ fn vmstate_goes_to_vmstate_bin_and_must_be_sequential() {
     assert!(dir.join("disk-d.raw").exists());
 
     let (stream, _) = with_vmstate(&[1, 0, 2]);
-    let err = vma::verify(stream.as_slice()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            VmaError::VmstateOutOfOrder {
-                cluster: 1,
-                expected: 0,
-                ..
-            }
-        ),
-        "{err}"
+    assert_err!(
+        vma::verify(stream.as_slice()).unwrap_err(),
+        VmaError::VmstateOutOfOrder {
+            cluster: 1,
+            expected: 0,
+            ..
+        }
     );
 }

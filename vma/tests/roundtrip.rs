@@ -78,22 +78,8 @@ fn two_devices_of_odd_sizes_out_of_order_and_interleaved() {
 fn last_cluster_accepts_exact_length_and_ignores_bytes_past_the_end() {
     let size = 2 * CLUSTER + 5000;
     let img = image(size, &[(0, size)]);
-    let mut exact = Writer::new(
-        Vec::new(),
-        UUID,
-        CTIME,
-        vec![],
-        vec![("d".into(), size as u64)],
-    )
-    .unwrap();
-    let mut padded = Writer::new(
-        Vec::new(),
-        UUID,
-        CTIME,
-        vec![],
-        vec![("d".into(), size as u64)],
-    )
-    .unwrap();
+    let mut exact = writer(&[("d", size as u64)]);
+    let mut padded = writer(&[("d", size as u64)]);
     for c in 0..2u32 {
         let data = padded_cluster(&img, c);
         exact.write_cluster(1, c, &data).unwrap();

@@ -6,14 +6,7 @@ use common::*;
 use vma::{verify, ClusterStats, VmaError, Writer};
 
 fn one_device(size: u64) -> Writer<Vec<u8>> {
-    Writer::new(
-        Vec::new(),
-        UUID,
-        CTIME,
-        vec![],
-        vec![("drive-scsi0".into(), size)],
-    )
-    .unwrap()
+    writer(&[("drive-scsi0", size)])
 }
 
 #[test]
@@ -118,52 +111,37 @@ fn transferred_sums_to_the_device_size() {
 #[test]
 fn rejects_bad_cluster_calls_and_stays_usable() {
     let size = 2 * CLUSTER as u64 + 10;
-    let mut writer = Writer::new(
-        Vec::new(),
-        UUID,
-        CTIME,
-        vec![],
-        vec![("a".into(), size), ("b".into(), 4096)],
-    )
-    .unwrap();
+    let mut writer = writer(&[("a", size), ("b", 4096)]);
     let full = pattern(2, CLUSTER);
     for dev_id in [0, 3, 255] {
-        let err = writer.write_cluster(dev_id, 0, &full).unwrap_err();
-        assert!(
-            matches!(err, VmaError::NoSuchStream { dev_id: d } if d == dev_id),
-            "{err}"
+        let err = assert_err!(
+            writer.write_cluster(dev_id, 0, &full).unwrap_err(),
+            VmaError::NoSuchStream { dev_id: d } if *d == dev_id
         );
         assert_eq!(err.to_string(), format!("no such stream {dev_id}"));
     }
-    let err = writer.write_cluster(1, 3, &full).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            VmaError::ClusterOutOfRange {
-                cluster: 3,
-                clusters: 3,
-                ..
-            }
-        ),
-        "{err}"
+    assert_err!(
+        writer.write_cluster(1, 3, &full).unwrap_err(),
+        VmaError::ClusterOutOfRange {
+            cluster: 3,
+            clusters: 3,
+            ..
+        }
     );
-    let err = writer.write_cluster(1, 0, &full[..100]).unwrap_err();
-    assert!(
-        matches!(err, VmaError::BadDataLength { len: 100, .. }),
-        "{err}"
+    assert_err!(
+        writer.write_cluster(1, 0, &full[..100]).unwrap_err(),
+        VmaError::BadDataLength { len: 100, .. }
     );
     // Only the last cluster may be short, and only to the device end.
-    let err = writer.write_cluster(1, 2, &full[..11]).unwrap_err();
-    assert!(
-        matches!(err, VmaError::BadDataLength { expected: 10, .. }),
-        "{err}"
+    assert_err!(
+        writer.write_cluster(1, 2, &full[..11]).unwrap_err(),
+        VmaError::BadDataLength { expected: 10, .. }
     );
 
     writer.write_cluster(1, 0, &full).unwrap();
-    let err = writer.write_zero_cluster(1, 0).unwrap_err();
-    assert!(
-        matches!(err, VmaError::ClusterAlreadyWritten { cluster: 0, .. }),
-        "{err}"
+    assert_err!(
+        writer.write_zero_cluster(1, 0).unwrap_err(),
+        VmaError::ClusterAlreadyWritten { cluster: 0, .. }
     );
 
     writer.write_cluster(1, 1, &full).unwrap();
@@ -177,17 +155,7 @@ fn rejects_bad_cluster_calls_and_stays_usable() {
 
 #[test]
 fn finish_refuses_an_incomplete_stream() {
-    let mut writer = Writer::new(
-        Vec::new(),
-        UUID,
-        CTIME,
-        vec![],
-        vec![
-            ("drive-scsi0".into(), 65536),
-            ("drive-scsi1".into(), 200_000),
-        ],
-    )
-    .unwrap();
+    let mut writer = writer(&[("drive-scsi0", 65536), ("drive-scsi1", 200_000)]);
     writer.write_zero_cluster(1, 0).unwrap();
     writer.write_zero_cluster(2, 0).unwrap();
     writer.write_zero_cluster(2, 3).unwrap();
@@ -218,17 +186,18 @@ fn rejects_bad_archive_descriptions() {
             "{bad:?}: {err}"
         );
     }
-    let err = new(vec![("/".into(), vec![1])], vec![("d".into(), 1)]).unwrap_err();
-    assert!(matches!(err, VmaError::InvalidName { .. }), "{err}");
+    assert_err!(
+        new(vec![("/".into(), vec![1])], vec![("d".into(), 1)]).unwrap_err(),
+        VmaError::InvalidName { .. }
+    );
     let configs = (0..257).map(|i| (format!("c{i}"), vec![1])).collect();
     assert!(matches!(
         new(configs, vec![("d".into(), 1)]),
         Err(VmaError::TooManyConfigs(257))
     ));
-    let err = new(vec![("big".into(), vec![1; 70000])], vec![("d".into(), 1)]).unwrap_err();
-    assert!(
-        matches!(err, VmaError::BlobTooLarge { len: 70000, .. }),
-        "{err}"
+    assert_err!(
+        new(vec![("big".into(), vec![1; 70000])], vec![("d".into(), 1)]).unwrap_err(),
+        VmaError::BlobTooLarge { len: 70000, .. }
     );
 }
 
@@ -247,8 +216,7 @@ fn output_error_poisons_the_writer() {
     for c in 0..59 {
         result = writer.write_cluster(1, c, &data);
     }
-    let err = result.unwrap_err();
-    assert!(matches!(err, VmaError::Write(_)), "{err}");
+    let err = assert_err!(result.unwrap_err(), VmaError::Write(_));
     assert!(err.to_string().contains("disk full"), "{err}");
     assert!(matches!(
         writer.write_cluster(1, 60, &data),

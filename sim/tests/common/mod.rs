@@ -59,6 +59,15 @@ impl Sim {
     pub fn raw_client(&self) -> Client {
         Client::connect(&self.socket)
     }
+
+    /// Sends SIGTERM to the simulator (our own direct child).
+    pub fn sigterm(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
 }
 
 /// A raw QMP client: messages are read as CRLF-terminated lines.
@@ -178,6 +187,52 @@ impl Client {
         self.send_with_fd(req.to_string().as_bytes(), fd);
         let r = self.reply();
         assert_eq!(r, json!({"return": {}, "id": "fd"}));
+    }
+
+    /// A fresh [`PipeSink`] whose write end the simulator now holds as fd `backup`.
+    pub fn backup_pipe(&mut self) -> PipeSink {
+        let sink = PipeSink::new();
+        self.getfd("backup", sink.fd());
+        sink
+    }
+
+    /// A VMA backup to `/dev/fdname/backup` on a fresh [`Client::backup_pipe`]: the pipe
+    /// and the job uuid `backup` returned.
+    pub fn start_vma_backup(&mut self) -> (PipeSink, String) {
+        let sink = self.backup_pipe();
+        let r = self.ok("backup", json!({"backup-file": "/dev/fdname/backup"}));
+        (sink, r["UUID"].as_str().unwrap().to_string())
+    }
+
+    /// Waits for the job to end, asserts that it is `done` and verifies the archive that
+    /// `sink` got.
+    pub fn expect_done(&mut self, sink: PipeSink) -> vma::ArchiveInfo {
+        let st = self.wait_backup_end();
+        assert_eq!(st["status"], "done", "{st}");
+        vma::verify(&sink.finish()[..]).unwrap()
+    }
+
+    /// `backup` to `/dev/fdname/backup` (the fd `sink` holds) with the further arguments
+    /// `args`, then [`Client::expect_done`].
+    pub fn backup_done(&mut self, sink: PipeSink, args: Value) -> vma::ArchiveInfo {
+        let mut all = json!({"backup-file": "/dev/fdname/backup"});
+        all.as_object_mut()
+            .unwrap()
+            .extend(args.as_object().unwrap().clone());
+        self.ok("backup", all);
+        self.expect_done(sink)
+    }
+
+    /// Every `query-backup` reply until the job is no longer active, that last one
+    /// included; `pause` between the polls besides [`Client::wait_backup`]'s.
+    pub fn replies_to_end(&mut self, pause: Duration) -> Vec<Value> {
+        let mut replies = Vec::new();
+        self.wait_backup(|st| {
+            replies.push(st.clone());
+            std::thread::sleep(pause);
+            st["status"] != "active"
+        });
+        replies
     }
 
     /// Polls `query-backup` until the job is no longer active.

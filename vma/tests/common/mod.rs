@@ -48,6 +48,15 @@ pub fn clusters_of(img: &[u8]) -> u32 {
     img.len().div_ceil(CLUSTER) as u32
 }
 
+/// A writer into memory with [`UUID`], [`CTIME`], no configs and `devices` (dev ids 1..).
+pub fn writer(devices: &[(&str, u64)]) -> Writer<Vec<u8>> {
+    let devices = devices
+        .iter()
+        .map(|&(name, size)| (name.to_string(), size))
+        .collect();
+    Writer::new(Vec::new(), UUID, CTIME, vec![], devices).unwrap()
+}
+
 /// Writes `images` (dev ids 1..) cluster by cluster in `order` ((dev_id, cluster) pairs;
 /// all clusters in device order when `None`).
 pub fn build(
@@ -99,6 +108,19 @@ pub fn rebuild(stream: &[u8]) -> Result<(ArchiveInfo, Vec<Vec<u8>>), VmaError> {
     }
     Ok((info, images))
 }
+
+/// Asserts that the error `err` matches `pattern` (a guard allowed), with the error as the
+/// message; evaluates to the error.
+#[allow(unused_macros)] // each test binary uses a different part
+macro_rules! assert_err {
+    ($err:expr, $pattern:pat $(if $guard:expr)?) => {{
+        let err = $err;
+        assert!(matches!(&err, $pattern $(if $guard)?), "{err}");
+        err
+    }};
+}
+#[allow(unused_imports)] // each test binary uses a different part
+pub(crate) use assert_err;
 
 pub fn be_u32(buf: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(buf[at..at + 4].try_into().unwrap())
