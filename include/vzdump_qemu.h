@@ -32,6 +32,11 @@
 #define VZDUMP_QEMU_LOG_INFO 0
 
 /**
+ * Log level of a warning (`WARN:`).
+ */
+#define VZDUMP_QEMU_LOG_WARN 1
+
+/**
  * Log level of an error (`ERROR:`).
  */
 #define VZDUMP_QEMU_LOG_ERR 2

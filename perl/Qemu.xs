@@ -287,7 +287,8 @@ log_trampoline(void *userdata, uint32_t level, const char *line)
     sv_utf8_decode(text);
     PUSHMARK(SP);
     EXTEND(SP, 2);
-    PUSHs(sv_2mortal(newSVpv(level == VZDUMP_QEMU_LOG_ERR ? "err" : "info", 0)));
+    PUSHs(sv_2mortal(newSVpv(level == VZDUMP_QEMU_LOG_ERR ? "err"
+        : level == VZDUMP_QEMU_LOG_WARN ? "warn" : "info", 0)));
     PUSHs(text);
     PUTBACK;
     call_sv(cbs->log_cb, G_EVAL | G_DISCARD);

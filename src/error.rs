@@ -83,6 +83,10 @@ pub enum Error {
     /// The caller's cancel check asked to stop.
     #[error("operation cancelled by caller")]
     Cancelled,
+    /// A backup job ended by a signal or by its cancel check, with the die text of the
+    /// seed's signal handlers in `archive_vma` / `archive_pbs`.
+    #[error("interrupted by signal")]
+    Signal,
 }
 
 /// How far a command got before it failed.
@@ -283,6 +287,16 @@ impl Error {
             Error::Command(c) => matches!(c.cause, Cause::Timeout { .. }),
             Error::Compressor(c) => c.is_timeout(),
             _ => false,
+        }
+    }
+
+    /// What a Perl `eval` around the failed call would hold: a signal shows as the seed's
+    /// handlers' `interrupted by signal`, anything else as its message.
+    pub fn eval_text(&self) -> String {
+        match self {
+            Error::Interrupted { .. } | Error::Cancelled => Error::Signal.to_string(),
+            e if e.is_interrupted() => Error::Signal.to_string(),
+            e => e.to_string(),
         }
     }
 

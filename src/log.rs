@@ -5,6 +5,10 @@
 pub enum Level {
     /// `INFO:`.
     Info,
+    /// `WARN:` (today's qemu-server warns where the seed had no line, e.g. an ignored
+    /// setting; the backup job also reports a failed power-state restore this way, which
+    /// qemu-server prints with Perl's `warn`).
+    Warn,
     /// `ERROR:`.
     Err,
 }

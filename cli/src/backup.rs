@@ -31,6 +31,7 @@ fn compressor_command(name: &str) -> Result<Option<&'static str>, Failure> {
 fn log(level: Level, line: &str) {
     let prefix = match level {
         Level::Info => "INFO",
+        Level::Warn => "WARN",
         Level::Err => "ERROR",
     };
     println!("{prefix}: {line}");

@@ -30,7 +30,7 @@ pub fn check_devlist(devlist: &str) -> Result<()> {
 }
 
 /// A VMA backup into a file descriptor registered with `getfd`. As JSON (C and Perl):
-/// `config-file`, `firewall-file`, `devlist` and vzdump's `bwlimit`; unknown keys are
+/// `config-file`, `firewall-file`, `devlist`, vzdump's `bwlimit` and `max-workers`; unknown keys are
 /// refused ([`crate::loose::from_json`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -47,6 +47,9 @@ pub struct VmaParams {
     /// vzdump's `bwlimit` in KiB/s; sent as `speed` in bytes/s, 0 (unlimited) if absent.
     #[serde(default, rename = "bwlimit", deserialize_with = "loose::opt_u64")]
     pub bwlimit_kib: Option<u64>,
+    /// Parallel workers (today's `performance` `max-workers`), sent only when set.
+    #[serde(default, deserialize_with = "loose::opt_i64")]
+    pub max_workers: Option<i64>,
 }
 
 impl VmaParams {
@@ -70,6 +73,9 @@ impl VmaParams {
             if let Some(v) = value {
                 args[key] = Value::from(v.as_str());
             }
+        }
+        if let Some(workers) = self.max_workers {
+            args["max-workers"] = Value::from(workers);
         }
         args
     }
@@ -190,6 +196,7 @@ mod tests {
             firewall_file: None,
             devlist: Some("drive-scsi0,drive-virtio1".into()),
             bwlimit_kib: Some(1000),
+            max_workers: None,
         };
         assert_eq!(
             p.to_arguments(),
@@ -252,10 +259,15 @@ mod tests {
     #[test]
     fn vma_parameters_from_json() {
         let p: VmaParams = crate::loose::from_json(json!({
-            "config-file": "/t/c", "devlist": "drive-scsi0", "bwlimit": "1000"
+            "config-file": "/t/c", "devlist": "drive-scsi0", "bwlimit": "1000", "max-workers": "4"
         }))
         .unwrap();
         assert_eq!(p.to_arguments()["speed"], 1_024_000);
+        assert_eq!(p.to_arguments()["max-workers"], 4);
+        assert!(VmaParams::default()
+            .to_arguments()
+            .get("max-workers")
+            .is_none());
         let e = crate::loose::from_json::<VmaParams>(json!({"bwlimit": -1})).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -8,6 +8,8 @@ use crate::log::Level;
 
 /// Log level of an informational line (`INFO:` in a vzdump task log).
 pub const VZDUMP_QEMU_LOG_INFO: u32 = 0;
+/// Log level of a warning (`WARN:`).
+pub const VZDUMP_QEMU_LOG_WARN: u32 = 1;
 /// Log level of an error (`ERROR:`).
 pub const VZDUMP_QEMU_LOG_ERR: u32 = 2;
 
@@ -63,6 +65,7 @@ impl Callbacks {
         let Some(cb) = self.log_cb else { return };
         let level = match level {
             Level::Info => VZDUMP_QEMU_LOG_INFO,
+            Level::Warn => VZDUMP_QEMU_LOG_WARN,
             Level::Err => VZDUMP_QEMU_LOG_ERR,
         };
         let text = CString::new(line.replace('\0', " ")).expect("NULs replaced");

@@ -72,6 +72,7 @@ pub(crate) fn code_of(err: &Error) -> vzdump_qemu_result {
         Error::Compressor(c) if c.is_timeout() => VZDUMP_QEMU_TIMEOUT,
         Error::Compressor(_) => VZDUMP_QEMU_COMPRESSOR,
         Error::Cancelled => VZDUMP_QEMU_CANCELLED,
+        Error::Signal => VZDUMP_QEMU_INTERRUPTED,
     }
 }
 

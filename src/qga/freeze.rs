@@ -6,6 +6,8 @@
 //! — thaw whenever a freeze was attempted, even if the freeze command failed, because the
 //! agent may have frozen some filesystems before the error (or before a timeout).
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::{command, ping, Options};
@@ -51,6 +53,87 @@ pub fn fs_freeze_unless_stopped(
         fs_thaw(peer, options, &mut |_, _| {});
     }
     Err(Error::Cancelled)
+}
+
+/// How long today's [`guest_fsfreeze`] waits for the freeze and for each status query.
+pub const GUEST_FSFREEZE_WAIT: Duration = Duration::from_secs(10 * 60);
+
+/// How many status queries today's [`guest_fsfreeze`] sends after a freeze that did not
+/// answer in time.
+const FSFREEZE_STATUS_QUERIES: u64 = 5;
+
+/// Today's freeze (proxmox/qemu-server `src/PVE/QemuServer/Agent.pm`, `guest_fsfreeze`):
+/// `guest-fsfreeze-freeze` waits [`GUEST_FSFREEZE_WAIT`] instead of an hour; if it does
+/// not answer, `guest-fsfreeze-status` (queued behind a freeze still running) is asked up
+/// to five times, each announced with `still waiting on guest fs freeze - timeout in <n>
+/// minutes` (qemu-server prints it to the task's output; here it is an info line). Fails
+/// with `unable to freeze guest fs - <desc>` when the agent refuses the freeze, `querying
+/// status after freezing guest fs failed - <reason>` when the queries fail or all time
+/// out (`timeout after 60 minutes`), and `unable to freeze guest fs - unexpected status
+/// '<status>'` unless the guest is `frozen`.
+pub fn guest_fsfreeze(
+    peer: &Peer,
+    options: &Options,
+    log: &mut dyn FnMut(Level, &str),
+) -> Result<()> {
+    let wait = Some(GUEST_FSFREEZE_WAIT);
+    match command(peer, "guest-fsfreeze-freeze", None, wait, options) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.class().is_some() => {
+            return Err(Error::Backup(format!(
+                "unable to freeze guest fs - {}",
+                e.desc()
+            )))
+        }
+        Err(_) => {}
+    }
+    let minutes = GUEST_FSFREEZE_WAIT.as_secs() / 60;
+    let mut status = None;
+    for i in 0..FSFREEZE_STATUS_QUERIES {
+        log(
+            Level::Info,
+            &format!(
+                "still waiting on guest fs freeze - timeout in {} minutes",
+                minutes * (FSFREEZE_STATUS_QUERIES - i)
+            ),
+        );
+        match command(peer, "guest-fsfreeze-status", None, wait, options) {
+            Ok(reply) => {
+                status = Some(reply);
+                break;
+            }
+            Err(e) if e.is_timeout() => continue,
+            Err(e) => {
+                // check_agent_error: an agent's error reply reads `Agent error: <desc>`.
+                let reason = match e.class() {
+                    Some(_) => format!("Agent error: {}", e.desc()),
+                    None => e.eval_text(),
+                };
+                return Err(status_failed(&reason));
+            }
+        }
+    }
+    let Some(status) = status else {
+        let total = minutes * (FSFREEZE_STATUS_QUERIES + 1);
+        return Err(status_failed(&format!("timeout after {total} minutes")));
+    };
+    match status.as_str() {
+        Some("frozen") => Ok(()),
+        _ => {
+            let shown = status
+                .as_str()
+                .map_or_else(|| status.to_string(), str::to_string);
+            Err(Error::Backup(format!(
+                "unable to freeze guest fs - unexpected status '{shown}'"
+            )))
+        }
+    }
+}
+
+fn status_failed(reason: &str) -> Error {
+    Error::Backup(format!(
+        "querying status after freezing guest fs failed - {reason}"
+    ))
 }
 
 /// Thaws the guest's filesystems after [`fs_freeze`] returned true; a failure is logged at

@@ -21,7 +21,10 @@ mod freeze;
 use std::time::Duration;
 
 pub use client::{command, ping};
-pub use freeze::{fs_freeze, fs_freeze_status, fs_freeze_unless_stopped, fs_thaw};
+pub use freeze::{
+    fs_freeze, fs_freeze_status, fs_freeze_unless_stopped, fs_thaw, guest_fsfreeze,
+    GUEST_FSFREEZE_WAIT,
+};
 
 /// Timeout of the `guest-ping` agent check (qemu-server's `qga_check_running`).
 pub const GUEST_PING: Duration = Duration::from_secs(3);

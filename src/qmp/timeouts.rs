@@ -10,6 +10,8 @@ pub const DEFAULT: Duration = Duration::from_secs(5);
 pub const CONT_AFTER_BACKUP: Duration = Duration::from_secs(45);
 /// PBS `backup` start: above the PBS client's 120 s HTTP timeout.
 pub const PBS_BACKUP_START: Duration = Duration::from_secs(125);
+/// The seed's PBS `backup` start (`$params->{timeout} = 60`).
+pub const PBS_BACKUP_START_SEED: Duration = Duration::from_secs(60);
 /// One budget for the whole VMA start: connect, `qmp_capabilities`, `getfd`, `backup`.
 pub const VMA_BACKUP_START: Duration = Duration::from_secs(30);
 /// Connecting to the socket (qemu-server retries for up to the command timeout).

@@ -185,27 +185,57 @@ impl QemuGa {
     /// Starts the VM's QEMU and the agent, and waits until the agent accepts connections.
     pub fn start() -> QemuGa {
         let vm = Qemu::start_vm(Self::VMID, &["-S"]);
-        let dir = vm.dir.path();
-        let socket = dir.join(format!("{}.qga", Self::VMID));
-        let state = dir.join("state");
-        std::fs::create_dir(&state).unwrap();
-        let mut child = Command::new(Self::binary())
-            .args(["-m", "unix-listen", "-p"])
-            .arg(&socket)
-            .arg("-t")
-            .arg(&state)
-            .arg("-f")
-            .arg(dir.join("qga.pid"))
-            .arg("-l")
-            .arg(dir.join("qga.log"))
-            .args(["-b", Self::BLOCKED])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start qemu-ga");
-        wait_accepting("qemu-ga", &socket, &mut child);
+        let (child, socket) = spawn_agent(vm.dir.path(), Self::VMID);
         QemuGa { child, socket, vm }
+    }
+}
+
+/// qemu-ga on the host as VM `vmid`'s agent in `dir` (`<dir>/<vmid>.qga`), with
+/// [`QemuGa::BLOCKED`] refused, once it accepts connections.
+fn spawn_agent(dir: &Path, vmid: u32) -> (Child, PathBuf) {
+    let socket = dir.join(format!("{vmid}.qga"));
+    let state = dir.join(format!("qga-{vmid}-state"));
+    std::fs::create_dir_all(&state).unwrap();
+    let mut child = Command::new(QemuGa::binary())
+        .args(["-m", "unix-listen", "-p"])
+        .arg(&socket)
+        .arg("-t")
+        .arg(&state)
+        .arg("-f")
+        .arg(dir.join(format!("qga-{vmid}.pid")))
+        .arg("-l")
+        .arg(dir.join(format!("qga-{vmid}.log")))
+        .args(["-b", QemuGa::BLOCKED])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start qemu-ga");
+    wait_accepting("qemu-ga", &socket, &mut child);
+    (child, socket)
+}
+
+/// qemu-ga alone, as the agent of a VM whose QEMU runs elsewhere (e.g. the simulator in
+/// the same directory); killed and reaped on drop.
+pub struct Agent {
+    /// The agent.
+    pub child: Child,
+    /// Its socket.
+    pub socket: PathBuf,
+}
+
+impl Agent {
+    /// The agent of VM `vmid` in `dir` (see [`QemuGa::BLOCKED`] for what it refuses).
+    pub fn start_in(dir: &Path, vmid: u32) -> Agent {
+        let (child, socket) = spawn_agent(dir, vmid);
+        Agent { child, socket }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -264,7 +294,12 @@ impl Sim {
     /// The simulator as VM `vmid` of its directory: socket `<dir>/<vmid>.qmp` and
     /// `--pidfile <dir>/<vmid>.pid`, so a VM peer passes qemu-server's running check.
     pub fn start_vmid(vmid: u32, args: &[&str]) -> Sim {
-        let dir = TempDir::new("sim");
+        Self::start_vmid_in(TempDir::new("sim"), vmid, args)
+    }
+
+    /// [`start_vmid`](Self::start_vmid) in a given directory (a run directory the caller
+    /// made before, e.g. for a VM a test starts later).
+    pub fn start_vmid_in(dir: TempDir, vmid: u32, args: &[&str]) -> Sim {
         let socket = dir.join(&format!("{vmid}.qmp"));
         let pidfile = dir.join(&format!("{vmid}.pid"));
         let pidfile_arg = pidfile.display().to_string();

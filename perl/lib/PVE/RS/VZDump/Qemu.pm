@@ -133,6 +133,8 @@ sub _log_sink {
             my ($level, $line) = @_;
             if ($level eq 'err') {
                 $log->logerr($line);
+            } elsif ($level eq 'warn' && $log->can('log')) {
+                $log->log('warn', $line);
             } else {
                 $log->loginfo($line);
             }
@@ -560,8 +562,8 @@ C<< $query_backup_status_loop->($self, $vmid, $job_uuid) >> (lines 255-319) and 
 C<< $query_backup_status_loop->($self, $vmid, $job_uuid, $qemu_support) >>.
 
 C<$log> receives every line: a code reference called as C<< $log->($level, $line) >> with
-C<$level> C<info> or C<err>, or an object with C<loginfo> and C<logerr> methods (the vzdump
-plugin C<$self>). If C<$log> dies, the loop stops and the error is rethrown. A signal whose
+C<$level> C<info>, C<warn> or C<err>, or an object with C<loginfo> and C<logerr> methods (the
+vzdump plugin C<$self>; a warning goes to its C<log('warn', ...)> if it has one). If C<$log> dies, the loop stops and the error is rethrown. A signal whose
 handler returns does not disturb the loop; a handler that dies ends it with its error
 (within about 100 ms), as the seed's C<sleep(1)> would.
 
