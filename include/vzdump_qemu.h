@@ -65,6 +65,11 @@ typedef struct vzdump_qemu_compressor vzdump_qemu_compressor;
 typedef struct vzdump_qemu_conn vzdump_qemu_conn;
 
 /**
+ * A backup job of one VM: its parameters, and once it ran well, its record.
+ */
+typedef struct vzdump_qemu_job vzdump_qemu_job;
+
+/**
  * Where a monitor socket is, plus connection settings. Create with
  * `vzdump_qemu_peer_new_vmid`, `vzdump_qemu_peer_new_path` or
  * `vzdump_qemu_peer_new_target`; free with `vzdump_qemu_peer_free`. Immutable after
@@ -96,6 +101,14 @@ typedef bool (*vzdump_qemu_cancel_callback)(void *userdata);
  * died.
  */
 typedef uint32_t (*vzdump_qemu_log_callback)(void *userdata, uint32_t level, const char *line);
+
+/**
+ * Starts or stops the backup's VM (`start_cb`: paused, as qemu-server's `vm_start` with
+ * `paused`; `stop_cb`: after a backup the VM was started for). Return 0 on success; on
+ * failure write a NUL-terminated message of at most `error_len` bytes into `error_buf`
+ * (it is the job's failure for a start, a warning for a stop) and return non-zero.
+ */
+typedef uint32_t (*vzdump_qemu_vm_callback)(void *userdata, char *error_buf, size_t error_len);
 
 /**
  * Success.
@@ -336,6 +349,98 @@ vzdump_qemu_result vzdump_qemu_compressor_kill(struct vzdump_qemu_compressor *co
  * `compressor` is NULL or a live handle, not used afterwards.
  */
 void vzdump_qemu_compressor_free(struct vzdump_qemu_compressor *compressor);
+
+/**
+ * Creates a VMA backup job (qemu-server's `archive_vma`) of the VM `peer`, which must be
+ * given by VM id (`vzdump_qemu_peer_new_vmid`); its style (`vzdump_qemu_peer_set_style`) picks
+ * the seed's flow or today's. `job_json`:
+ * `{"task": {...}, "output-file": "<path>" | "output-fd": <fd>, "compressor": "<command>"}`
+ * with `task` = `{"disks": [{"type": "file"|"block", "qmdevice": "drive-scsi0"}, ...],
+ * "config-file", "firewall-file", "mode": "snapshot"|"suspend"|"stop", "vm-was-running",
+ * "vm-was-paused", "agent", "guest-fsfreeze", "is-template", "vm-stop-time", "bwlimit",
+ * "max-workers"}` (the Rust types `VmaJob` and `Task`; unknown keys are refused). An
+ * `output-fd` must stay open until the job ran.
+ *
+ * # Safety
+ * Pointers are NULL or valid; `job_json` NUL-terminated.
+ */
+vzdump_qemu_result vzdump_qemu_job_new_vma(const struct vzdump_qemu_peer *peer,
+                                           const char *job_json,
+                                           struct vzdump_qemu_job **out,
+                                           char **error);
+
+/**
+ * Creates a Proxmox Backup Server job (qemu-server's `archive_pbs`), as
+ * `vzdump_qemu_job_new_vma`. `job_json`: `{"task": {...}, "pbs": {...}}` with `pbs` the
+ * server side of the `backup` arguments by their QMP names (`backup-file`, `backup-id`,
+ * `backup-time`, `password`, `fingerprint`, `keyfile`, `master-keyfile`, `backup-ns`, ...;
+ * the job adds `devlist`, `config-file`, `firewall-file`, `speed`, `max-workers`,
+ * `encrypt` and `use-dirty-bitmap`). Passwords never appear in messages.
+ *
+ * # Safety
+ * Pointers are NULL or valid; `job_json` NUL-terminated.
+ */
+vzdump_qemu_result vzdump_qemu_job_new_pbs(const struct vzdump_qemu_peer *peer,
+                                           const char *job_json,
+                                           struct vzdump_qemu_job **out,
+                                           char **error);
+
+/**
+ * Runs the job, in this order (the seed's `archive_vma` / `archive_pbs`; today's style
+ * differs as the Rust module `job` documents):
+ * 1. the devlist from the task's disks;
+ * 2. if the VM does not run: `starting kvm to execute backup task` and `start_cb`;
+ * 3. from here a signal that interrupts a wait, a non-zero return of `log_cb` or `cancel_cb`
+ *    returning true ends the job with `interrupted by signal` (`VZDUMP_QEMU_INTERRUPTED`);
+ * 4. VMA: the output file and the compressor behind a pipe;
+ * 5. the guest freeze if asked (agent configured, not stop mode, VM was running);
+ * 6. the backup start (VMA 30 s for `getfd` and `backup`; PBS 60 s, today 125 s);
+ * 7. the thaw if a freeze was issued, before a start failure is passed on;
+ * 8. VMA: the pipe's write end closed; `got no uuid for backup task`;
+ * 9. `started backup task '<uuid>'`;
+ * 10. the VM resumed if it was running (`resuming VM again[ after <n> seconds]`, `cont`);
+ * 11. the status-poll loop;
+ * 12. on a failure of 3 to 11: the error logged, the job cancelled (`aborting backup
+ *     job`) if it started (today always, and the VM resumed again);
+ * 13. the power state restored: a VM started in 2 and still in `prelaunch` is stopped
+ *     with `stop_cb` (`stopping kvm after backup task`); failures are warnings;
+ * 14. VMA: the compressor killed on failure, else waited for (`<command> failed - wrong
+ *     exit status <n>`).
+ *
+ * Returns OK when the backup is done (`vzdump_qemu_job_result_json` then has its record),
+ * else the failure's code and text (the one logged in 12; also in
+ * `vzdump_qemu_last_error_json`). `log_cb`, `start_cb` and `stop_cb` are required.
+ *
+ * # Safety
+ * `job` is NULL or live; the callbacks are NULL or valid with `userdata` during the call.
+ */
+vzdump_qemu_result vzdump_qemu_job_run(struct vzdump_qemu_job *job,
+                                       vzdump_qemu_log_callback log_cb,
+                                       vzdump_qemu_vm_callback start_cb,
+                                       vzdump_qemu_vm_callback stop_cb,
+                                       vzdump_qemu_cancel_callback cancel_cb,
+                                       void *userdata,
+                                       char **error);
+
+/**
+ * The record of a job that ran well: `{"uuid": "<job uuid>", "progress": {...}}` with
+ * `progress` as `vzdump_qemu_poll_run` gives it (`total` is qemu-server's
+ * `$task->{size}`). `VZDUMP_QEMU_INVALID_PARAMETER` before a successful run.
+ *
+ * # Safety
+ * `job` is NULL or live; `out_json` and `error` NULL or writable.
+ */
+vzdump_qemu_result vzdump_qemu_job_result_json(const struct vzdump_qemu_job *job,
+                                               char **out_json,
+                                               char **error);
+
+/**
+ * Frees a job. NULL is ignored.
+ *
+ * # Safety
+ * `job` is NULL or a live handle, not used afterwards.
+ */
+void vzdump_qemu_job_free(struct vzdump_qemu_job *job);
 
 /**
  * Prepares the loop for job `job_uuid` (style `VZDUMP_QEMU_STYLE_*`); its clock starts

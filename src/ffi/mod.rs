@@ -11,6 +11,7 @@ mod args;
 pub mod backup;
 pub mod callbacks;
 pub mod compressor;
+pub mod job;
 pub mod poll;
 pub mod qga;
 pub mod qmp;

@@ -135,7 +135,7 @@ pub unsafe extern "C" fn vzdump_qemu_poll_run(
         match outcome {
             Ok(done) => {
                 if let Some(out) = out {
-                    out.put_str(&progress_json(&poll.poller, &done).to_string());
+                    out.put_str(&progress_json(poll.poller.style(), &done).to_string());
                 }
                 Ok(())
             }
@@ -153,9 +153,9 @@ pub unsafe extern "C" fn vzdump_qemu_poll_run(
 }
 
 /// The result of a finished loop, as `vzdump_qemu_poll_run` documents it.
-fn progress_json(poller: &Poller, done: &crate::progress::Completed) -> serde_json::Value {
+pub(crate) fn progress_json(style: Style, done: &crate::progress::Completed) -> serde_json::Value {
     let p = done.progress;
-    let (total, reused) = match poller.style() {
+    let (total, reused) = match style {
         // What today's loop returns.
         Style::Current => (done.totals.total, done.totals.reused),
         // The seed's returns nothing: the final reply's numbers.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# C API tests: header as C99/C11/C++, test_api.c against pve-qmp-sim and real QEMU (plain
-# and under valgrind), the archive it wrote verified, and a program built against the
+# C API tests: header as C99/C11/C++, test_api.c against pve-qmp-sim and real QEMU and
+# test_job.c (the backup job) against simulators it starts (plain and under valgrind), the
+# archives they wrote verified, and a program built against the
 # installed library through pkg-config alone.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,8 +28,9 @@ done
 g++ -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude tests/c/header_cxx.cpp \
   -L$lib -lvzdump_qemu -Wl,-rpath,"$root/$lib" -o $build/header_cxx
 $build/header_cxx
-gcc -std=c99 $CFLAGS tests/c/test_api.c -L$lib -lvzdump_qemu \
-  -Wl,-rpath,"$root/$lib" -o $build/test_api
+for t in test_api test_job; do
+  gcc -std=c99 $CFLAGS tests/c/$t.c -L$lib -lvzdump_qemu -Wl,-rpath,"$root/$lib" -o $build/$t
+done
 
 QGA_BLOCKED=guest-fsfreeze-freeze,guest-fsfreeze-freeze-list,guest-fsfreeze-thaw,guest-shutdown,guest-suspend-disk,guest-suspend-ram,guest-suspend-hybrid,guest-exec,guest-exec-status,guest-file-open,guest-file-write,guest-set-time,guest-set-user-password,guest-set-vcpus,guest-set-memory-blocks,guest-fstrim
 start_peers() {
@@ -59,6 +61,13 @@ start_peers valgrind
 VZQ_UNDER_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 \
   --trace-children=no $build/test_api "$work/valgrind-sim.qmp" "$work/valgrind-qemu.qmp" "$work" \
   "$work/valgrind.qga"
+
+# The job test starts its own simulators as VM 100 of run directories in $work.
+mkdir "$work/job-plain" "$work/job-valgrind"
+$build/test_job target/release/pve-qmp-sim "$work/job-plain"
+target/release/vzdump-qemu verify "$work/job-plain/job-running/out.vma.zst"
+VZQ_UNDER_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 \
+  --trace-children=no $build/test_job target/release/pve-qmp-sim "$work/job-valgrind"
 
 prefix="$work/prefix"
 make -s install PREFIX="$prefix" >/dev/null

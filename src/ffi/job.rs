@@ -1,0 +1,249 @@
+//! The whole backup job as a handle: create it with the parameters, run it with the
+//! caller's callbacks, read its record, free it.
+
+use std::ffi::{c_char, c_void};
+
+use super::callbacks::{vzdump_qemu_cancel_callback, vzdump_qemu_log_callback, Callbacks};
+use super::poll::progress_json;
+use super::qmp::vzdump_qemu_peer;
+use super::result::*;
+use super::{boundary, free_handle};
+use crate::job::{self, Finished, Host, PbsJob, VmaJob};
+use crate::log::Level;
+use crate::loose;
+use crate::qmp::{Options, Peer};
+
+/// Starts or stops the backup's VM (`start_cb`: paused, as qemu-server's `vm_start` with
+/// `paused`; `stop_cb`: after a backup the VM was started for). Return 0 on success; on
+/// failure write a NUL-terminated message of at most `error_len` bytes into `error_buf`
+/// (it is the job's failure for a start, a warning for a stop) and return non-zero.
+pub type vzdump_qemu_vm_callback = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, error_buf: *mut c_char, error_len: usize) -> u32,
+>;
+
+/// Room for a VM callback's message.
+const VM_ERROR_LEN: usize = 1024;
+
+enum Format {
+    Vma(VmaJob),
+    Pbs(Box<PbsJob>),
+}
+
+/// A backup job of one VM: its parameters, and once it ran well, its record.
+pub struct vzdump_qemu_job {
+    peer: Peer,
+    options: Options,
+    format: Format,
+    finished: Option<Finished>,
+}
+
+/// Creates a VMA backup job (qemu-server's `archive_vma`) of the VM `peer`, which must be
+/// given by VM id (`vzdump_qemu_peer_new_vmid`); its style (`vzdump_qemu_peer_set_style`) picks
+/// the seed's flow or today's. `job_json`:
+/// `{"task": {...}, "output-file": "<path>" | "output-fd": <fd>, "compressor": "<command>"}`
+/// with `task` = `{"disks": [{"type": "file"|"block", "qmdevice": "drive-scsi0"}, ...],
+/// "config-file", "firewall-file", "mode": "snapshot"|"suspend"|"stop", "vm-was-running",
+/// "vm-was-paused", "agent", "guest-fsfreeze", "is-template", "vm-stop-time", "bwlimit",
+/// "max-workers"}` (the Rust types `VmaJob` and `Task`; unknown keys are refused). An
+/// `output-fd` must stay open until the job ran.
+///
+/// # Safety
+/// Pointers are NULL or valid; `job_json` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_job_new_vma(
+    peer: *const vzdump_qemu_peer,
+    job_json: *const c_char,
+    out: *mut *mut vzdump_qemu_job,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        let (out, peer) = (out!(out), arg_ref!(peer));
+        let json = arg_json!(job_json).ok_or_else(|| super::args::null("job_json"))?;
+        let format = Format::Vma(loose::from_json(json)?);
+        out.put(new_job(peer, format));
+        Ok(())
+    })
+}
+
+/// Creates a Proxmox Backup Server job (qemu-server's `archive_pbs`), as
+/// `vzdump_qemu_job_new_vma`. `job_json`: `{"task": {...}, "pbs": {...}}` with `pbs` the
+/// server side of the `backup` arguments by their QMP names (`backup-file`, `backup-id`,
+/// `backup-time`, `password`, `fingerprint`, `keyfile`, `master-keyfile`, `backup-ns`, ...;
+/// the job adds `devlist`, `config-file`, `firewall-file`, `speed`, `max-workers`,
+/// `encrypt` and `use-dirty-bitmap`). Passwords never appear in messages.
+///
+/// # Safety
+/// Pointers are NULL or valid; `job_json` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_job_new_pbs(
+    peer: *const vzdump_qemu_peer,
+    job_json: *const c_char,
+    out: *mut *mut vzdump_qemu_job,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        let (out, peer) = (out!(out), arg_ref!(peer));
+        let json = arg_json!(job_json).ok_or_else(|| super::args::null("job_json"))?;
+        let format = Format::Pbs(Box::new(loose::from_json(json)?));
+        out.put(new_job(peer, format));
+        Ok(())
+    })
+}
+
+fn new_job(peer: &vzdump_qemu_peer, format: Format) -> *mut vzdump_qemu_job {
+    Box::into_raw(Box::new(vzdump_qemu_job {
+        peer: peer.peer.clone(),
+        options: peer.options.clone(),
+        format,
+        finished: None,
+    }))
+}
+
+/// Runs the job, in this order (the seed's `archive_vma` / `archive_pbs`; today's style
+/// differs as the Rust module `job` documents):
+/// 1. the devlist from the task's disks;
+/// 2. if the VM does not run: `starting kvm to execute backup task` and `start_cb`;
+/// 3. from here a signal that interrupts a wait, a non-zero return of `log_cb` or `cancel_cb`
+///    returning true ends the job with `interrupted by signal` (`VZDUMP_QEMU_INTERRUPTED`);
+/// 4. VMA: the output file and the compressor behind a pipe;
+/// 5. the guest freeze if asked (agent configured, not stop mode, VM was running);
+/// 6. the backup start (VMA 30 s for `getfd` and `backup`; PBS 60 s, today 125 s);
+/// 7. the thaw if a freeze was issued, before a start failure is passed on;
+/// 8. VMA: the pipe's write end closed; `got no uuid for backup task`;
+/// 9. `started backup task '<uuid>'`;
+/// 10. the VM resumed if it was running (`resuming VM again[ after <n> seconds]`, `cont`);
+/// 11. the status-poll loop;
+/// 12. on a failure of 3 to 11: the error logged, the job cancelled (`aborting backup
+///     job`) if it started (today always, and the VM resumed again);
+/// 13. the power state restored: a VM started in 2 and still in `prelaunch` is stopped
+///     with `stop_cb` (`stopping kvm after backup task`); failures are warnings;
+/// 14. VMA: the compressor killed on failure, else waited for (`<command> failed - wrong
+///     exit status <n>`).
+///
+/// Returns OK when the backup is done (`vzdump_qemu_job_result_json` then has its record),
+/// else the failure's code and text (the one logged in 12; also in
+/// `vzdump_qemu_last_error_json`). `log_cb`, `start_cb` and `stop_cb` are required.
+///
+/// # Safety
+/// `job` is NULL or live; the callbacks are NULL or valid with `userdata` during the call.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_job_run(
+    job: *mut vzdump_qemu_job,
+    log_cb: vzdump_qemu_log_callback,
+    start_cb: vzdump_qemu_vm_callback,
+    stop_cb: vzdump_qemu_vm_callback,
+    cancel_cb: vzdump_qemu_cancel_callback,
+    userdata: *mut c_void,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        let job = arg_mut!(job);
+        let (Some(_), Some(start), Some(stop)) = (log_cb, start_cb, stop_cb) else {
+            let name = match (log_cb, start_cb) {
+                (None, _) => "log_cb",
+                (_, None) => "start_cb",
+                _ => "stop_cb",
+            };
+            return Err(super::args::null(name));
+        };
+        let host = CHost {
+            // SAFETY: the caller passes callbacks valid with `userdata` for this call.
+            cbs: unsafe { Callbacks::new(log_cb, cancel_cb, userdata) },
+            start,
+            stop,
+            userdata,
+        };
+        job.finished = None;
+        let finished = match &job.format {
+            Format::Vma(vma) => job::run_vma(&job.peer, &job.options, vma, &host),
+            Format::Pbs(pbs) => job::run_pbs(&job.peer, &job.options, pbs, &host),
+        };
+        job.finished = Some(finished?);
+        Ok(())
+    })
+}
+
+/// The record of a job that ran well: `{"uuid": "<job uuid>", "progress": {...}}` with
+/// `progress` as `vzdump_qemu_poll_run` gives it (`total` is qemu-server's
+/// `$task->{size}`). `VZDUMP_QEMU_INVALID_PARAMETER` before a successful run.
+///
+/// # Safety
+/// `job` is NULL or live; `out_json` and `error` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_job_result_json(
+    job: *const vzdump_qemu_job,
+    out_json: *mut *mut c_char,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        let (out, job) = (out!(out_json), arg_ref!(job));
+        let done = job.finished.as_ref().ok_or_else(|| {
+            super::args::invalid("the job has not run to its end (vzdump_qemu_job_run)")
+        })?;
+        let record = serde_json::json!({
+            "uuid": done.uuid,
+            "progress": progress_json(job.options.style, &done.progress),
+        });
+        out.put_str(&record.to_string());
+        Ok(())
+    })
+}
+
+/// Frees a job. NULL is ignored.
+///
+/// # Safety
+/// `job` is NULL or a live handle, not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_job_free(job: *mut vzdump_qemu_job) {
+    // SAFETY: caller contract; the constructors make handles with Box::into_raw.
+    unsafe { free_handle(job) }
+}
+
+/// The caller's callbacks as the job's [`Host`].
+struct CHost {
+    cbs: Callbacks,
+    start: unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> u32,
+    stop: unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> u32,
+    userdata: *mut c_void,
+}
+
+impl CHost {
+    fn call(
+        &self,
+        cb: unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> u32,
+        what: &str,
+    ) -> Result<(), String> {
+        let mut buf = [0 as c_char; VM_ERROR_LEN];
+        // SAFETY: the caller's callback, valid with `userdata`; the buffer is writable for
+        // its length, and its last byte stays NUL.
+        let rc = unsafe { cb(self.userdata, buf.as_mut_ptr(), VM_ERROR_LEN - 1) };
+        if rc == 0 {
+            return Ok(());
+        }
+        buf[VM_ERROR_LEN - 1] = 0;
+        // SAFETY: NUL-terminated within the buffer (its last byte is 0).
+        let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
+        Err(match text.trim_end() {
+            "" => format!("{what} callback failed ({rc})"),
+            message => message.to_string(),
+        })
+    }
+}
+
+impl Host for CHost {
+    fn log(&self, level: Level, text: &str) {
+        self.cbs.log(level, text);
+    }
+
+    fn start_vm_paused(&self) -> Result<(), String> {
+        self.call(self.start, "start_cb")
+    }
+
+    fn stop_vm(&self) -> Result<(), String> {
+        self.call(self.stop, "stop_cb")
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cbs.cancelled()
+    }
+}
