@@ -1,12 +1,13 @@
 #!/usr/bin/perl
-# A minimal vzdump QEMU "backup plugin": the seed's archive_vma (QemuServer.pm 473-624)
-# with its pieces -- compressor pipe, guest fs freeze/thaw, backup start/cancel, status
-# loop -- swapped for PVE::RS::VZDump::Qemu. The output is a vzdump task log (INFO: /
-# ERROR: lines).
+# A vzdump QEMU backup plugin whose archive_vma and archive_pbs are the library's whole
+# backup job (PVE::RS::VZDump::Qemu::archive_vma / archive_pbs): power state, guest freeze
+# and thaw, start, status loop, cancel and restore, in the seed's order or today's. The
+# output is a vzdump task log (INFO: / WARN: / ERROR: lines). For the piece-by-piece
+# variant of the gradual path see vzdump-plugin-piecewise.pl.
 #
-#   vzdump-plugin.pl --socket /tmp/t/100.qmp --output /tmp/t/vzdump.vma.zst --compress zstd
-#   vzdump-plugin.pl --vmid 100 --run-dir /tmp/t --output /tmp/t/vzdump.vma --style current
-#   vzdump-plugin.pl --vmid 100 --run-dir /tmp/t --output /tmp/t/vzdump.vma --agent
+#   vzdump-plugin.pl --vmid 100 --run-dir /tmp/t --output /tmp/t/vzdump.vma.zst --compress zstd
+#   vzdump-plugin.pl --vmid 100 --run-dir /tmp/t --pbs root@pam@pbs:store --style current
+#   vzdump-plugin.pl --vmid 100 --run-dir /tmp/t --output /tmp/t/x.vma --start-cmd 'qm start 100'
 #
 # Runs from the source tree after `cargo build && cd perl && perl Makefile.PL && make`.
 use strict;
@@ -15,16 +16,12 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../perl/blib/lib", "$FindBin::Bin/../perl/blib/arch";
 
+use File::Copy qw(copy);
 use File::Temp qw(tempdir);
 use Getopt::Long qw(GetOptions);
-use IO::File;
 use IO::Handle;
-use POSIX ();
 
-use PVE::RS::VZDump::Qemu qw(
-    backup_cancel backup_start_vma fork_compressor_pipe kill_compressor
-    qga_fs_freeze qga_fs_thaw query_backup_status_loop wait_compressor
-);
+use PVE::RS::VZDump::Qemu ();
 
 # Compressor command strings as pve-manager builds them (2 threads).
 my %COMPRESSORS = (
@@ -35,7 +32,7 @@ my %COMPRESSORS = (
     none => undef,
 );
 
-# The plugin's logging, as PVE::VZDump::Plugin prints it in a task log.
+# The plugin: vzdump's fields the job reads, its logging, and the two archive methods.
 package DemoPlugin {
     sub new { my ($class, %self) = @_; return bless {%self}, $class; }
 
@@ -46,127 +43,104 @@ package DemoPlugin {
     }
     sub loginfo { _print('INFO', $_[1]); }
     sub logerr { _print('ERROR', $_[1]); }
-    sub log_warn { _print('WARN', $_[1]); }
+    sub log { _print(uc($_[1]), $_[2]); }
+
+    # Outside Proxmox there is no `qm`: the VM is started and stopped by commands given.
+    sub _vm_command {
+        my ($self, $what) = @_;
+        my $cmd = $self->{"$what-cmd"};
+        return sub {
+            die "VM is not running and no --$what-cmd was given\n" if !defined($cmd);
+            system($cmd) == 0 or die "command '$cmd' failed: exit code " . ($? >> 8) . "\n";
+        };
+    }
+
+    sub archive_vma {
+        my ($self, $task, $vmid, $filename, $comp) = @_;
+        return PVE::RS::VZDump::Qemu::archive_vma($self, $task, $vmid, $filename, $comp,
+            start_vm => $self->_vm_command('start'), stop_vm => $self->_vm_command('stop'));
+    }
+
+    sub archive_pbs {
+        my ($self, $task, $vmid) = @_;
+        # What qemu-server reads from the storage config (PVE::PBSClient, PBSPlugin).
+        my $pbs = { 'backup-file' => $self->{pbs}, 'backup-id' => "$vmid",
+            'backup-time' => $task->{backup_time} };
+        $pbs->{password} = $ENV{PBS_PASSWORD} if defined($ENV{PBS_PASSWORD});
+        $pbs->{fingerprint} = $ENV{PBS_FINGERPRINT} if defined($ENV{PBS_FINGERPRINT});
+        return PVE::RS::VZDump::Qemu::archive_pbs($self, $task, $vmid, pbs => $pbs,
+            start_vm => $self->_vm_command('start'), stop_vm => $self->_vm_command('stop'));
+    }
 }
 
 sub usage {
     print STDERR <<"EOF";
-usage: $0 (--vmid N [--run-dir DIR] | --socket PATH) --output FILE [options]
+usage: $0 --vmid N [--run-dir DIR] (--output FILE | --pbs REPOSITORY) [options]
   --compress zstd|gzip|pigz|lzop|none   compressor (default none)
-  --style seed|current                  lines and texts of 2020 or of today (default seed)
+  --style seed|current                  lines and flow of 2020 or of today (default seed)
+  --mode snapshot|suspend|stop          vzdump's mode (default snapshot)
   --bwlimit KIB_PER_SEC                 bandwidth limit (default 0: none)
-  --devlist LIST                        devices to back up, e.g. drive-scsi0 (default all)
+  --devlist LIST                        devices to back up (default drive-scsi0)
   --config FILE                         guest config to store (default: a generated one)
   --firewall FILE                       firewall config to store, if it exists
-  --agent[=PATH]                        freeze the guest's filesystems around the backup
-                                        start through its agent: <run-dir>/<vmid>.qga with
-                                        --vmid, PATH (required) with --socket
+  --agent                               the VM's guest agent is enabled (freeze, thaw)
+  --start-cmd CMD, --stop-cmd CMD       start the VM paused, stop it again (a VM that
+                                        does not run is started for the backup)
+  PBS: the password and fingerprint come from \$PBS_PASSWORD and \$PBS_FINGERPRINT.
 EOF
     exit(2);
 }
 
-my %opt = (compress => 'none', style => 'seed', bwlimit => 0);
-GetOptions(\%opt, 'vmid=i', 'socket=s', 'run-dir=s', 'output=s', 'compress=s', 'style=s',
-    'bwlimit=i', 'devlist=s', 'config=s', 'firewall=s', 'agent:s', 'help') or usage();
-usage() if $opt{help} || !$opt{output} || !(defined($opt{vmid}) xor defined($opt{socket}));
+my %opt = (compress => 'none', style => 'seed', bwlimit => 0, mode => 'snapshot',
+    devlist => 'drive-scsi0');
+GetOptions(\%opt, 'vmid=i', 'run-dir=s', 'output=s', 'pbs=s', 'compress=s', 'style=s',
+    'mode=s', 'bwlimit=i', 'devlist=s', 'config=s', 'firewall=s', 'agent', 'start-cmd=s',
+    'stop-cmd=s', 'help') or usage();
+usage() if $opt{help} || !defined($opt{vmid}) || !(defined($opt{output}) xor defined($opt{pbs}));
 usage() if !exists($COMPRESSORS{$opt{compress}}) || $opt{style} !~ /^(seed|current)$/;
-usage() if defined($opt{socket}) && defined($opt{agent}) && $opt{agent} eq '';
+usage() if $opt{mode} !~ /^(snapshot|suspend|stop)$/;
 
 $PVE::RS::VZDump::Qemu::RUN_DIR = $opt{'run-dir'} if defined($opt{'run-dir'});
 $PVE::RS::VZDump::Qemu::STYLE = $opt{style};
-my $vmid = $opt{vmid} // $opt{socket};
-my $plugin = DemoPlugin->new(opts => \%opt);
+my $vmid = $opt{vmid};
 STDOUT->autoflush(1);
 
-# vzdump's assemble step writes the guest config into the task's temporary directory.
+# What vzdump's prepare and assemble steps leave for archive: the disks, the guest config
+# and firewall file in the task's temporary directory, the VM's config and run state.
 my $tmpdir = tempdir('vzdump-plugin-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-my $conffile = $opt{config};
-if (!defined($conffile)) {
-    $conffile = "$tmpdir/qemu-server.conf";
-    open(my $fh, '>', $conffile) or die "unable to write '$conffile' - $!\n";
+my @disks = map { { type => 'file', qmdevice => $_ } } split(/,/, $opt{devlist});
+my $task = { tmpdir => $tmpdir, disks => \@disks, mode => $opt{mode}, backup_time => time() };
+if (defined($opt{config})) {
+    copy($opt{config}, "$tmpdir/qemu-server.conf") or die "unable to copy '$opt{config}' - $!\n";
+} else {
+    open(my $fh, '>', "$tmpdir/qemu-server.conf") or die "unable to write config - $!\n";
     print $fh "# written by vzdump-plugin.pl\n";
-    for my $qmdevice (split(/,/, $opt{devlist} // '')) {
-        my $virtdev = $qmdevice =~ s/^drive-//r;
-        print $fh "#qmdump#map:$virtdev:$qmdevice:demo:raw:\n";
-    }
+    print $fh "#qmdump#map:" . ($_->{qmdevice} =~ s/^drive-//r) . ":$_->{qmdevice}:demo:raw:\n"
+        for @disks;
     close($fh);
 }
+copy($opt{firewall}, "$tmpdir/qemu-server.fw") if defined($opt{firewall}) && -e $opt{firewall};
 
-# The seed's mon_backup_cancel, with the QMP call from the module.
-sub mon_backup_cancel {
-    my ($self, $vmid) = @_;
-    $self->loginfo("aborting backup job");
-    eval { backup_cancel($vmid) };
-    $self->logerr($@) if $@;
-}
+my $plugin = DemoPlugin->new(
+    vmlist => { $vmid => { $opt{agent} ? (agent => '1') : () } },
+    vzdump => { opts => { bwlimit => $opt{bwlimit} } },
+    pbs => $opt{pbs},
+    'start-cmd' => $opt{'start-cmd'},
+    'stop-cmd' => $opt{'stop-cmd'},
+);
 
-sub archive_vma {
-    my ($self, $vmid, $filename, $comp) = @_;
-
-    my $opts = $self->{opts};
-    my $firewall = $opts->{firewall};
-    # The agent: a VM id stands for its <run-dir>/<vmid>.qga, a path is the socket itself.
-    my $agent = defined($opts->{agent}) && $opts->{agent} ne '' ? $opts->{agent} : $vmid;
-
-    my $cpid;
-    my $backup_job_uuid;
-
-    eval {
-        $SIG{INT} = $SIG{TERM} = $SIG{QUIT} = $SIG{HUP} = $SIG{PIPE} = sub {
-            die "interrupted by signal\n";
-        };
-
-        my $outfh = IO::File->new($filename, "w")
-            || die "unable to open file '$filename' - $!\n";
-        my $outfileno = fileno($outfh);
-
-        if ($comp) {
-            ($cpid, $outfileno) = fork_compressor_pipe($comp, $outfileno);
-        }
-
-        my $params = { 'config-file' => $conffile, bwlimit => $opts->{bwlimit} };
-        $params->{devlist} = $opts->{devlist} if defined($opts->{devlist});
-        $params->{'firewall-file'} = $firewall if defined($firewall) && -e $firewall;
-
-        # The seed's qga_fs_freeze first decides whether a freeze applies (agent configured,
-        # not a stop-mode backup, VM was running); here --agent stands for all of that.
-        my $fs_frozen;
-        $fs_frozen = qga_fs_freeze($agent, $self) if defined($opts->{agent});
-
-        eval { $backup_job_uuid = backup_start_vma($vmid, $outfileno, $params) };
-        my $qmperr = $@;
-
-        # Thaw even when the start failed, and before its error is passed on.
-        qga_fs_thaw($agent, $self) if $fs_frozen;
-
-        die $qmperr if $qmperr;
-
-        if ($cpid) {
-            POSIX::close($outfileno) == 0 || die "close output file handle failed\n";
-        }
-
-        $self->loginfo("started backup task '$backup_job_uuid'");
-
-        query_backup_status_loop($vmid, $backup_job_uuid, $self, style => $opts->{style});
-    };
-    my $err = $@;
-    if ($err) {
-        $self->logerr($err);
-        mon_backup_cancel($self, $vmid) if defined($backup_job_uuid);
+my $what = defined($opt{pbs}) ? "backup to '$opt{pbs}'" : "vzdump archive '$opt{output}'";
+$plugin->loginfo("creating $what");
+my $ok = eval {
+    if (defined($opt{pbs})) {
+        $plugin->archive_pbs($task, $vmid);
+    } else {
+        $plugin->archive_vma($task, $vmid, $opt{output}, $COMPRESSORS{$opt{compress}});
     }
-
-    if ($err) {
-        kill_compressor($cpid) if $cpid;
-        die $err;
-    }
-
-    wait_compressor($comp, $cpid) if $cpid;
-}
-
-$plugin->loginfo("creating vzdump archive '$opt{output}'");
-eval { archive_vma($plugin, $vmid, $opt{output}, $COMPRESSORS{$opt{compress}}) };
-if (my $err = $@) {
-    $plugin->logerr("Backup of VM $vmid failed - $err");
+    1;
+};
+if (!$ok) {
+    $plugin->logerr("Backup of VM $vmid failed - $@");
     exit(1);
 }
 exit(0);

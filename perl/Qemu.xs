@@ -315,6 +315,56 @@ cancel_trampoline(void *userdata)
     return cbs->error != NULL;
 }
 
+/* The backup job's callbacks: the log sink and cancel check above, and the VM's start and
+ * stop. `base` comes first: the log and cancel trampolines take the same userdata. */
+typedef struct {
+    callbacks base;
+    SV *start_cb;
+    SV *stop_cb;
+} job_callbacks;
+
+/* Calls a VM start or stop code reference under G_EVAL; its die text (without the final
+ * newline) is the callback's failure message. */
+static uint32_t
+vm_trampoline(pTHX_ SV *cb, char *error_buf, size_t error_len)
+{
+    dSP;
+    uint32_t rc = 0;
+
+    ENTER;
+    SAVETMPS;
+    PUSHMARK(SP);
+    PUTBACK;
+    call_sv(cb, G_EVAL | G_DISCARD | G_NOARGS);
+    if (SvTRUE(ERRSV)) {
+        STRLEN len;
+        const char *msg = SvPVutf8(ERRSV, len);
+        while (len > 0 && msg[len - 1] == '\n')
+            len--;
+        snprintf(error_buf, error_len, "%.*s", (int)len, msg);
+        rc = 1;
+    }
+    FREETMPS;
+    LEAVE;
+    return rc;
+}
+
+static uint32_t
+start_trampoline(void *userdata, char *error_buf, size_t error_len)
+{
+    job_callbacks *cbs = (job_callbacks *)userdata;
+    dTHXa(cbs->base.perl);
+    return vm_trampoline(aTHX_ cbs->start_cb, error_buf, error_len);
+}
+
+static uint32_t
+stop_trampoline(void *userdata, char *error_buf, size_t error_len)
+{
+    job_callbacks *cbs = (job_callbacks *)userdata;
+    dTHXa(cbs->base.perl);
+    return vm_trampoline(aTHX_ cbs->stop_cb, error_buf, error_len);
+}
+
 /* After a library call with callbacks: rethrows a callback's error, else fails on rc. */
 static void
 finish(pTHX_ const char *func, callbacks *cbs, vzdump_qemu_result rc, char *err)
@@ -490,6 +540,46 @@ _qga_fs_thaw(func, target, run_dir, style, log_cb)
     rc = vzdump_qemu_qga_fs_thaw(peer, log_trampoline, &cbs, &err);
     vzdump_qemu_peer_free(peer);
     finish(aTHX_ func, &cbs, rc, err);
+
+SV *
+_archive_job(func, format, target, run_dir, style, job_json, log_cb, start_cb, stop_cb)
+    const char *func
+    const char *format
+    SV *target
+    SV *run_dir
+    SV *style
+    SV *job_json
+    SV *log_cb
+    SV *start_cb
+    SV *stop_cb
+  PREINIT:
+    vzdump_qemu_peer *peer;
+    vzdump_qemu_job *job = NULL;
+    job_callbacks cbs;
+    char *record = NULL, *err = NULL;
+    vzdump_qemu_result rc;
+  CODE:
+    peer = new_peer(aTHX_ func, target, run_dir, style);
+    rc = strEQ(format, "pbs")
+        ? vzdump_qemu_job_new_pbs(peer, str_of(aTHX_ job_json), &job, &err)
+        : vzdump_qemu_job_new_vma(peer, str_of(aTHX_ job_json), &job, &err);
+    vzdump_qemu_peer_free(peer);
+    if (rc != VZDUMP_QEMU_OK)
+        fail(aTHX_ func, rc, err);
+    init_callbacks(aTHX_ &cbs.base, log_cb);
+    cbs.start_cb = start_cb;
+    cbs.stop_cb = stop_cb;
+    rc = vzdump_qemu_job_run(job, log_trampoline, start_trampoline, stop_trampoline,
+                             cancel_trampoline, &cbs, &err);
+    if (rc == VZDUMP_QEMU_OK)
+        rc = vzdump_qemu_job_result_json(job, &record, &err);
+    vzdump_qemu_job_free(job);
+    if (cbs.base.error)
+        vzdump_qemu_string_free(record);
+    finish(aTHX_ func, &cbs.base, rc, err);
+    RETVAL = take_string(aTHX_ record);
+  OUTPUT:
+    RETVAL
 
 MODULE = PVE::RS::VZDump::Qemu    PACKAGE = PVE::RS::VZDump::Qemu::Conn
 

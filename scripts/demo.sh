@@ -50,10 +50,11 @@ socket=$work/100.qmp
 archive=$work/vzdump-qemu-100-$(date +%Y_%m_%d-%H_%M_%S)$ext
 # The simulator and the probe run in their own sessions: a Ctrl-C reaches the plugin
 # only, which cancels the job on a simulator that is still there; cleanup stops them.
-setsid "$bin/pve-qmp-sim" --socket "$socket" --disk "drive-scsi0=$DISK" \
-  ${SIM_RECORD:+--record "$SIM_RECORD"} &
+# As VM 100 of the run directory $work: its pid file passes qemu-server's running check.
+setsid "$bin/pve-qmp-sim" --socket "$socket" --pidfile "$work/100.pid" \
+  --disk "drive-scsi0=$DISK" ${SIM_RECORD:+--record "$SIM_RECORD"} &
 pids+=($!)
-for _ in $(seq 200); do [ -S "$socket" ] && break; sleep 0.05; done
+for _ in $(seq 200); do [ -S "$socket" ] && [ -e "$work/100.pid" ] && break; sleep 0.05; done
 
 # A Proxmox status daemon: query-status every 100 ms for the whole run.
 setsid "$bin/vzdump-qemu" --socket "$socket" probe --interval-ms 100 > "$work/probe.log" &
@@ -70,7 +71,8 @@ if [ "$DEMO_VARIANT" = c ]; then
   esac
   tests/c/build/demo "$socket" "$archive" "$comp" "$STYLE" "$BWLIMIT"
 else
-  perl examples/vzdump-plugin.pl --socket "$socket" --output "$archive" \
+  # The plugin's archive_vma is the library's whole backup job.
+  perl examples/vzdump-plugin.pl --vmid 100 --run-dir "$work" --output "$archive" \
     --compress "$COMPRESS" --style "$STYLE" --bwlimit "$BWLIMIT" --devlist drive-scsi0
 fi
 end=$(date +%s.%N)

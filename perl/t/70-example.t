@@ -1,4 +1,4 @@
-# examples/vzdump-plugin.pl: a full VMA backup with zstd against pve-qmp-sim, its task log,
+# examples/vzdump-plugin-piecewise.pl: a full VMA backup with zstd against pve-qmp-sim, its task log,
 # its error path (job failure, signal), the archive, and the guest fs freeze around the
 # backup start against real qemu-ga (freezing blocked).
 use strict;
@@ -21,7 +21,7 @@ BAIL_OUT("$TestPeers::QEMU_GA not installed: real-peer tests never skip")
 
 my $dir = tmpdir();
 local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
-my $example = repo() . '/examples/vzdump-plugin.pl';
+my $example = repo() . '/examples/vzdump-plugin-piecewise.pl';
 my $MiB = 1024 * 1024;
 
 # Runs the example with @args; returns (exit code, [log lines]). With $on_start, calls it

@@ -232,7 +232,9 @@ impl CHost {
 
 impl Host for CHost {
     fn log(&self, level: Level, text: &str) {
-        self.cbs.log(level, text);
+        // Every line, also after a log callback asked to stop: the job still logs its
+        // error and the cancel, as the seed's logerr after a die in loginfo.
+        self.cbs.log_always(level, text);
     }
 
     fn start_vm_paused(&self) -> Result<(), String> {

@@ -17,6 +17,7 @@ our @EXPORT_OK = qw(
     query_backup_status_loop
     fork_compressor_pipe wait_compressor kill_compressor
     qga_fs_freeze qga_fs_thaw
+    archive_vma archive_pbs plugin_task
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -305,6 +306,117 @@ sub kill_compressor {
     return;
 }
 
+# The backup job: a vzdump plugin's archive_vma and archive_pbs, whole.
+
+# A code reference, or the default: qemu-server's own call when PVE::QemuServer is loaded.
+sub _vm_callback {
+    my ($func, $what, $cb, $default) = @_;
+    return $cb if ref($cb) eq 'CODE';
+    _bad($func, $what, 'a code reference', $cb) if defined($cb);
+    return $default if PVE::QemuServer->can('vm_start');
+    die "$func: $what is needed (PVE::QemuServer is not loaded)\n";
+}
+
+# The enabled flag and options of a VM config's `agent` property string
+# ("1", "enabled=1,guest-fsfreeze=0", "1,freeze-fs-on-backup=0").
+sub _agent_options {
+    my ($agent) = @_;
+    return {} if !defined($agent);
+    my %opts;
+    for my $part (split(/,/, $agent)) {
+        my ($key, $value) = $part =~ /^([^=]+)=(.*)$/ ? ($1, $2) : ('enabled', $part);
+        $opts{$key} = $value;
+    }
+    return $opts{enabled} ? \%opts : {};
+}
+
+# The plugin object and the task, checked.
+sub _plugin {
+    my ($func, $plugin, $task) = @_;
+    _bad($func, 'the plugin', 'a hash-based object', $plugin)
+        if !blessed($plugin) || !$plugin->isa('HASH');
+    return ($plugin, _check_hash($func, 'the task', $task));
+}
+
+sub plugin_task {
+    my ($plugin, $task, $vmid) = @_;
+
+    my $func = 'plugin_task';
+    ($plugin, $task) = _plugin($func, $plugin, $task);
+    my $conf = $plugin->{vmlist}->{$vmid} // {};
+    my $agent = _agent_options($conf->{agent});
+    my $opts = $plugin->{vzdump}->{opts} // {};
+    my $dir = _str($func, 'the task tmpdir', $task->{tmpdir});
+    return {
+        disks => [map { { type => $_->{type}, qmdevice => $_->{qmdevice} } } @{$task->{disks} // []}],
+        'config-file' => "$dir/qemu-server.conf",
+        'firewall-file' => "$dir/qemu-server.fw",
+        mode => $task->{mode} // 'snapshot',
+        'vm-was-running' => $plugin->{vm_was_running} ? 1 : 0,
+        'vm-was-paused' => $plugin->{vm_was_paused} ? 1 : 0,
+        agent => $agent->{enabled} ? 1 : 0,
+        'guest-fsfreeze' => $agent->{'guest-fsfreeze'} // $agent->{'freeze-fs-on-backup'},
+        'is-template' => $conf->{template} ? 1 : 0,
+        'vm-stop-time' => $task->{vmstoptime},
+        bwlimit => $opts->{bwlimit} || undef,
+        'max-workers' => ($opts->{performance} // {})->{'max-workers'},
+    };
+}
+
+# Runs a job: the seed's signal handlers, the plugin as log sink (clearing the task's
+# vmstoptime once the resume line named the downtime, as resume_vm_after_job_start does).
+sub _archive {
+    my ($func, $format, $plugin, $task, $vmid, $job, %opts) = @_;
+    _check_opts($func, \%opts, qw(start_vm stop_vm style pbs));
+    my $sink = _log_sink($func, $plugin);
+    my $log = sub {
+        my ($level, $line) = @_;
+        $task->{vmstoptime} = undef if $line =~ /^resuming VM again after \d+ seconds$/;
+        $sink->($level, $line);
+    };
+    my $style = _style($func, $opts{style});
+    my %start = (skiplock => 1, paused => 1, ($style eq 'current' ? (skiptemplate => 1) : ()));
+    my $start = _vm_callback($func, 'start_vm', $opts{start_vm},
+        sub { PVE::QemuServer::vm_start($plugin->{storecfg}, $vmid, \%start) });
+    my $stop = _vm_callback($func, 'stop_vm', $opts{stop_vm},
+        sub { PVE::QemuServer::vm_stop($plugin->{storecfg}, $vmid, 1) });
+    my ($target, $run_dir) = _peer($func, $vmid);
+    local @SIG{qw(INT TERM QUIT HUP PIPE)} = (sub { die "interrupted by signal\n" }) x 5;
+    my $record = PVE::RS::VZDump::Qemu::_archive_job(
+        $func, $format, $target, $run_dir, $style, $JSON->encode($job), $log, $start, $stop,
+    );
+    return $JSON->decode($record);
+}
+
+sub archive_vma {
+    my ($plugin, $task, $vmid, $filename, $comp, %opts) = @_;
+
+    my $func = 'archive_vma';
+    ($plugin, $task) = _plugin($func, $plugin, $task);
+    my $stdout = ($plugin->{vzdump}->{opts} // {})->{stdout};
+    my %job = (
+        task => plugin_task($plugin, $task, $vmid),
+        compressor => _opt_str($func, 'the compressor command', $comp),
+        $stdout
+            ? ('output-fd' => _fileno($func, 'the stdout handle', $stdout))
+            : ('output-file' => _str($func, 'the archive file name', $filename)),
+    );
+    return _archive($func, 'vma', $plugin, $task, $vmid, \%job, %opts);
+}
+
+sub archive_pbs {
+    my ($plugin, $task, $vmid, %opts) = @_;
+
+    my $func = 'archive_pbs';
+    ($plugin, $task) = _plugin($func, $plugin, $task);
+    _bad($func, 'pbs', 'a hash reference', $opts{pbs}) if ref($opts{pbs}) ne 'HASH';
+    my %job = (task => plugin_task($plugin, $task, $vmid), pbs => $opts{pbs});
+    my $result = _archive($func, 'pbs', $plugin, $task, $vmid, \%job, %opts);
+    # Today's archive_pbs records the size for vzdump's task summary.
+    $task->{size} = $result->{progress}->{total} if _style($func, $opts{style}) eq 'current';
+    return $result;
+}
+
 package PVE::RS::VZDump::Qemu::Conn;
 
 use strict;
@@ -376,6 +488,13 @@ PVE::RS::VZDump::Qemu - QEMU backup plumbing of vzdump, implemented in Rust
 
 =head1 SYNOPSIS
 
+    # The whole backup, inside a vzdump plugin:
+    sub archive_vma {
+        my ($self, $task, $vmid, $filename, $comp) = @_;
+        PVE::RS::VZDump::Qemu::archive_vma($self, $task, $vmid, $filename, $comp);
+    }
+
+    # Or piece by piece:
     use PVE::RS::VZDump::Qemu qw(mon_cmd backup_start_vma backup_cancel
         query_backup_status_loop fork_compressor_pipe wait_compressor kill_compressor
         qga_fs_freeze qga_fs_thaw);
@@ -485,6 +604,91 @@ by the child (only its parent can reap it).
 
 =head1 FUNCTIONS
 
+=head2 archive_vma($plugin, $task, $vmid, $filename, $comp, %opts)
+
+The whole VMA backup, for a vzdump plugin's own C<archive_vma> to delegate to with the same
+arguments. Reads what the seed's C<archive_vma> reads (see C<plugin_task>, and
+C<< $plugin->{vzdump}->{opts}->{stdout} >>: then the archive goes to that handle instead of
+C<$filename>), logs through C<$plugin> (C<loginfo>, C<logerr>, C<log('warn', ...)>), and
+returns C<< { uuid => $job_uuid, progress => {...} } >> (C<progress> as
+C<query_backup_status_loop> returns it), or dies with the error it logged. The steps, in
+the seed's order:
+
+=over 4
+
+=item 1. the devlist from C<< $task->{disks} >> (C<implement me (type '...')> for other
+kinds);
+
+=item 2. if the VM does not run: C<starting kvm to execute backup task> and C<start_vm>;
+its die ends the backup as it is;
+
+=item 3. from here C<SIGINT>, C<SIGTERM>, C<SIGQUIT>, C<SIGHUP> and C<SIGPIPE> end the
+backup with C<interrupted by signal> (the handlers are C<local> to the call);
+
+=item 4. the output file (C<unable to open file '...' - ...>) and C<$comp> behind a pipe;
+
+=item 5. the guest freeze if the VM's agent is enabled, not in stop mode and the VM was
+running (C<issuing guest-agent 'fs-freeze' command>, or the skip line);
+
+=item 6. C<getfd> and C<backup>, 30 s together;
+
+=item 7. the thaw if a freeze was issued (C<issuing guest-agent 'fs-thaw' command>), before
+a start error is passed on;
+
+=item 8. the pipe closed; C<got no uuid for backup task>;
+
+=item 9. C<started backup task '$uuid'>;
+
+=item 10. C<resuming VM again> (C<resuming VM again after $n seconds> in stop mode, which
+clears C<< $task->{vmstoptime} >>) and C<cont>, if the VM was running;
+
+=item 11. the status loop;
+
+=item 12. on an error in 3 to 11: C<logerr>, and C<aborting backup job> with
+C<backup-cancel> if the job started;
+
+=item 13. the power state: a VM started in 2 and still in C<prelaunch> is stopped
+(C<stopping kvm after backup task>, C<stop_vm>), else C<kvm status changed after backup
+('...') - keep VM running>; failures here are warnings;
+
+=item 14. the compressor killed on error, else waited for (C<$comp failed - wrong exit
+status $n>).
+
+=back
+
+With C<style =E<gt> 'current'> (or C<$STYLE>), today's C<archive_vma>: step 2 after 3 (its
+failure logged and followed by 12), C<query-proxmox-support> (a warning if it fails), the
+freeze also skipped for a paused VM and one whose agent option C<guest-fsfreeze> is off,
+with today's wait for a slow freeze, C<max-workers> if QEMU supports it, step 12 always
+cancelling and resuming the VM again. Not part of it: the diskless and template cases of
+qemu-server (C<vma create>), the TPM state drive, fleecing and qmeventd.
+
+C<%opts>: C<start_vm> and C<stop_vm>, code references that start the VM paused and stop it
+(default, when C<PVE::QemuServer> is loaded: its C<vm_start> with C<skiplock> and C<paused>
+and C<vm_stop> with C<skiplock>, on C<< $plugin->{storecfg} >>); C<style>.
+
+=head2 archive_pbs($plugin, $task, $vmid, pbs => \%server, %opts)
+
+The whole backup to a Proxmox Backup Server, as C<archive_vma> (steps 1 to 3, 5 to 7 and 9
+to 13; the start waits 60 s, today 125 s). C<pbs> holds the server side of the C<backup>
+arguments by their QMP names (C<backup-file> = repository, C<backup-id>, C<backup-time>,
+C<password>, C<fingerprint>, C<keyfile>, C<master-keyfile>, C<backup-ns>): what the seed
+computes from the storage config. The job adds C<devlist>, C<config-file>, the
+C<firewall-file> if it exists, and today C<speed>, C<max-workers>, C<encrypt> and
+C<use-dirty-bitmap>, and checks C<query-proxmox-support> first (C<PBS backups are not
+supported by the running QEMU version. ...>, the master key check). In today's style it
+sets C<< $task->{size} >>. Passwords are never logged.
+
+=head2 plugin_task($plugin, $task, $vmid)
+
+The job's view of a vzdump plugin and task, as a hash of the C API's task members: the
+disks' C<type> and C<qmdevice>, C<config-file> and C<firewall-file> in
+C<< $task->{tmpdir} >>, C<mode>, C<vm-was-running> and C<vm-was-paused> (the plugin's
+C<vm_was_running>, C<vm_was_paused>), C<agent> and C<guest-fsfreeze> (from the VM config's
+C<agent> property string: C<enabled>, C<guest-fsfreeze> or else C<freeze-fs-on-backup>),
+C<is-template>, C<vm-stop-time> (C<< $task->{vmstoptime} >>), vzdump's C<bwlimit> and
+C<performance> C<max-workers>.
+
 =head2 mon_cmd($target, $command, %args)
 
 Runs one QMP command on its own connection (connect, C<qmp_capabilities>, command, close)
@@ -563,9 +767,10 @@ C<< $query_backup_status_loop->($self, $vmid, $job_uuid, $qemu_support) >>.
 
 C<$log> receives every line: a code reference called as C<< $log->($level, $line) >> with
 C<$level> C<info>, C<warn> or C<err>, or an object with C<loginfo> and C<logerr> methods (the
-vzdump plugin C<$self>; a warning goes to its C<log('warn', ...)> if it has one). If C<$log> dies, the loop stops and the error is rethrown. A signal whose
-handler returns does not disturb the loop; a handler that dies ends it with its error
-(within about 100 ms), as the seed's C<sleep(1)> would.
+vzdump plugin C<$self>; a warning goes to its C<log('warn', ...)> if it has one). If C<$log>
+dies, the loop stops and the error is rethrown. A signal whose handler returns does not
+disturb the loop; a handler that dies ends it with its error (within about 100 ms), as the
+seed's C<sleep(1)> would.
 
 C<%opts>:
 
