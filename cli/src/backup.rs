@@ -1,20 +1,15 @@
-//! A VMA backup into a file, with the task log of vzdump's QEMU plugin (seed flow:
-//! compressor pipe, `getfd` + `backup`, close our write end, status loop, compressor wait;
-//! on any error `backup-cancel` and kill the compressor).
+//! A backup through the library's whole job (`vzdump_qemu::job`), as vzdump's QEMU plugin
+//! runs `archive_vma` / `archive_pbs`, with its task log on stdout.
 
-use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use vzdump_qemu::backup::{self, VmaParams};
-use vzdump_qemu::compressor::{CommandSpec, Compressor, SpawnOptions};
+use serde_json::{json, Value};
+use vzdump_qemu::job::{self, Host, PbsJob, VmaJob};
 use vzdump_qemu::log::Level;
-use vzdump_qemu::progress::Poller;
-use vzdump_qemu::progress::Style;
 use vzdump_qemu::qmp::{Options, Peer};
-use vzdump_qemu::Error;
+use vzdump_qemu::{loose, Style};
 
-use crate::{signals, Args, Failure};
+use crate::{signals, usage, Args, Failure};
 
 /// The compressor strings vzdump uses (pve-manager's `compressor_info`).
 fn compressor_command(name: &str) -> Result<Option<&'static str>, Failure> {
@@ -37,114 +32,165 @@ fn log(level: Level, line: &str) {
     println!("{prefix}: {line}");
 }
 
+/// The tool as the job's caller: the task log on stdout, the VM started and stopped by
+/// the commands given (`--start-cmd`, `--stop-cmd`), a caught signal as the cancel.
+struct Tool {
+    start_cmd: Option<String>,
+    stop_cmd: Option<String>,
+}
+
+/// Runs `cmd` with `/bin/sh -c`; its failure as the job wants it.
+fn shell(cmd: &Option<String>, what: &str) -> Result<(), String> {
+    let cmd = cmd
+        .as_deref()
+        .ok_or_else(|| format!("the VM is not running and no --{what}-cmd was given"))?;
+    let status = std::process::Command::new("/bin/sh")
+        .args(["-c", cmd])
+        .status()
+        .map_err(|e| format!("command '{cmd}' failed: {e}"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        code => Err(format!("command '{cmd}' failed: exit code {code:?}")),
+    }
+}
+
+impl Host for Tool {
+    fn log(&self, level: Level, text: &str) {
+        log(level, text);
+    }
+    fn start_vm_paused(&self) -> Result<(), String> {
+        shell(&self.start_cmd, "start")
+    }
+    fn stop_vm(&self) -> Result<(), String> {
+        shell(&self.stop_cmd, "stop")
+    }
+    fn cancelled(&self) -> bool {
+        signals::caught().is_some()
+    }
+}
+
 pub fn run(peer: &Peer, args: &mut Args) -> Result<(), Failure> {
-    let mut output = None;
+    let (mut output, mut pbs) = (None, None);
     let mut compress = "zstd".to_string();
     let mut style = Style::Seed;
-    let mut params = VmaParams::default();
+    let mut task = json!({"mode": "snapshot"});
+    let mut devlist = "drive-scsi0".to_string();
+    let mut tool = Tool {
+        start_cmd: None,
+        stop_cmd: None,
+    };
     while let Some(arg) = args.shift() {
+        // Options that are task members (the job's JSON names).
+        let member = match arg.as_str() {
+            "--agent-enabled" => Some(("agent", Value::from(true))),
+            "--bwlimit" => Some(("bwlimit", Value::from(args.parsed::<u64>(&arg)?))),
+            "--mode" => Some(("mode", Value::from(args.value(&arg)?))),
+            "--config" => Some(("config-file", Value::from(args.value(&arg)?))),
+            "--firewall" => Some(("firewall-file", Value::from(args.value(&arg)?))),
+            _ => None,
+        };
+        if let Some((key, value)) = member {
+            task[key] = value;
+            continue;
+        }
         match arg.as_str() {
-            "--output" => output = Some(args.value("--output")?),
-            "--compress" => compress = args.value("--compress")?,
+            "--output" => output = Some(args.value(&arg)?),
+            "--pbs" => pbs = Some(args.value(&arg)?),
+            "--compress" => compress = args.value(&arg)?,
+            "--devlist" => devlist = args.value(&arg)?,
+            "--start-cmd" => tool.start_cmd = Some(args.value(&arg)?),
+            "--stop-cmd" => tool.stop_cmd = Some(args.value(&arg)?),
             "--style" => {
-                style = match args.value("--style")?.as_str() {
+                style = match args.value(&arg)?.as_str() {
                     "seed" => Style::Seed,
                     "current" => Style::Current,
                     other => return Err(Failure(format!("unknown style '{other}'"), 2)),
                 }
             }
-            "--bwlimit" => params.bwlimit_kib = Some(args.parsed("--bwlimit")?),
-            "--devlist" => params.devlist = Some(args.value("--devlist")?),
-            "--config" => params.config_file = Some(args.value("--config")?),
-            "--firewall" => params.firewall_file = Some(args.value("--firewall")?),
             other => return Err(Args::unknown(other)),
         }
     }
-    let output = output.ok_or_else(|| Failure("backup needs --output FILE".into(), 2))?;
-    let compressor = compressor_command(&compress)?;
+    let Some(vmid) = peer.vm_id() else {
+        return Err(usage(
+            "backup needs --vmid: the running check reads the VM's pid file",
+        ));
+    };
+    task["disks"] = devlist
+        .split(',')
+        .map(|d| json!({"type": "file", "qmdevice": d}))
+        .collect();
+    let config = tempfile_config(&mut task)?;
+    let options = Options {
+        style,
+        ..Options::default()
+    };
     signals::install();
-
     let started = Instant::now();
-    let file = File::create(&output)
-        .map_err(|e| Failure(format!("unable to open file '{output}' - {e}"), 1))?;
-    let mut child = None;
-    let outcome = archive(peer, &file, compressor, &params, style, &mut child);
-    match outcome {
-        Ok(()) => {
-            if let Some(mut c) = child {
-                c.wait(Duration::from_secs(600))?;
-            }
-            let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
-            log(
-                Level::Info,
-                &format!(
-                    "archive file size: {} in {:.1} s",
-                    vzdump_qemu::progress::render_bytes(size, 2),
-                    started.elapsed().as_secs_f64()
-                ),
-            );
-            Ok(())
+    let outcome = match (&output, &pbs) {
+        (Some(output), None) => {
+            let job: VmaJob = loose::from_json(json!({
+                "task": task, "output-file": output, "compressor": compressor_command(&compress)?,
+            }))?;
+            job::run_vma(peer, &options, &job, &tool)
         }
-        Err(e) => {
-            if let Some(c) = child {
-                let _ = c.kill_and_reap();
+        (None, Some(repository)) => {
+            let mut server = json!({
+                "backup-file": repository, "backup-id": vmid.to_string(),
+                "backup-time": std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            });
+            for (key, var) in [
+                ("password", "PBS_PASSWORD"),
+                ("fingerprint", "PBS_FINGERPRINT"),
+            ] {
+                if let Ok(value) = std::env::var(var) {
+                    server[key] = Value::from(value);
+                }
             }
-            Err(Failure(e, 1))
+            let job: PbsJob = loose::from_json(json!({"task": task, "pbs": server}))?;
+            job::run_pbs(peer, &options, &job, &tool)
         }
+        _ => {
+            return Err(usage(
+                "backup needs exactly one of --output FILE and --pbs REPOSITORY",
+            ))
+        }
+    };
+    drop(config);
+    outcome.map_err(|e| Failure(e.to_string(), 1))?;
+    if let Some(output) = output {
+        let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
+        log(
+            Level::Info,
+            &format!(
+                "archive file size: {} in {:.1} s",
+                vzdump_qemu::progress::render_bytes(size, 2),
+                started.elapsed().as_secs_f64()
+            ),
+        );
     }
+    Ok(())
 }
 
-/// Everything inside the seed's `eval`; on failure the error is logged, the job (if
-/// started) cancelled, and the error returned for the exit status.
-fn archive(
-    peer: &Peer,
-    file: &File,
-    compressor: Option<&str>,
-    params: &VmaParams,
-    style: Style,
-    child: &mut Option<Compressor>,
-) -> Result<(), String> {
-    let options = Options::default();
-    let fail = |e: Error| {
-        let text = if e.is_interrupted() {
-            "interrupted by signal".to_string()
-        } else {
-            e.to_string()
-        };
-        log(Level::Err, &text);
-        text
-    };
-    let write_end: Option<OwnedFd> = match compressor {
-        Some(cmd) => {
-            let spec = CommandSpec::Line(cmd.to_string());
-            let (c, w) = Compressor::spawn(&spec, file.as_fd(), &SpawnOptions::default())
-                .map_err(|e| fail(e.into()))?;
-            *child = Some(c);
-            Some(w)
-        }
-        None => None,
-    };
-    let target = write_end.as_ref().map_or(file.as_fd(), |w| w.as_fd());
-    let uuid = backup::start_vma(peer, &options, target, params, None).map_err(fail)?;
-    drop(write_end); // QEMU has its copy; the compressor sees EOF when QEMU closes it.
-    log(Level::Info, &format!("started backup task '{uuid}'"));
-    let mut poller = Poller::new(peer, &options, &uuid, style, None);
-    let mut sink = log;
-    let mut cancelled = || signals::caught().is_some();
-    match poller.run(&mut sink, &mut cancelled) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let text = match e {
-                Error::Cancelled => "interrupted by signal".to_string(),
-                e => return Err(abort(peer, &options, fail(e))),
-            };
-            log(Level::Err, &text);
-            Err(abort(peer, &options, text))
-        }
+/// Without `--config`, a minimal guest config in a temporary file (removed on drop), as
+/// vzdump's assemble step leaves one in the task's directory.
+fn tempfile_config(task: &mut Value) -> Result<Option<TempConfig>, Failure> {
+    if task.get("config-file").is_some() {
+        return Ok(None);
     }
+    let path = std::env::temp_dir().join(format!("vzdump-qemu-{}.conf", std::process::id()));
+    std::fs::write(&path, "# written by vzdump-qemu backup\n")
+        .map_err(|e| Failure(format!("unable to write '{}' - {e}", path.display()), 1))?;
+    task["config-file"] = Value::from(path.display().to_string());
+    Ok(Some(TempConfig(path)))
 }
 
-fn abort(peer: &Peer, options: &Options, text: String) -> String {
-    backup::abort_job(peer, options, &mut log);
-    text
+/// A temporary file, removed on drop.
+struct TempConfig(std::path::PathBuf);
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

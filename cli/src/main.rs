@@ -4,8 +4,9 @@
 //! vzdump-qemu [PEER] status                 query-backup, as JSON
 //! vzdump-qemu [PEER] cancel                 backup-cancel
 //! vzdump-qemu [PEER] qmp COMMAND [JSON]     any QMP command, one connection
-//! vzdump-qemu [PEER] backup --output FILE [--compress C] [--style S] [--bwlimit KIB]
-//!                          [--devlist LIST] [--config FILE] [--firewall FILE]
+//! vzdump-qemu --vmid N backup (--output FILE | --pbs REPO) [--compress C] [--style S]
+//!             [--mode M] [--bwlimit KIB] [--devlist LIST] [--config FILE] [--firewall FILE]
+//!             [--agent-enabled] [--start-cmd CMD] [--stop-cmd CMD]
 //! vzdump-qemu [PEER] probe [--interval-ms N]
 //! vzdump-qemu verify ARCHIVE [--extract DIR] [--compare NAME=IMAGE]...
 //! PEER: --vmid N [--run-dir DIR] | --socket PATH [--agent QGA_SOCKET]
@@ -26,10 +27,16 @@ const USAGE: &str = "usage:
   vzdump-qemu PEER cancel                 send backup-cancel
   vzdump-qemu PEER qmp COMMAND [JSON]     run one QMP command, print its return as JSON
                                           (guest-* commands go to the guest agent)
-  vzdump-qemu PEER backup --output FILE [--compress zstd|gzip|pigz|lzop|none]
-                 [--style seed|current] [--bwlimit KIB/S] [--devlist LIST]
-                 [--config FILE] [--firewall FILE]
-                                          VMA backup into FILE, vzdump-style task log
+  vzdump-qemu --vmid N [--run-dir DIR] backup (--output FILE | --pbs REPOSITORY)
+                 [--compress zstd|gzip|pigz|lzop|none] [--style seed|current]
+                 [--mode snapshot|suspend|stop] [--bwlimit KIB/S] [--devlist LIST]
+                 [--config FILE] [--firewall FILE] [--agent-enabled]
+                 [--start-cmd CMD] [--stop-cmd CMD]
+                                          the whole backup job of vzdump's QEMU plugin
+                                          (archive_vma / archive_pbs): VMA into FILE or
+                                          to a Proxmox Backup Server ($PBS_PASSWORD,
+                                          $PBS_FINGERPRINT), a vzdump-style task log; a VM
+                                          that does not run is started with CMD (paused)
   vzdump-qemu PEER probe [--interval-ms N]
                                           query-status every N ms (default 100) until
                                           SIGINT/SIGTERM, then print the longest wait
@@ -49,7 +56,8 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
-fn usage(msg: &str) -> Failure {
+/// A usage error: the message and the usage text, exit code 2.
+pub fn usage(msg: &str) -> Failure {
     Failure(format!("{msg}\n{USAGE}"), 2)
 }
 

@@ -75,6 +75,46 @@ fn status_backup_and_verify_against_the_simulator() {
 }
 
 #[test]
+fn backup_to_pbs_and_a_socket_peer_refused() {
+    let s = sim();
+    let dir = s.dir.path().display().to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_vzdump-qemu"))
+        .args([
+            "--vmid",
+            "100",
+            "--run-dir",
+            &dir,
+            "backup",
+            "--pbs",
+            "root@pam@pbs:store",
+        ])
+        .env("PBS_PASSWORD", "cli-secret")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let log = text(&o.stdout);
+    // The job's flow: proxmox/qemu-server src/PVE/VZDump/QemuServer.pm, archive_pbs.
+    assert!(log.contains("INFO: started backup task '"), "{log}");
+    assert!(log.contains("INFO: resuming VM again\n"), "{log}");
+    assert!(!log.contains("cli-secret"), "{log}");
+
+    let socket = s.dir.join("100.qmp").display().to_string();
+    let o = tool(&[
+        "--socket",
+        &socket,
+        "backup",
+        "--output",
+        "/nonexistent/x.vma",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("backup needs --vmid"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
 fn raw_qmp_against_real_qemu() {
     let qemu = Qemu::start();
     let socket = &qemu.socket;
