@@ -13,7 +13,7 @@ use strict;
 use warnings;
 
 use FindBin;
-use lib "$FindBin::Bin/../perl/blib/lib", "$FindBin::Bin/../perl/blib/arch";
+use lib "$FindBin::Bin", "$FindBin::Bin/../perl/blib/lib", "$FindBin::Bin/../perl/blib/arch";
 
 use File::Temp qw(tempdir);
 use Getopt::Long qw(GetOptions);
@@ -35,18 +35,9 @@ my %COMPRESSORS = (
     none => undef,
 );
 
-# The plugin's logging, as PVE::VZDump::Plugin prints it in a task log.
+# The plugin: its logging, as PVE::VZDump::Plugin prints it in a task log.
 package DemoPlugin {
-    sub new { my ($class, %self) = @_; return bless {%self}, $class; }
-
-    sub _print {
-        my ($prefix, $msg) = @_;
-        chomp($msg);
-        print STDOUT "$prefix: $_\n" for split(/\n/, $msg);
-    }
-    sub loginfo { _print('INFO', $_[1]); }
-    sub logerr { _print('ERROR', $_[1]); }
-    sub log_warn { _print('WARN', $_[1]); }
+    use parent 'DemoTaskLog';
 }
 
 sub usage {

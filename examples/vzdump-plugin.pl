@@ -14,7 +14,7 @@ use strict;
 use warnings;
 
 use FindBin;
-use lib "$FindBin::Bin/../perl/blib/lib", "$FindBin::Bin/../perl/blib/arch";
+use lib "$FindBin::Bin", "$FindBin::Bin/../perl/blib/lib", "$FindBin::Bin/../perl/blib/arch";
 
 use File::Copy qw(copy);
 use File::Temp qw(tempdir);
@@ -34,16 +34,7 @@ my %COMPRESSORS = (
 
 # The plugin: vzdump's fields the job reads, its logging, and the two archive methods.
 package DemoPlugin {
-    sub new { my ($class, %self) = @_; return bless {%self}, $class; }
-
-    sub _print {
-        my ($prefix, $msg) = @_;
-        chomp($msg);
-        print STDOUT "$prefix: $_\n" for split(/\n/, $msg);
-    }
-    sub loginfo { _print('INFO', $_[1]); }
-    sub logerr { _print('ERROR', $_[1]); }
-    sub log { _print(uc($_[1]), $_[2]); }
+    use parent 'DemoTaskLog';
 
     # Outside Proxmox there is no `qm`: the VM is started and stopped by commands given.
     sub _vm_command {

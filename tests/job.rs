@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use testkit::{Agent, Sim, TempDir};
 use vzdump_qemu::job::{self, Finished, Host, PbsJob, VmaJob};
 use vzdump_qemu::log::Level;
+use vzdump_qemu::progress::{Clock, SystemClock};
 use vzdump_qemu::qmp::{Options, Peer};
 use vzdump_qemu::{Error, Style};
 
@@ -468,11 +469,7 @@ fn a_signal_during_the_loop_ends_the_job() {
 fn stop_mode_names_the_downtime_once_and_does_not_freeze() {
     let mut host = TestHost::new();
     let vm = vm(true, true, &[], &mut host);
-    let stopped = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 7;
+    let stopped = SystemClock.now_secs() - 7;
     let extra = json!({"mode": "stop", "agent": 1, "vm-was-running": 1, "vm-stop-time": stopped});
     let (job, _) = vma_job(&vm, extra, None);
     run_vma(Style::Seed, &vm, &job, &host).unwrap();

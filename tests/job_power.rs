@@ -10,6 +10,7 @@ use std::cell::{Cell, RefCell};
 use testkit::{Qemu, TempDir};
 use vzdump_qemu::job::{Host, PowerState};
 use vzdump_qemu::log::Level;
+use vzdump_qemu::progress::{Clock, SystemClock};
 use vzdump_qemu::qmp::{self, Options, Peer};
 use vzdump_qemu::Style;
 
@@ -115,11 +116,7 @@ fn resume_sends_cont_and_names_the_downtime_once() {
     let qemu = Qemu::start_vm(100, &["-S"]);
     assert_eq!(status(&qemu), "prelaunch");
     let host = Recorder::default();
-    let stopped = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-        - 3;
+    let stopped = SystemClock.now_secs() - 3;
     let mut state = power(qemu.dir.path(), true, Some(stopped));
     state.resume_after_start(&host).unwrap();
     assert_eq!(status(&qemu), "running", "cont was sent");

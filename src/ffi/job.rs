@@ -56,13 +56,12 @@ pub unsafe extern "C" fn vzdump_qemu_job_new_vma(
     out: *mut *mut vzdump_qemu_job,
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
-    boundary(error, || {
-        let (out, peer) = (out!(out), arg_ref!(peer));
-        let json = arg_json!(job_json).ok_or_else(|| super::args::null("job_json"))?;
-        let format = Format::Vma(loose::from_json(json)?);
-        out.put(new_job(peer, format));
-        Ok(())
-    })
+    // SAFETY: the caller's pointers, as documented.
+    unsafe {
+        new_job(peer, job_json, out, error, |json| {
+            Ok(Format::Vma(loose::from_json(json)?))
+        })
+    }
 }
 
 /// Creates a Proxmox Backup Server job (qemu-server's `archive_pbs`), as
@@ -81,22 +80,37 @@ pub unsafe extern "C" fn vzdump_qemu_job_new_pbs(
     out: *mut *mut vzdump_qemu_job,
     error: *mut *mut c_char,
 ) -> vzdump_qemu_result {
+    // SAFETY: the caller's pointers, as documented.
+    unsafe {
+        new_job(peer, job_json, out, error, |json| {
+            Ok(Format::Pbs(Box::new(loose::from_json(json)?)))
+        })
+    }
+}
+
+/// Both constructors: the peer and the JSON checked, the parameters read by `format`.
+///
+/// # Safety
+/// As the constructors'.
+unsafe fn new_job(
+    peer: *const vzdump_qemu_peer,
+    job_json: *const c_char,
+    out: *mut *mut vzdump_qemu_job,
+    error: *mut *mut c_char,
+    format: impl FnOnce(serde_json::Value) -> crate::Result<Format>,
+) -> vzdump_qemu_result {
     boundary(error, || {
         let (out, peer) = (out!(out), arg_ref!(peer));
         let json = arg_json!(job_json).ok_or_else(|| super::args::null("job_json"))?;
-        let format = Format::Pbs(Box::new(loose::from_json(json)?));
-        out.put(new_job(peer, format));
+        let format = format(json)?;
+        out.put(Box::into_raw(Box::new(vzdump_qemu_job {
+            peer: peer.peer.clone(),
+            options: peer.options.clone(),
+            format,
+            finished: None,
+        })));
         Ok(())
     })
-}
-
-fn new_job(peer: &vzdump_qemu_peer, format: Format) -> *mut vzdump_qemu_job {
-    Box::into_raw(Box::new(vzdump_qemu_job {
-        peer: peer.peer.clone(),
-        options: peer.options.clone(),
-        format,
-        finished: None,
-    }))
 }
 
 /// Runs the job, in this order (the seed's `archive_vma` / `archive_pbs`; today's style

@@ -28,12 +28,8 @@ pub fn run_vma(
     job: &VmaJob,
     host: &dyn Host,
 ) -> Result<Finished> {
-    let devlist = job.task.devlist()?;
     let output = job.output()?;
-    let run = Run::new(peer, options, &job.task, host)?;
-    if run.style == Style::Seed {
-        run.enforce_running()?;
-    }
+    let (run, devlist) = prologue(peer, options, &job.task, host)?;
     let mut compressor = None;
     let mut uuid = None;
     let body = vma_body(&run, job, output, devlist, &mut compressor, &mut uuid);
@@ -127,11 +123,7 @@ pub fn run_pbs(
     host: &dyn Host,
 ) -> Result<Finished> {
     job.validate()?;
-    let devlist = job.task.devlist()?;
-    let run = Run::new(peer, options, &job.task, host)?;
-    if run.style == Style::Seed {
-        run.enforce_running()?;
-    }
+    let (run, devlist) = prologue(peer, options, &job.task, host)?;
     let mut uuid = None;
     let body = pbs_body(&run, &job.pbs, devlist, &mut uuid);
     conclude(&run, body, uuid.is_some())
@@ -186,6 +178,22 @@ fn pbs_body(
     let id = started?;
     *uuid = Some(id.clone());
     started_job(run, id, support.as_ref())
+}
+
+/// Steps 1 and (seed) 2, before the seed's eval: the devlist, the job's context, the VM
+/// running.
+fn prologue<'a>(
+    peer: &'a Peer,
+    options: &qmp::Options,
+    task: &'a super::Task,
+    host: &'a dyn Host,
+) -> Result<(Run<'a>, String)> {
+    let devlist = task.devlist()?;
+    let run = Run::new(peer, options, task, host)?;
+    if run.style == Style::Seed {
+        run.enforce_running()?;
+    }
+    Ok((run, devlist))
 }
 
 /// Steps 9 to 11: the start line, the resume, the loop.

@@ -198,6 +198,18 @@ static void started_uuid(const struct host *h, char *uuid, size_t len)
             return;
 }
 
+/* Ends a case: frees what it made and stops its simulator (if `sim` > 0). */
+static void end_case(struct host *h, vzdump_qemu_job *job, vzdump_qemu_peer *peer, pid_t sim,
+                     char *dir)
+{
+    host_free(h);
+    vzdump_qemu_job_free(job);
+    vzdump_qemu_peer_free(peer);
+    if (sim > 0)
+        stop_sim(sim);
+    free(dir);
+}
+
 static void running_vm(const char *work)
 {
     char *dir = make_dir(work, "job-running");
@@ -220,11 +232,7 @@ static void running_vm(const char *work)
     CHECK(json && strstr(json, uuid) && strstr(json, "\"transferred\":16777216"),
           "running: record %s", json ? json : "(null)");
     vzdump_qemu_string_free(json);
-    host_free(&h);
-    vzdump_qemu_job_free(job);
-    vzdump_qemu_peer_free(peer);
-    stop_sim(sim);
-    free(dir);
+    end_case(&h, job, peer, sim, dir);
 }
 
 static void started_for_the_backup(const char *work)
@@ -245,10 +253,7 @@ static void started_for_the_backup(const char *work)
     CHECK(h.count > 0 && strcmp(h.lines[h.count - 1], "INFO: stopping kvm after backup task") == 0,
           "stopped VM: last line '%s'", h.count ? h.lines[h.count - 1] : "-");
     CHECK(h.stops == 1, "stopped VM: stop callback called %d times", h.stops);
-    host_free(&h);
-    vzdump_qemu_job_free(job);
-    vzdump_qemu_peer_free(peer);
-    free(dir);
+    end_case(&h, job, peer, 0, dir);
 }
 
 static void failing_start(const char *work)
@@ -263,10 +268,7 @@ static void failing_start(const char *work)
                  "qm start 100 failed: exit code 255", "failing start");
     CHECK(h.count == 1 && strcmp(h.lines[0], "INFO: starting kvm to execute backup task") == 0,
           "failing start: %d lines", h.count);
-    host_free(&h);
-    vzdump_qemu_job_free(job);
-    vzdump_qemu_peer_free(peer);
-    free(dir);
+    end_case(&h, job, peer, 0, dir);
 }
 
 static void failing_job_and_cancel(const char *work)
@@ -300,11 +302,7 @@ static void failing_job_and_cancel(const char *work)
     flow(&h, got, sizeof got);
     CHECK(strstr(got, "ERROR: interrupted by signal|INFO: aborting backup job") != NULL,
           "cancelled job: lines '%s'", got);
-    host_free(&h);
-    vzdump_qemu_job_free(job);
-    vzdump_qemu_peer_free(peer);
-    stop_sim(sim);
-    free(dir);
+    end_case(&h, job, peer, sim, dir);
 }
 
 static void pbs(const char *work)
@@ -328,11 +326,7 @@ static void pbs(const char *work)
     expect(run(job, &h, &err), VZDUMP_QEMU_OK, &err, NULL, "run pbs");
     for (int i = 0; i < h.count; i++)
         CHECK(!strstr(h.lines[i], "c-secret"), "pbs: the password in '%s'", h.lines[i]);
-    host_free(&h);
-    vzdump_qemu_job_free(job);
-    vzdump_qemu_peer_free(peer);
-    stop_sim(sim);
-    free(dir);
+    end_case(&h, job, peer, sim, dir);
 }
 
 static void bad_input(const char *work)
