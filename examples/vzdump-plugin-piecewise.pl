@@ -26,18 +26,13 @@ use PVE::RS::VZDump::Qemu qw(
     qga_fs_freeze qga_fs_thaw query_backup_status_loop wait_compressor
 );
 
-# Compressor command strings as pve-manager builds them (2 threads).
-my %COMPRESSORS = (
-    zstd => 'zstd --threads=2',
-    gzip => 'gzip --rsyncable',
-    pigz => 'pigz -p 2 --rsyncable',
-    lzop => 'lzop',
-    none => undef,
-);
+use VzdumpExample;
+
+my %COMPRESSORS = %VzdumpExample::COMPRESSORS;
 
 # The plugin: its logging, as PVE::VZDump::Plugin prints it in a task log.
 package DemoPlugin {
-    use parent 'DemoTaskLog';
+    use parent -norequire, 'VzdumpExample';
 }
 
 sub usage {

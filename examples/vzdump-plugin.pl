@@ -23,18 +23,13 @@ use IO::Handle;
 
 use PVE::RS::VZDump::Qemu ();
 
-# Compressor command strings as pve-manager builds them (2 threads).
-my %COMPRESSORS = (
-    zstd => 'zstd --threads=2',
-    gzip => 'gzip --rsyncable',
-    pigz => 'pigz -p 2 --rsyncable',
-    lzop => 'lzop',
-    none => undef,
-);
+use VzdumpExample;
+
+my %COMPRESSORS = %VzdumpExample::COMPRESSORS;
 
 # The plugin: vzdump's fields the job reads, its logging, and the two archive methods.
 package DemoPlugin {
-    use parent 'DemoTaskLog';
+    use parent -norequire, 'VzdumpExample';
 
     # Outside Proxmox there is no `qm`: the VM is started and stopped by commands given.
     sub _vm_command {
