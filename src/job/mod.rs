@@ -4,7 +4,7 @@
 //! (`enforce_vm_running_for_backup`, `resume_vm_after_job_start`,
 //! `restore_vm_power_state`), the guest freeze and thaw and `mon_backup_cancel`.
 //!
-//! The seed's order ([`Style::Seed`]), each step's lines as the seed logs them:
+//! The seed's order ([`Style::Seed`](crate::Style::Seed)), each step's lines as the seed logs them:
 //! 1. the devlist from the task's disks (`implement me (type '<type>')` for other kinds),
 //!    before anything else;
 //! 2. the VM must run: if it does not, `starting kvm to execute backup task` and the
@@ -32,7 +32,7 @@
 //! 14. VMA: on failure kill the compressor, else wait for it (`<command> failed - wrong
 //!     exit status <code>`).
 //!
-//! Today's order ([`Style::Current`]) differs where today's qemu-server does: step 2 runs
+//! Today's order ([`Style::Current`](crate::Style::Current)) differs where today's qemu-server does: step 2 runs
 //! after step 3, so its failure is logged and followed by 12; `query-proxmox-support`
 //! comes next (a VMA backup warns if it fails; a PBS backup needs it and checks the master
 //! key support); the freeze also skips a VM that was paused and one whose agent options
