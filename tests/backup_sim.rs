@@ -1,15 +1,17 @@
 //! Backups through the library against `pve-qmp-sim`: VMA streams that reproduce their
 //! source disks, PBS arguments on the wire, cancel, the status loop and every fault flag.
 
+mod common;
+
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use testkit::{make_disk, sha256_file, signal_me_after, Sim};
+use testkit::{make_disk, sha256_file, with_signal_after, Sim};
 use vzdump_qemu::backup::{self, PbsParams, Secret, VmaParams};
 use vzdump_qemu::error::Cause;
 use vzdump_qemu::log::Level;
@@ -17,6 +19,8 @@ use vzdump_qemu::progress::Poller;
 use vzdump_qemu::progress::Style;
 use vzdump_qemu::qmp::{Options, Peer};
 use vzdump_qemu::Error;
+
+use common::pbs_job;
 
 /// A pipe whose read end a thread drains into `path`, as a compressor would.
 fn pipe_to_file(path: &Path) -> (OwnedFd, JoinHandle<u64>) {
@@ -33,26 +37,94 @@ fn peer(sim: &Sim) -> Peer {
     Peer::path(&sim.socket)
 }
 
-/// Runs the status loop to its end, collecting lines.
-fn poll(
-    peer: &Peer,
-    uuid: &str,
-    style: Style,
-) -> (Result<vzdump_qemu::progress::Completed, Error>, Vec<String>) {
-    let mut lines = Vec::new();
-    let mut poller = Poller::new(peer, &Options::default(), uuid, style, None);
-    let outcome = poller.run(
+type Outcome = Result<vzdump_qemu::progress::Completed, Error>;
+
+/// Runs `poller` (never cancelled) until it returns, adding the lines it logs to `lines`.
+fn run_collecting(poller: &mut Poller, lines: &mut Vec<String>) -> Outcome {
+    poller.run(
         &mut |_l: Level, s: &str| lines.push(s.to_string()),
         &mut || false,
-    );
+    )
+}
+
+/// Runs the status loop to its end, collecting lines.
+fn poll(peer: &Peer, uuid: &str, style: Style) -> (Outcome, Vec<String>) {
+    let mut lines = Vec::new();
+    let mut poller = Poller::new(peer, &Options::default(), uuid, style, None);
+    let outcome = run_collecting(&mut poller, &mut lines);
     (outcome, lines)
 }
 
-fn start_to_file(sim: &Sim, archive: &Path, params: &VmaParams) -> (String, JoinHandle<u64>) {
+/// Starts a VMA backup with `params` on `peer`, into `fd`.
+fn start_vma(peer: &Peer, fd: BorrowedFd<'_>, params: &VmaParams) -> vzdump_qemu::Result<String> {
+    backup::start_vma(peer, &Options::default(), fd, params, None)
+}
+
+/// Starts a VMA backup on `peer` into a pipe that a thread drains into `archive`.
+fn start_on_peer_to_file(
+    peer: &Peer,
+    archive: &Path,
+    params: &VmaParams,
+) -> (String, JoinHandle<u64>) {
     let (w, reader) = pipe_to_file(archive);
-    let uuid = backup::start_vma(&peer(sim), &Options::default(), w.as_fd(), params, None).unwrap();
+    let uuid = start_vma(peer, w.as_fd(), params).unwrap();
     drop(w);
     (uuid, reader)
+}
+
+/// Starts a VMA backup on the simulator into a pipe that a thread drains into `archive`.
+fn start_to_file(sim: &Sim, archive: &Path, params: &VmaParams) -> (String, JoinHandle<u64>) {
+    start_on_peer_to_file(&peer(sim), archive, params)
+}
+
+/// A VMA backup with default parameters running on `sim`, streamed through a pipe into
+/// `<dir>/backup.vma`.
+struct Backup {
+    sim: Sim,
+    peer: Peer,
+    uuid: String,
+    /// The thread draining the pipe: it ends at EOF with the byte count.
+    reader: JoinHandle<u64>,
+    dir: testkit::TempDir,
+}
+
+impl Backup {
+    /// On a simulator started with `args`.
+    fn start(args: &[&str]) -> Backup {
+        Self::on(Sim::start(args), testkit::TempDir::new("backup"))
+    }
+
+    /// On `sim`, into a file in `dir`.
+    fn on(sim: Sim, dir: testkit::TempDir) -> Backup {
+        let (uuid, reader) = start_to_file(&sim, &dir.join("backup.vma"), &VmaParams::default());
+        Backup {
+            peer: peer(&sim),
+            sim,
+            uuid,
+            reader,
+            dir,
+        }
+    }
+
+    /// The seed's status loop for the job.
+    fn seed_poller(&self) -> Poller {
+        Poller::new(
+            &self.peer,
+            &Options::default(),
+            &self.uuid,
+            Style::Seed,
+            None,
+        )
+    }
+}
+
+/// The simulator with `args`, recording every request it gets into a file in `dir`.
+fn sim_recording(dir: &testkit::TempDir, args: &[&str]) -> (Sim, PathBuf) {
+    let record = dir.join("record.jsonl");
+    let record_arg = record.display().to_string();
+    let mut all = args.to_vec();
+    all.extend(["--record", record_arg.as_str()]);
+    (Sim::start(&all), record)
 }
 
 #[test]
@@ -109,14 +181,7 @@ fn vma_backup_of_two_disks_through_zstd() {
     let (mut zstd, w) =
         vzdump_qemu::compressor::Compressor::spawn(&spec, out.as_fd(), &Default::default())
             .unwrap();
-    let uuid = backup::start_vma(
-        &peer(&sim),
-        &Options::default(),
-        w.as_fd(),
-        &VmaParams::default(),
-        None,
-    )
-    .unwrap();
+    let uuid = start_vma(&peer(&sim), w.as_fd(), &VmaParams::default()).unwrap();
     drop(w);
     let (outcome, _) = poll(&peer(&sim), &uuid, Style::Current);
     outcome.unwrap();
@@ -146,13 +211,7 @@ fn vma_backup_of_two_disks_through_zstd() {
 #[test]
 fn pbs_start_sends_exactly_the_arguments_and_hides_the_password() {
     let dir = testkit::TempDir::new("pbs");
-    let record = dir.path().join("record.jsonl");
-    let sim = Sim::start(&[
-        "--gen-disk",
-        "drive-scsi0=64M",
-        "--record",
-        &record.display().to_string(),
-    ]);
+    let (sim, record) = sim_recording(&dir, &["--gen-disk", "drive-scsi0=64M"]);
     let params = PbsParams {
         repository: "backup@pbs@pbs.example:8007:store1".into(),
         backup_id: "100".into(),
@@ -215,13 +274,7 @@ fn pbs_start_waits_for_a_slow_server_connection() {
         "--pbs-connect-delay-ms",
         "1500",
     ]);
-    let params = PbsParams {
-        repository: "root@pam@h:s".into(),
-        backup_id: "1".into(),
-        backup_time: 1,
-        password: Some(Secret::new("x")),
-        ..PbsParams::default()
-    };
+    let params = pbs_job("root@pam@h:s", "1", 1, Some("x"));
     // Longer than qemu-server's 5 s default would allow if it were, say, 6 s: PBS start
     // uses its own 125 s timeout, so a slow connect still succeeds.
     assert_eq!(
@@ -246,13 +299,11 @@ fn pbs_start_waits_for_a_slow_server_connection() {
 
 #[test]
 fn cancel_during_backup_and_the_quirk_after_done() {
-    let sim = Sim::start(&["--gen-disk", "drive-scsi0=64M", "--rate", "8M"]);
-    let dir = testkit::TempDir::new("cancel");
-    let (uuid, reader) = start_to_file(&sim, &dir.path().join("c.vma"), &VmaParams::default());
+    let job = Backup::start(&["--gen-disk", "drive-scsi0=64M", "--rate", "8M"]);
     std::thread::sleep(Duration::from_millis(300));
-    backup::cancel(&peer(&sim), &Options::default()).unwrap();
-    reader.join().unwrap(); // the stream was closed: the reader saw EOF
-    let (outcome, lines) = poll(&peer(&sim), &uuid, Style::Seed);
+    backup::cancel(&job.peer, &Options::default()).unwrap();
+    job.reader.join().unwrap(); // the stream was closed: the reader saw EOF
+    let (outcome, lines) = poll(&job.peer, &job.uuid, Style::Seed);
     let err = outcome.unwrap_err();
     assert_eq!(err.to_string(), "backup canceled");
     assert!(
@@ -261,50 +312,35 @@ fn cancel_during_backup_and_the_quirk_after_done() {
     );
 
     // A finished job turns into error/backup canceled when cancelled (QEMU's quirk).
-    let sim = Sim::start(&["--gen-disk", "drive-scsi0=4M"]);
-    let (uuid, reader) = start_to_file(&sim, &dir.path().join("d.vma"), &VmaParams::default());
-    poll(&peer(&sim), &uuid, Style::Seed).0.unwrap();
-    reader.join().unwrap();
-    backup::cancel(&peer(&sim), &Options::default()).unwrap();
-    let status = vzdump_qemu::progress::query(&peer(&sim), &Options::default()).unwrap();
+    let job = Backup::start(&["--gen-disk", "drive-scsi0=4M"]);
+    poll(&job.peer, &job.uuid, Style::Seed).0.unwrap();
+    job.reader.join().unwrap();
+    backup::cancel(&job.peer, &Options::default()).unwrap();
+    let status = vzdump_qemu::progress::query(&job.peer, &Options::default()).unwrap();
     assert_eq!(status.status.as_deref(), Some("error"));
     assert_eq!(status.errmsg.as_deref(), Some("backup canceled"));
 }
 
 #[test]
 fn second_backup_while_one_runs_gives_qemus_error() {
-    let sim = Sim::start(&["--gen-disk", "drive-scsi0=64M", "--rate", "4M"]);
-    let dir = testkit::TempDir::new("twice");
-    let (_uuid, _reader) = start_to_file(&sim, &dir.path().join("1.vma"), &VmaParams::default());
-    let (w, _r2) = pipe_to_file(&dir.path().join("2.vma"));
-    let err = backup::start_vma(
-        &peer(&sim),
-        &Options::default(),
-        w.as_fd(),
-        &VmaParams::default(),
-        None,
-    )
-    .unwrap_err();
+    let job = Backup::start(&["--gen-disk", "drive-scsi0=64M", "--rate", "4M"]);
+    let (w, _r2) = pipe_to_file(&job.dir.join("2.vma"));
+    let err = start_vma(&job.peer, w.as_fd(), &VmaParams::default()).unwrap_err();
     assert_eq!(
         err.desc(),
         "previous backup for target 'Proxmox' not finished"
     );
-    backup::cancel(&peer(&sim), &Options::default()).unwrap();
+    backup::cancel(&job.peer, &Options::default()).unwrap();
 }
 
 /// Starts a VMA backup of a generated disk under `faults` and runs the seed loop.
-fn faulty_run(
-    faults: &[&str],
-    style: Style,
-) -> (Result<vzdump_qemu::progress::Completed, Error>, Vec<String>) {
+fn faulty_run(faults: &[&str], style: Style) -> (Outcome, Vec<String>) {
     let mut args = vec!["--gen-disk", "drive-scsi0=32M", "--rate", "32M"];
     args.extend_from_slice(faults);
-    let sim = Sim::start(&args);
-    let dir = testkit::TempDir::new("fault");
-    let (uuid, reader) = start_to_file(&sim, &dir.path().join("f.vma"), &VmaParams::default());
-    let result = poll(&peer(&sim), &uuid, style);
-    drop(sim);
-    let _ = reader.join();
+    let job = Backup::start(&args);
+    let result = poll(&job.peer, &job.uuid, style);
+    drop(job.sim);
+    let _ = job.reader.join();
     result
 }
 
@@ -382,16 +418,8 @@ fn qemu_dying_mid_backup_reads_as_in_qemu_server_for_a_vm() {
     );
     let peer = Peer::vmid_in(100, sim.dir.path());
     let dir = testkit::TempDir::new("die");
-    let (w, reader) = pipe_to_file(&dir.path().join("d.vma"));
-    let uuid = backup::start_vma(
-        &peer,
-        &Options::default(),
-        w.as_fd(),
-        &VmaParams::default(),
-        None,
-    )
-    .unwrap();
-    drop(w);
+    let (uuid, reader) =
+        start_on_peer_to_file(&peer, &dir.path().join("d.vma"), &VmaParams::default());
     let (outcome, _) = poll(&peer, &uuid, Style::Seed);
     let _ = reader.join();
     let text = outcome.unwrap_err().to_string();
@@ -445,21 +473,13 @@ fn fault_hang_garbage_and_slow_replies() {
 #[test]
 fn status_loop_queries_at_most_about_once_per_second() {
     let dir = testkit::TempDir::new("count");
-    let record = dir.path().join("r.jsonl");
-    let sim = Sim::start(&[
-        "--gen-disk",
-        "drive-scsi0=64M",
-        "--rate",
-        "16M",
-        "--record",
-        &record.display().to_string(),
-    ]);
-    let (uuid, reader) = start_to_file(&sim, &dir.path().join("q.vma"), &VmaParams::default());
+    let (sim, record) = sim_recording(&dir, &["--gen-disk", "drive-scsi0=64M", "--rate", "16M"]);
+    let job = Backup::on(sim, dir);
     let started = Instant::now();
-    let (outcome, lines) = poll(&peer(&sim), &uuid, Style::Seed);
+    let (outcome, lines) = poll(&job.peer, &job.uuid, Style::Seed);
     let elapsed = started.elapsed();
     outcome.unwrap();
-    reader.join().unwrap();
+    job.reader.join().unwrap();
     let queries = std::fs::read_to_string(&record)
         .unwrap()
         .lines()
@@ -478,39 +498,26 @@ fn status_loop_queries_at_most_about_once_per_second() {
 
 #[test]
 fn signal_during_the_loop_interrupts_and_resumes() {
-    let sim = Sim::start(&["--gen-disk", "drive-scsi0=32M", "--rate", "8M"]);
-    let dir = testkit::TempDir::new("sig");
-    let (uuid, reader) = start_to_file(&sim, &dir.path().join("s.vma"), &VmaParams::default());
-    let mut poller = Poller::new(&peer(&sim), &Options::default(), &uuid, Style::Seed, None);
+    let job = Backup::start(&["--gen-disk", "drive-scsi0=32M", "--rate", "8M"]);
+    let mut poller = job.seed_poller();
     let mut lines = Vec::new();
-    let sender = signal_me_after(Duration::from_millis(1300));
-    let err = poller
-        .run(
-            &mut |_l: Level, s: &str| lines.push(s.to_string()),
-            &mut || false,
-        )
-        .unwrap_err();
-    sender.join().unwrap();
+    let err = with_signal_after(Duration::from_millis(1300), || {
+        run_collecting(&mut poller, &mut lines)
+    })
+    .unwrap_err();
     assert!(err.is_interrupted(), "{err}");
     // The loop state survived: resuming finishes the job with its summary.
-    poller
-        .run(
-            &mut |_l: Level, s: &str| lines.push(s.to_string()),
-            &mut || false,
-        )
-        .unwrap();
+    run_collecting(&mut poller, &mut lines).unwrap();
     assert!(
         lines.last().unwrap().starts_with("transferred 33 MB in "),
         "{lines:?}"
     );
-    reader.join().unwrap();
+    job.reader.join().unwrap();
 }
 
 #[test]
 fn unexpected_status_from_a_scripted_peer() {
-    let peer_sock = testkit::FakePeer::start(|mut s| {
-        let mut sp = testkit::negotiate(&mut s);
-        let req = testkit::read_request(&mut s, &mut sp).unwrap();
+    let peer_sock = testkit::FakePeer::on_first_command(|mut s, req| {
         testkit::reply(
             &mut s,
             &req,
@@ -549,8 +556,7 @@ fn refused_start_releases_the_pipe_so_the_reader_sees_eof() {
         devlist: Some("drive-missing".into()),
         ..VmaParams::default()
     };
-    let err =
-        backup::start_vma(&peer(&sim), &Options::default(), w.as_fd(), &params, None).unwrap_err();
+    let err = start_vma(&peer(&sim), w.as_fd(), &params).unwrap_err();
     assert_eq!(err.desc(), "Device 'drive-missing' not found");
     drop(w);
     // Without the closefd after the refusal, QEMU would keep the write end and this join
@@ -570,12 +576,8 @@ fn current_loop_logs_the_dirty_bitmap_lines_of_a_pbs_job() {
     let support = backup::proxmox_support(&peer(&sim), &options).unwrap();
     assert_eq!(support["query-bitmap-info"], true);
     let params = PbsParams {
-        repository: "root@pam@localhost:store".into(),
-        backup_id: "100".into(),
-        backup_time: 1_700_000_000,
-        password: Some(Secret::new("pw")),
         use_dirty_bitmap: Some(true),
-        ..PbsParams::default()
+        ..pbs_job("root@pam@localhost:store", "100", 1_700_000_000, Some("pw"))
     };
     // One PBS backup polled in `style`, given today's `query-proxmox-support` reply.
     let run = |style: Style, is_template: bool| {
@@ -583,10 +585,7 @@ fn current_loop_logs_the_dirty_bitmap_lines_of_a_pbs_job() {
         let mut poller = Poller::new(&peer(&sim), &options, &uuid, style, None);
         poller.set_qemu_support(&support, is_template);
         let mut lines = Vec::new();
-        let outcome = poller.run(
-            &mut |_l: Level, s: &str| lines.push(s.to_string()),
-            &mut || false,
-        );
+        let outcome = run_collecting(&mut poller, &mut lines);
         (outcome, lines)
     };
     // A first backup creates the bitmap: a full backup, no incremental line.
@@ -645,28 +644,18 @@ fn current_loop_logs_the_dirty_bitmap_lines_of_a_pbs_job() {
 #[test]
 fn a_repeated_device_never_reaches_qemu() {
     let dir = testkit::TempDir::new("dup");
-    let record = dir.path().join("r.jsonl");
-    let mut sim = Sim::start(&[
-        "--gen-disk",
-        "drive-scsi0=4M",
-        "--record",
-        &record.display().to_string(),
-    ]);
+    let (mut sim, record) = sim_recording(&dir, &["--gen-disk", "drive-scsi0=4M"]);
     let before = std::fs::read_to_string(&record).unwrap_or_default();
     let (_r, w) = nix::unistd::pipe().unwrap();
     let vma = VmaParams {
         devlist: Some("drive-scsi0;drive-scsi0".into()),
         ..VmaParams::default()
     };
-    let err =
-        backup::start_vma(&peer(&sim), &Options::default(), w.as_fd(), &vma, None).unwrap_err();
+    let err = start_vma(&peer(&sim), w.as_fd(), &vma).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     let pbs = PbsParams {
-        repository: "root@pam@localhost:store".into(),
-        backup_id: "100".into(),
-        backup_time: 1,
         devlist: Some("drive-scsi0,drive-scsi0".into()),
-        ..PbsParams::default()
+        ..pbs_job("root@pam@localhost:store", "100", 1, None)
     };
     let err = backup::start_pbs(&peer(&sim), &Options::default(), &pbs, None).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
@@ -686,19 +675,19 @@ fn a_repeated_device_never_reaches_qemu() {
 #[test]
 fn poll_or_cancel_cancels_a_failed_job() {
     let dir = testkit::TempDir::new("abort");
-    let record = dir.path().join("r.jsonl");
-    let sim = Sim::start(&[
-        "--gen-disk",
-        "drive-scsi0=16M",
-        "--rate",
-        "16M",
-        "--fault-error-at",
-        "50",
-        "--record",
-        &record.display().to_string(),
-    ]);
-    let (uuid, reader) = start_to_file(&sim, &dir.path().join("a.vma"), &VmaParams::default());
-    let mut poller = Poller::new(&peer(&sim), &Options::default(), &uuid, Style::Seed, None);
+    let (sim, record) = sim_recording(
+        &dir,
+        &[
+            "--gen-disk",
+            "drive-scsi0=16M",
+            "--rate",
+            "16M",
+            "--fault-error-at",
+            "50",
+        ],
+    );
+    let job = Backup::on(sim, dir);
+    let mut poller = job.seed_poller();
     let mut lines = Vec::new();
     let err = vzdump_qemu::progress::poll_or_cancel(
         &mut poller,
@@ -706,7 +695,7 @@ fn poll_or_cancel_cancels_a_failed_job() {
         &mut || false,
     )
     .unwrap_err();
-    let _ = reader.join();
+    let _ = job.reader.join();
     assert_eq!(
         err.to_string(),
         "job failed with err -5 - Input/output error"

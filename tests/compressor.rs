@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use testkit::Xorshift64Star;
 use vzdump_qemu::compressor::{
     CommandSpec, Compressor, CompressorError, SpawnOptions, DEFAULT_PIPE_SIZE,
 };
@@ -73,6 +74,13 @@ fn dev_null() -> File {
     File::options().write(true).open("/dev/null").unwrap()
 }
 
+/// `command` writing to /dev/null: the compressor, its pipe and its pid.
+fn spawn_to_null(command: &CommandSpec) -> (Compressor, File, libc::pid_t) {
+    let (compressor, pipe) = spawn(command, dev_null().as_fd());
+    let pid = compressor.pid();
+    (compressor, pipe, pid)
+}
+
 fn is_alive(pid: libc::pid_t) -> bool {
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::kill(pid, 0) == 0 }
@@ -88,6 +96,13 @@ fn assert_gone(pid: libc::pid_t) {
         "process {pid} still exists"
     );
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}
+
+/// Kills and reaps the compressor, and checks that its process is gone.
+fn kill_and_assert_gone(compressor: Compressor) {
+    let pid = compressor.pid();
+    compressor.kill_and_reap().unwrap();
+    assert_gone(pid);
 }
 
 /// One line of /proc/<pid>/status, e.g. `SigBlk`, parsed as hex.
@@ -132,34 +147,15 @@ fn cmdline(pid: libc::pid_t) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 // Round trips through real compressors.
 
-/// xorshift64*: fast, seeded, good enough to be incompressible.
-struct Prng(u64);
-
-impl Prng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let word = self.next().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
-}
-
 /// Size of the pieces in which the data is written: varying, and not page aligned.
 fn piece_len(index: usize) -> usize {
     (1 << 20) + (index % 7) * 4099
 }
 
-/// `total` bytes of pieces alternating between random data, zeros, repeated text and half
-/// random, half zeros.
+/// `total` bytes of pieces alternating between random data (xorshift64*: seeded, good enough
+/// to be incompressible), zeros, repeated text and half random, half zeros.
 fn mixed_data(total: usize) -> Vec<u8> {
-    let mut prng = Prng(0x9e37_79b9_7f4a_7c15);
+    let mut prng = Xorshift64Star(0x9e37_79b9_7f4a_7c15);
     let mut data = vec![0u8; total];
     let mut start = 0;
     for index in 0.. {
@@ -258,8 +254,7 @@ fn mixed_data_is_deterministic_and_mixed() {
 // Exit status and spawn errors.
 
 fn exit_error(command: &CommandSpec) -> String {
-    let (mut compressor, pipe) = spawn(command, dev_null().as_fd());
-    let pid = compressor.pid();
+    let (mut compressor, pipe, pid) = spawn_to_null(command);
     drop(pipe);
     let err = compressor.wait(LONG).unwrap_err();
     assert!(matches!(err, CompressorError::ExitStatus { .. }), "{err:?}");
@@ -290,8 +285,7 @@ fn bad_exit_codes_give_qemu_server_text() {
 
 #[test]
 fn killed_compressor_reports_signal() {
-    let (mut compressor, pipe) = spawn(&line("cat"), dev_null().as_fd());
-    let pid = compressor.pid();
+    let (mut compressor, pipe, pid) = spawn_to_null(&line("cat"));
     // SAFETY: plain kill of our own child.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let err = compressor.wait(LONG).unwrap_err();
@@ -377,8 +371,7 @@ fn child_has_only_stdio_descriptors() {
     let flags = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_GETFD) };
     assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
 
-    compressor.kill_and_reap().unwrap();
-    assert_gone(pid);
+    kill_and_assert_gone(compressor);
     for fd in leaky {
         // SAFETY: closing the descriptors opened above.
         unsafe { libc::close(fd) };
@@ -423,33 +416,39 @@ fn child_has_empty_signal_mask_and_default_dispositions() {
     let child = format!("/proc/{pid}/status");
     assert_eq!(status_mask(&child, "SigBlk"), 0, "blocked signals");
     assert_eq!(status_mask(&child, "SigIgn"), 0, "ignored signals");
-    compressor.kill_and_reap().unwrap();
+    kill_and_assert_gone(compressor);
+}
+
+/// Writes `data` into the pipe of a `cat`-like `compressor`, closes it, waits for the exit
+/// and checks that `archive` got `data` unchanged.
+fn assert_passes_through(
+    mut compressor: Compressor,
+    mut pipe: File,
+    archive: &TempFile,
+    data: &[u8],
+) {
+    let pid = compressor.pid();
+    pipe.write_all(data).unwrap();
+    drop(pipe);
+    compressor.wait(LONG).unwrap();
     assert_gone(pid);
+    assert_eq!(archive.contents(), data);
 }
 
 #[test]
 fn metachar_line_runs_through_the_shell() {
     let (archive, file) = TempFile::new("shell");
-    let (mut compressor, mut pipe) = spawn(&line("cat | cat"), file.as_fd());
-    let pid = compressor.pid();
-    assert_eq!(cmdline(pid), ["/bin/sh", "-c", "cat | cat"]);
-    pipe.write_all(b"through a pipeline\n").unwrap();
-    drop(pipe);
-    compressor.wait(LONG).unwrap();
-    assert_gone(pid);
-    assert_eq!(archive.contents(), b"through a pipeline\n");
+    let (compressor, pipe) = spawn(&line("cat | cat"), file.as_fd());
+    assert_eq!(cmdline(compressor.pid()), ["/bin/sh", "-c", "cat | cat"]);
+    assert_passes_through(compressor, pipe, &archive, b"through a pipeline\n");
 }
 
 #[test]
 fn plain_line_runs_directly() {
     let (archive, file) = TempFile::new("direct");
-    let (mut compressor, mut pipe) = spawn(&line("  cat -u\n"), file.as_fd());
-    let pid = compressor.pid();
-    assert_eq!(cmdline(pid), ["cat", "-u"]);
-    pipe.write_all(b"no shell\n").unwrap();
-    drop(pipe);
-    compressor.wait(LONG).unwrap();
-    assert_eq!(archive.contents(), b"no shell\n");
+    let (compressor, pipe) = spawn(&line("  cat -u\n"), file.as_fd());
+    assert_eq!(cmdline(compressor.pid()), ["cat", "-u"]);
+    assert_passes_through(compressor, pipe, &archive, b"no shell\n");
 }
 
 #[test]
@@ -487,12 +486,13 @@ fn output_fd_zero_is_not_clobbered() {
             spawned
         }
     };
-    let (mut compressor, write_end) = spawned.unwrap();
-    let mut pipe = File::from(write_end);
-    pipe.write_all(b"output was fd 0\n").unwrap();
-    drop(pipe);
-    compressor.wait(LONG).unwrap();
-    assert_eq!(archive.contents(), b"output was fd 0\n");
+    let (compressor, write_end) = spawned.unwrap();
+    assert_passes_through(
+        compressor,
+        File::from(write_end),
+        &archive,
+        b"output was fd 0\n",
+    );
 }
 
 #[test]
@@ -501,22 +501,30 @@ fn pipe_size_is_applied() {
         // SAFETY: F_GETPIPE_SZ on a pipe we own.
         unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_GETPIPE_SZ) }
     };
-    let (compressor, pipe) =
-        Compressor::spawn(&line("cat"), dev_null().as_fd(), &SpawnOptions::default()).unwrap();
-    assert_eq!(size_of(&pipe), DEFAULT_PIPE_SIZE as i32);
-    compressor.kill_and_reap().unwrap();
-
-    let options = SpawnOptions { pipe_size: None };
-    let (compressor, pipe) = Compressor::spawn(&line("cat"), dev_null().as_fd(), &options).unwrap();
-    assert_eq!(size_of(&pipe), 65536, "None keeps the kernel's default");
-    compressor.kill_and_reap().unwrap();
-
-    let options = SpawnOptions {
-        pipe_size: Some(256 * 1024),
-    };
-    let (compressor, pipe) = Compressor::spawn(&line("cat"), dev_null().as_fd(), &options).unwrap();
-    assert_eq!(size_of(&pipe), 256 * 1024);
-    compressor.kill_and_reap().unwrap();
+    for (options, size, what) in [
+        (
+            SpawnOptions::default(),
+            DEFAULT_PIPE_SIZE as i32,
+            "the default",
+        ),
+        (
+            SpawnOptions { pipe_size: None },
+            65536,
+            "None keeps the kernel's default",
+        ),
+        (
+            SpawnOptions {
+                pipe_size: Some(256 * 1024),
+            },
+            256 * 1024,
+            "256 KiB",
+        ),
+    ] {
+        let (compressor, pipe) =
+            Compressor::spawn(&line("cat"), dev_null().as_fd(), &options).unwrap();
+        assert_eq!(size_of(&pipe), size, "{what}");
+        compressor.kill_and_reap().unwrap();
+    }
 
     let options = SpawnOptions {
         pipe_size: Some(1 << 40),
@@ -533,8 +541,7 @@ fn pipe_size_is_applied() {
 
 #[test]
 fn wait_times_out_and_leaves_child_running() {
-    let (mut compressor, _pipe) = spawn(&line("sleep 5"), dev_null().as_fd());
-    let pid = compressor.pid();
+    let (mut compressor, _pipe, pid) = spawn_to_null(&line("sleep 5"));
     let err = compressor.wait(Duration::from_millis(100)).unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     assert_eq!(
@@ -542,8 +549,7 @@ fn wait_times_out_and_leaves_child_running() {
         format!("compressor 'sleep 5' (pid {pid}) did not exit within 100ms")
     );
     assert!(is_alive(pid));
-    compressor.kill_and_reap().unwrap();
-    assert_gone(pid);
+    kill_and_assert_gone(compressor);
 }
 
 extern "C" fn ignore_signal(_: libc::c_int) {}
@@ -561,8 +567,7 @@ fn wait_is_interrupted_by_signal() {
         old
     };
 
-    let (mut compressor, _pipe) = spawn(&line("sleep 5"), dev_null().as_fd());
-    let pid = compressor.pid();
+    let (mut compressor, _pipe, pid) = spawn_to_null(&line("sleep 5"));
     // SAFETY: pthread_self has no preconditions.
     let waiter = unsafe { libc::pthread_self() };
     let done = Arc::new(AtomicBool::new(false));
@@ -594,22 +599,19 @@ fn wait_is_interrupted_by_signal() {
         is_alive(pid),
         "interrupted wait must leave the child running"
     );
-    compressor.kill_and_reap().unwrap();
-    assert_gone(pid);
+    kill_and_assert_gone(compressor);
 }
 
 #[test]
 fn drop_kills_and_reaps_running_child() {
-    let (compressor, _pipe) = spawn(&line("cat"), dev_null().as_fd());
-    let pid = compressor.pid();
+    let (compressor, _pipe, pid) = spawn_to_null(&line("cat"));
     drop(compressor);
     assert_gone(pid);
 }
 
 #[test]
 fn drop_reaps_exited_child() {
-    let (compressor, pipe) = spawn(&line("cat"), dev_null().as_fd());
-    let pid = compressor.pid();
+    let (compressor, pipe, pid) = spawn_to_null(&line("cat"));
     drop(pipe);
     // Let it exit on its own and become a zombie.
     while std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -624,18 +626,15 @@ fn drop_reaps_exited_child() {
 
 #[test]
 fn kill_and_reap_after_exit_is_a_no_op() {
-    let (mut compressor, pipe) = spawn(&line("cat"), dev_null().as_fd());
-    let pid = compressor.pid();
+    let (mut compressor, pipe, _) = spawn_to_null(&line("cat"));
     drop(pipe);
     compressor.wait(LONG).unwrap();
-    compressor.kill_and_reap().unwrap();
-    assert_gone(pid);
+    kill_and_assert_gone(compressor);
 }
 
 #[test]
 fn forked_child_does_not_touch_the_compressor() {
-    let (compressor, _pipe) = spawn(&line("cat"), dev_null().as_fd());
-    let pid = compressor.pid();
+    let (compressor, _pipe, pid) = spawn_to_null(&line("cat"));
     // SAFETY: the child only calls the handle (which checks getpid first and allocates an
     // error string; glibc's malloc is usable after fork) and then _exit.
     let child = unsafe { libc::fork() };
@@ -661,6 +660,5 @@ fn forked_child_does_not_touch_the_compressor() {
         is_alive(pid),
         "the forked copy must not kill the compressor"
     );
-    compressor.kill_and_reap().unwrap();
-    assert_gone(pid);
+    kill_and_assert_gone(compressor);
 }

@@ -13,8 +13,10 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use testkit::Xorshift64Star;
 use vzdump_qemu::progress::{
-    render_bytes, render_duration, BackupStatus, BitmapInfo, BitmapSetup, StatusLoop, Style,
+    render_bytes, render_duration, BackupStatus, BitmapInfo, BitmapSetup, Progress, StatusLoop,
+    Style,
 };
 
 const PERL: &str = "/usr/bin/perl";
@@ -94,6 +96,33 @@ my $seed_get_mbps = sub {
     return ($mb > 0) ? int(($mb / $delta) / (1000 * 1000)) : 0;
 };
 
+# proxmox/qemu-server src/PVE/VZDump/QemuServer.pm, $query_backup_status_loop: one reply's
+# $rbytes, $wbytes (reused-aware), $timediff, and $get_mbps of both.
+my $current_rates = sub {
+    my ($transferred, $last_transferred, $zero, $last_zero, $reused, $last_reused, $ctime,
+        $last_time) = @_;
+    my $rbytes = $transferred - $last_transferred;
+    my $wbytes;
+    if ($reused) {
+        # reused includes zero bytes for PBS
+        $wbytes = $rbytes - ($reused - $last_reused);
+    } else {
+        $wbytes = $rbytes - ($zero - $last_zero);
+    }
+    my $timediff = ($ctime - $last_time) || 1; # fixme
+    my $mbps_read = $get_mbps->($rbytes, $timediff);
+    my $mbps_write = $get_mbps->($wbytes, $timediff);
+    return ($rbytes, $wbytes, $timediff, $mbps_read, $mbps_write);
+};
+
+# The rates the Progress record must match, "<read>/<write>": int(($mb / $delta)) of
+# qemu-server's $get_mbps above, 0 when not positive (the Rust side saturates them).
+my $progress_rates = sub {
+    my ($rbytes, $wbytes, $timediff) = @_;
+    my $rate = sub { my ($mb, $delta) = @_; return $mb <= 0 ? 0 : int(($mb / $delta)); };
+    return $rate->($rbytes, $timediff) . "/" . $rate->($wbytes, $timediff);
+};
+
 my $starttime = 1000;
 "#;
 
@@ -164,15 +193,57 @@ fn compare(what: &str, cases: &[String], rust: &[String], perl: &[String]) {
     );
 }
 
-/// xorshift64*, fixed seed per test.
-struct Rng(u64);
+/// The cases of one comparison: for each, the JSON array Perl's `case` is called with and
+/// the text Rust made.
+#[derive(Default)]
+struct Cases {
+    json: Vec<String>,
+    rust: Vec<String>,
+}
+
+impl Cases {
+    fn push(&mut self, json: String, rust: String) {
+        self.json.push(json);
+        self.rust.push(rust);
+    }
+
+    /// Perl's answers: `body` run over every case.
+    fn perl(&self, body: &str) -> Vec<String> {
+        perl(body, &self.json)
+    }
+
+    /// Compares each case's Rust text with Perl's answer from `body`.
+    fn match_perl(&self, what: &str, body: &str) {
+        self.match_perl_read_as(what, body, str::to_string);
+    }
+
+    /// Compares each case's Rust text with Perl's answer from `body` as `read` makes it.
+    fn match_perl_read_as(&self, what: &str, body: &str, read: impl Fn(&str) -> String) {
+        let out: Vec<String> = self.perl(body).iter().map(|l| read(l)).collect();
+        compare(what, &self.json, &self.rust, &out);
+    }
+}
+
+impl FromIterator<(String, String)> for Cases {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(cases: I) -> Cases {
+        let mut all = Cases::default();
+        for (json, rust) in cases {
+            all.push(json, rust);
+        }
+        all
+    }
+}
+
+/// testkit's xorshift64*, fixed seed per test, with the draws the cases need.
+struct Rng(Xorshift64Star);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(Xorshift64Star(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -227,6 +298,62 @@ fn reply(status: &str, total: u64, transferred: u64) -> BackupStatus {
     }
 }
 
+/// The first line a fresh loop of `style` prints for `status`, `at` seconds after the
+/// start, and the Progress record after it.
+fn first_line(style: Style, status: &BackupStatus, at: i64) -> (String, Progress) {
+    let mut state = StatusLoop::new(style, UUID, START, None);
+    let lines = state.observe(status, START + at).lines;
+    (lines[0].text.clone(), state.progress())
+}
+
+/// A case of the rates tests: `first` 3 s after the start (printed, so its counters become
+/// the last ones), then `second` `step` seconds later; `json` for Perl.
+struct RateCase {
+    json: String,
+    first: BackupStatus,
+    second: BackupStatus,
+    step: i64,
+}
+
+/// Runs each case on a fresh loop of `style` and compares what `read` takes from the line the
+/// second reply prints, then `|<read>/<write>` of the Progress rates after it, with Perl's
+/// answer from `body`, which ends in `|` and `$progress_rates` (saturated here as the
+/// Progress fields are).
+fn rates_match_perl(
+    what: &str,
+    style: Style,
+    cases: impl IntoIterator<Item = RateCase>,
+    read: impl Fn(&str) -> String,
+    body: &str,
+) {
+    let cases: Cases = cases
+        .into_iter()
+        .map(|case| {
+            let mut state = StatusLoop::new(style, UUID, START, None);
+            let printed = state.observe(&case.first, START + 3).lines;
+            assert_eq!(printed.len(), 1, "{what}: {}", case.json);
+            let lines = state.observe(&case.second, START + 3 + case.step).lines;
+            let progress = state.progress();
+            let rates = format!("{}/{}", progress.read_rate, progress.write_rate);
+            (case.json, format!("{}|{rates}", read(&lines[0].text)))
+        })
+        .collect();
+    cases.match_perl_read_as(what, body, saturated_rates);
+}
+
+/// The summary of a fresh loop of `style` that read `status` 1 s after the start, taken `at`
+/// seconds after the start, its lines joined by `\n`.
+fn summary_after(style: Style, status: &BackupStatus, at: i64) -> String {
+    let mut state = StatusLoop::new(style, UUID, START, None);
+    let _ = state.observe(status, START + 1);
+    let lines: Vec<String> = state
+        .summary(START + at)
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    lines.join("\\n")
+}
+
 /// The text between `before` and the next `after` in `line`.
 fn between<'a>(line: &'a str, before: &str, after: &str) -> &'a str {
     let start = line
@@ -245,6 +372,22 @@ fn saturated(perl: &str) -> u64 {
         Ok(value) => value.clamp(0, i128::from(u64::MAX)) as u64,
         Err(_) => perl.parse::<f64>().unwrap() as u64,
     }
+}
+
+/// A Perl answer that ends in `|<read>/<write>` (`$progress_rates`), with both rates
+/// saturated into a `u64` as the `Progress` fields are.
+fn saturated_rates(perl: &str) -> String {
+    let (text, rates) = perl.rsplit_once('|').unwrap();
+    let (read, write) = rates.split_once('/').unwrap();
+    format!("{text}|{}/{}", saturated(read), saturated(write))
+}
+
+/// Field `n` of each `|`-separated line.
+fn field(lines: &[String], n: usize) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l.split('|').nth(n).unwrap().to_string())
+        .collect()
 }
 
 /// (total, transferred) pairs for the percent tests: transferred ≤ total mostly, some above,
@@ -305,32 +448,33 @@ fn percent_cases(rng: &mut Rng) -> Vec<(u64, u64)> {
 
 #[test]
 fn seed_percent_and_sparse_percent_match_perl() {
-    let mut rng = Rng(0x5eed_0001);
-    let mut cases = Vec::new();
-    let mut rust = Vec::new();
+    let mut rng = Rng::new(0x5eed_0001);
+    let mut cases = Cases::default();
     for (total, transferred) in percent_cases(&mut rng) {
         let zero = match rng.below(4) {
             0 => transferred,
             1 => rng.counter(),
             _ => rng.up_to(total),
         };
-        let mut state = StatusLoop::new(Style::Seed, UUID, START, None);
         let status = BackupStatus {
             zero_bytes: Some(zero),
             ..reply("active", total, transferred)
         };
         // The first reply after 3 s always prints (percent differs from -1).
-        let lines = state.observe(&status, START + 3).lines;
-        let line = &lines[0].text;
-        rust.push(format!(
+        let (line, _) = first_line(Style::Seed, &status, 3);
+        let percents = format!(
             "{} {}",
-            between(line, "status: ", "% ("),
-            between(line, ", sparse ", "% (")
-        ));
-        cases.push(json(&[Some(total), Some(transferred), Some(zero)]));
+            between(&line, "status: ", "% ("),
+            between(&line, ", sparse ", "% (")
+        );
+        cases.push(
+            json(&[Some(total), Some(transferred), Some(zero)]),
+            percents,
+        );
     }
     // The 2020 seed's $query_backup_status_loop: $percent and $zero_per, interpolated.
-    let out = perl(
+    cases.match_perl(
+        "seed percent / zero_per",
         r#"
 sub case {
     my ($total, $transferred, $zero) = @_;
@@ -342,12 +486,10 @@ sub case {
     return "$percent ${zero_per}";
 }
 "#,
-        &cases,
     );
-    compare("seed percent / zero_per", &cases, &rust, &out);
     // The cases reach where Perl's arithmetic parts from exact integers: `transferred *
     // 100` beyond 2^53 (not exact as a double) and beyond 2^64 (a double product).
-    let products: Vec<u128> = percent_cases(&mut Rng(0x5eed_0001))
+    let products: Vec<u128> = percent_cases(&mut Rng::new(0x5eed_0001))
         .iter()
         .map(|&(_, transferred)| u128::from(transferred) * 100)
         .collect();
@@ -357,9 +499,8 @@ sub case {
 
 #[test]
 fn current_percent_matches_perl() {
-    let mut rng = Rng(0x5eed_0002);
-    let mut cases = Vec::new();
-    let mut rust = Vec::new();
+    let mut rng = Rng::new(0x5eed_0002);
+    let mut cases = Cases::default();
     for (total, transferred) in percent_cases(&mut rng) {
         // Sometimes a dirty count (below, equal to or above the total), sometimes none.
         let dirty = match rng.below(4) {
@@ -368,21 +509,21 @@ fn current_percent_matches_perl() {
             2 => Some(rng.counter()),
             _ => Some(total),
         };
-        let mut state = StatusLoop::new(Style::Current, UUID, START, None);
         let status = BackupStatus {
             dirty,
             ..reply("active", total, transferred)
         };
-        let lines = state.observe(&status, START + 3).lines;
-        let line = &lines[0].text;
+        let (line, progress) = first_line(Style::Current, &status, 3);
         let printed = &line[..line.find('%').unwrap()];
-        rust.push(format!("{printed}|{}", state.progress().percent));
-        cases.push(json(&[Some(total), dirty, Some(transferred)]));
+        cases.push(
+            json(&[Some(total), dirty, Some(transferred)]),
+            format!("{printed}|{}", progress.percent),
+        );
     }
     // proxmox/qemu-server src/PVE/VZDump/QemuServer.pm, $query_backup_status_loop:
     // $target and $percent, printed with "%3d"; then $percent itself, which the
     // saturating `Progress::percent` must match.
-    let out = perl(
+    let out = cases.perl(
         r#"
 sub case {
     my ($total, $dirty, $transferred) = @_;
@@ -393,27 +534,25 @@ sub case {
     return sprintf("%3d", $percent) . "|$percent";
 }
 "#,
-        &cases,
     );
-    let perl_printed: Vec<String> = out
-        .iter()
-        .map(|l| format!("{}|", l.split('|').next().unwrap()))
-        .collect();
-    let rust_printed: Vec<String> = rust
-        .iter()
-        .map(|l| format!("{}|", l.split('|').next().unwrap()))
-        .collect();
-    compare("current %3d percent", &cases, &rust_printed, &perl_printed);
+    let (rust_printed, perl_printed) = (field(&cases.rust, 0), field(&out, 0));
+    compare(
+        "current %3d percent",
+        &cases.json,
+        &rust_printed,
+        &perl_printed,
+    );
     // Progress::percent is Perl's $percent, saturated into a u64.
-    let perl_progress: Vec<String> = out
+    let perl_progress: Vec<String> = field(&out, 1)
         .iter()
-        .map(|l| saturated(l.split('|').nth(1).unwrap()).to_string())
+        .map(|p| saturated(p).to_string())
         .collect();
-    let rust_progress: Vec<String> = rust
-        .iter()
-        .map(|l| l.split('|').nth(1).unwrap().to_string())
-        .collect();
-    compare("Progress::percent", &cases, &rust_progress, &perl_progress);
+    compare(
+        "Progress::percent",
+        &cases.json,
+        &field(&cases.rust, 1),
+        &perl_progress,
+    );
 }
 
 /// A time difference between two replies: usually small, sometimes 0 (counts as 1),
@@ -429,9 +568,7 @@ fn time_step(rng: &mut Rng) -> i64 {
 
 #[test]
 fn seed_rates_match_perl() {
-    let mut rng = Rng(0x5eed_0003);
-    let mut cases = Vec::new();
-    let mut rust = Vec::new();
+    let mut rng = Rng::new(0x5eed_0003);
     let mut inputs = vec![
         (0, 0, 0, 0, 1),
         (0, 0, TWO_53 + 1, 0, 1),
@@ -447,34 +584,28 @@ fn seed_rates_match_perl() {
         let (t1, z1, t2, z2) = (rng.counter(), rng.counter(), rng.counter(), rng.counter());
         inputs.push((t1, z1, t2, z2, time_step(&mut rng)));
     }
-    for (t1, z1, t2, z2, step) in inputs {
-        let mut state = StatusLoop::new(Style::Seed, UUID, START, None);
-        // Printed (3 s after the start), so its counters become the last ones.
-        let first = BackupStatus {
+    let cases = inputs.into_iter().map(|(t1, z1, t2, z2, step)| RateCase {
+        json: format!("[{t1},{z1},{t2},{z2},{step}]"),
+        first: BackupStatus {
             zero_bytes: Some(z1),
             ..reply("active", t1, t1)
-        };
-        assert_eq!(state.observe(&first, START + 3).lines.len(), 1);
+        },
         // Any end status prints the line in the seed.
-        let second = BackupStatus {
+        second: BackupStatus {
             zero_bytes: Some(z2),
             ..reply("error", t2, t2)
-        };
-        let lines = state.observe(&second, START + 3 + step).lines;
-        let progress = state.progress();
-        rust.push(format!(
-            "{}|{}/{}",
-            between(&lines[0].text, "read/write ", " MB/s"),
-            progress.read_rate,
-            progress.write_rate
-        ));
-        cases.push(format!("[{t1},{z1},{t2},{z2},{step}]"));
-    }
+        },
+        step,
+    });
     // The 2020 seed's $query_backup_status_loop: $rbytes, $wbytes, $timediff and
     // $get_mbps after one printed reply; then qemu-server's int(($mb / $delta)) of
     // proxmox/qemu-server src/PVE/VZDump/QemuServer.pm's $get_mbps, which the
     // Progress rates (saturated, 0 when not positive) must match.
-    let out = perl(
+    rates_match_perl(
+        "seed get_mbps and Progress rates",
+        Style::Seed,
+        cases,
+        |line| between(line, "read/write ", " MB/s").to_string(),
         r#"
 sub case {
     my ($t1, $z1, $t2, $z2, $step) = @_;
@@ -490,28 +621,15 @@ sub case {
     my $timediff = ($ctime - $last_time) || 1; # fixme
     my $mbps_read = $seed_get_mbps->($rbytes, $timediff);
     my $mbps_write = $seed_get_mbps->($wbytes, $timediff);
-    my $rate = sub { my ($mb, $delta) = @_; return $mb <= 0 ? 0 : int(($mb / $delta)); };
-    return "$mbps_read/$mbps_write|" . $rate->($rbytes, $timediff) . "/" . $rate->($wbytes, $timediff);
+    return "$mbps_read/$mbps_write|" . $progress_rates->($rbytes, $wbytes, $timediff);
 }
 "#,
-        &cases,
     );
-    let out: Vec<String> = out
-        .iter()
-        .map(|l| {
-            let (mbps, rates) = l.split_once('|').unwrap();
-            let (r, w) = rates.split_once('/').unwrap();
-            format!("{mbps}|{}/{}", saturated(r), saturated(w))
-        })
-        .collect();
-    compare("seed get_mbps and Progress rates", &cases, &rust, &out);
 }
 
 #[test]
 fn seed_summary_matches_perl() {
-    let mut rng = Rng(0x5eed_0004);
-    let mut cases = Vec::new();
-    let mut rust = Vec::new();
+    let mut rng = Rng::new(0x5eed_0004);
     let mut inputs = vec![
         (0, 5),
         (5, 0),
@@ -538,22 +656,18 @@ fn seed_summary_matches_perl() {
         };
         inputs.push((rng.counter(), duration));
     }
-    for (transferred, duration) in inputs {
-        let mut state = StatusLoop::new(Style::Seed, UUID, START, None);
-        // Read but not printed (1 s): the summary uses the last value read.
-        let _ = state.observe(&reply("active", transferred, transferred), START + 1);
-        rust.push(
-            state
-                .summary(START + duration)
-                .iter()
-                .map(|l| l.text.as_str())
-                .collect::<Vec<_>>()
-                .join("\\n"),
-        );
-        cases.push(format!("[{transferred},{duration}]"));
-    }
+    let cases: Cases = inputs
+        .into_iter()
+        .map(|(transferred, duration)| {
+            // Read but not printed (1 s): the summary uses the last value read.
+            let status = reply("active", transferred, transferred);
+            let summary = summary_after(Style::Seed, &status, duration);
+            (format!("[{transferred},{duration}]"), summary)
+        })
+        .collect();
     // The 2020 seed's $query_backup_status_loop, after the loop: $mb and $mbps.
-    let out = perl(
+    cases.match_perl(
+        "seed summary",
         r#"
 sub case {
     my ($transferred, $offset) = @_;
@@ -566,16 +680,12 @@ sub case {
     return "";
 }
 "#,
-        &cases,
     );
-    compare("seed summary", &cases, &rust, &out);
 }
 
 #[test]
 fn current_rates_match_perl() {
-    let mut rng = Rng(0x5eed_0005);
-    let mut cases = Vec::new();
-    let mut rust = Vec::new();
+    let mut rng = Rng::new(0x5eed_0005);
     let mut inputs = vec![
         (0, 0, None, 0, 0, None, 1),
         (0, 0, None, TWO_53 + 1, 0, None, 1),
@@ -594,37 +704,35 @@ fn current_rates_match_perl() {
         let (t2, z2, r2) = (rng.counter(), rng.counter(), reused(&mut rng));
         inputs.push((t1, z1, r1, t2, z2, r2, time_step(&mut rng)));
     }
-    for &(t1, z1, r1, t2, z2, r2, step) in &inputs {
-        let mut state = StatusLoop::new(Style::Current, UUID, START, None);
-        // Printed (3 s after the start) below 50 %, so the end reply prints too.
-        let first = BackupStatus {
-            zero_bytes: Some(z1),
-            reused: r1,
-            ..reply("active", IV_MAX, t1)
-        };
-        assert_eq!(state.observe(&first, START + 3).lines.len(), 1);
-        let second = BackupStatus {
-            zero_bytes: Some(z2),
-            reused: r2,
-            ..reply("error", IV_MAX, t2)
-        };
-        let lines = state.observe(&second, START + 3 + step).lines;
-        let line = &lines[0].text;
-        let progress = state.progress();
-        rust.push(format!(
-            "{}|{}|{}/{}",
-            between(line, ", read: ", ", write: "),
-            &line[line.find(", write: ").unwrap() + ", write: ".len()..],
-            progress.read_rate,
-            progress.write_rate
-        ));
+    let cases = inputs.into_iter().map(|(t1, z1, r1, t2, z2, r2, step)| {
         let counters = json(&[Some(t1), Some(z1), r1, Some(t2), Some(z2), r2]);
-        cases.push(format!("{},{step}]", counters.trim_end_matches(']')));
-    }
+        RateCase {
+            json: format!("{},{step}]", counters.trim_end_matches(']')),
+            // Printed (3 s after the start) below 50 %, so the end reply prints too.
+            first: BackupStatus {
+                zero_bytes: Some(z1),
+                reused: r1,
+                ..reply("active", IV_MAX, t1)
+            },
+            second: BackupStatus {
+                zero_bytes: Some(z2),
+                reused: r2,
+                ..reply("error", IV_MAX, t2)
+            },
+            step,
+        }
+    });
     // proxmox/qemu-server src/PVE/VZDump/QemuServer.pm, $query_backup_status_loop:
     // $rbytes, $wbytes (reused-aware), $timediff and $get_mbps (render_bytes with one
     // decimal) after one printed reply; then int(($mb / $delta)) for the Progress rates.
-    let out = perl(
+    rates_match_perl(
+        "current get_mbps and Progress rates",
+        Style::Current,
+        cases,
+        |line| {
+            let write = &line[line.find(", write: ").unwrap() + ", write: ".len()..];
+            format!("{}|{write}", between(line, ", read: ", ", write: "))
+        },
         r#"
 sub case {
     my ($t1, $z1, $r1, $t2, $z2, $r2, $step) = @_;
@@ -639,40 +747,19 @@ sub case {
     my $transferred = $t2 || 0;
     my $reused = $r2;
     my $zero = $z2 || 0;
-    my $rbytes = $transferred - $last_transferred;
-    my $wbytes;
-    if ($reused) {
-        # reused includes zero bytes for PBS
-        $wbytes = $rbytes - ($reused - $last_reused);
-    } else {
-        $wbytes = $rbytes - ($zero - $last_zero);
-    }
-    my $timediff = ($ctime - $last_time) || 1; # fixme
-    my $mbps_read = $get_mbps->($rbytes, $timediff);
-    my $mbps_write = $get_mbps->($wbytes, $timediff);
-    my $rate = sub { my ($mb, $delta) = @_; return $mb <= 0 ? 0 : int(($mb / $delta)); };
-    return "$mbps_read|$mbps_write|" . $rate->($rbytes, $timediff) . "/" . $rate->($wbytes, $timediff);
+    my ($rbytes, $wbytes, $timediff, $mbps_read, $mbps_write) = $current_rates->(
+        $transferred, $last_transferred, $zero, $last_zero, $reused, $last_reused,
+        $ctime, $last_time);
+    return "$mbps_read|$mbps_write|" . $progress_rates->($rbytes, $wbytes, $timediff);
 }
 "#,
-        &cases,
     );
-    let out: Vec<String> = out
-        .iter()
-        .map(|l| {
-            let mut parts = l.split('|');
-            let (read, write) = (parts.next().unwrap(), parts.next().unwrap());
-            let (r, w) = parts.next().unwrap().split_once('/').unwrap();
-            format!("{read}|{write}|{}/{}", saturated(r), saturated(w))
-        })
-        .collect();
-    compare("current get_mbps and Progress rates", &cases, &rust, &out);
 }
 
 #[test]
 fn current_bitmap_lines_and_first_status_line_match_perl() {
-    let mut rng = Rng(0x5eed_0006);
-    let mut cases = Vec::new();
-    let mut rust = Vec::new();
+    let mut rng = Rng::new(0x5eed_0006);
+    let mut cases = Cases::default();
     for i in 0..RANDOM_CASES {
         // Mostly int64 sizes as QEMU reports them; every fourth case sizes up to u64::MAX,
         // whose sums leave the UV range and become doubles in Perl.
@@ -722,22 +809,22 @@ fn current_bitmap_lines_and_first_status_line_match_perl() {
             .chain(&observation.lines)
             .map(|l| l.text.as_str())
             .collect();
-        rust.push(texts.join("\\n"));
-
         let drives: Vec<String> = drives
             .iter()
             .map(|(size, dirty)| format!("{size},{dirty}"))
             .collect();
-        cases.push(format!(
+        let json = format!(
             "[[{}],{transferred},{zero},{},{at}]",
             drives.join(","),
             reused.map_or("null".into(), |r| r.to_string())
-        ));
+        );
+        cases.push(json, texts.join("\\n"));
     }
     // proxmox/qemu-server src/PVE/VZDump/QemuServer.pm: $bitmap_action_to_human for
     // "used", the bitmap sums and fast incremental line of $query_backup_status_loop,
     // then its first status line ("%3d%%" and render_bytes / render_duration).
-    let out = perl(
+    cases.match_perl(
+        "bitmap and status lines",
         r#"
 sub case {
     my ($sizes, $transferred_in, $zero_in, $reused_in, $at) = @_;
@@ -779,16 +866,9 @@ sub case {
     my $zero = $zero_in || 0;
     my $ctime = $starttime + $at;
     my $duration = $ctime - $starttime;
-    my $rbytes = $transferred - $last_transferred;
-    my $wbytes;
-    if ($reused) {
-        $wbytes = $rbytes - ($reused - $last_reused);
-    } else {
-        $wbytes = $rbytes - ($zero - $last_zero);
-    }
-    my $timediff = ($ctime - $last_time) || 1; # fixme
-    my $mbps_read = $get_mbps->($rbytes, $timediff);
-    my $mbps_write = $get_mbps->($wbytes, $timediff);
+    my (undef, undef, undef, $mbps_read, $mbps_write) = $current_rates->(
+        $transferred, $last_transferred, $zero, $last_zero, $reused, $last_reused,
+        $ctime, $last_time);
     my $target_h = render_bytes($target, 1);
     my $transferred_h = render_bytes($transferred, 1);
     my $statusline = sprintf(
@@ -801,9 +881,15 @@ sub case {
     return join("\n", @out);
 }
 "#,
-        &cases,
     );
-    compare("bitmap and status lines", &cases, &rust, &out);
+}
+
+/// One case per value, `[<value>]` for Perl, with the text `rust` makes of it.
+fn one_value_cases(values: &[u64], rust: impl Fn(u64) -> String) -> Cases {
+    values
+        .iter()
+        .map(|&v| (format!("[{v}]"), rust(v)))
+        .collect()
 }
 
 /// Values for `render_bytes`: every magnitude up to `u64::MAX`, around each power of 1024,
@@ -853,40 +939,33 @@ fn byte_values(rng: &mut Rng) -> Vec<u64> {
 
 #[test]
 fn render_bytes_matches_perl() {
-    let mut rng = Rng(0x5eed_0007);
-    let values = byte_values(&mut rng);
-    let cases: Vec<String> = values.iter().map(|v| format!("[{v}]")).collect();
-    let rust: Vec<String> = values
-        .iter()
-        .map(|&v| {
-            format!(
-                "{}|{}|{}",
-                render_bytes(v, 1),
-                render_bytes(v, 2),
-                render_bytes(v, 0)
-            )
-        })
-        .collect();
+    let mut rng = Rng::new(0x5eed_0007);
+    let cases = one_value_cases(&byte_values(&mut rng), |v| {
+        format!(
+            "{}|{}|{}",
+            render_bytes(v, 1),
+            render_bytes(v, 2),
+            render_bytes(v, 0)
+        )
+    });
     // proxmox/pve-common src/PVE/Format.pm, render_bytes with precision 1, 2 and none.
-    let out = perl(
+    cases.match_perl(
+        "render_bytes",
         r#"
 sub case {
     my ($value) = @_;
     return render_bytes($value, 1) . "|" . render_bytes($value, 2) . "|" . render_bytes($value);
 }
 "#,
-        &cases,
     );
-    compare("render_bytes", &cases, &rust, &out);
 }
 
 #[test]
 fn current_rate_strings_match_perl() {
     // The rate string alone: `$get_mbps->($mb, $delta)` for a positive $mb over a range of
     // deltas, through the first status line's read rate (timediff = the start offset).
-    let mut rng = Rng(0x5eed_0008);
-    let mut cases = Vec::new();
-    let mut rust = Vec::new();
+    let mut rng = Rng::new(0x5eed_0008);
+    let mut cases = Cases::default();
     let mut inputs: Vec<(u64, i64)> = byte_values(&mut rng)
         .into_iter()
         .filter(|&v| v <= IV_MAX)
@@ -896,14 +975,14 @@ fn current_rate_strings_match_perl() {
         inputs.push((rng.counter(), time_step(&mut rng)));
     }
     for &(transferred, at) in &inputs {
-        let mut state = StatusLoop::new(Style::Current, UUID, START, None);
-        let observation = state.observe(&reply("error", IV_MAX, transferred), START + at);
-        rust.push(between(&observation.lines[0].text, ", read: ", ", write: ").to_string());
-        cases.push(format!("[{transferred},{at}]"));
+        let (line, _) = first_line(Style::Current, &reply("error", IV_MAX, transferred), at);
+        let read = between(&line, ", read: ", ", write: ").to_string();
+        cases.push(format!("[{transferred},{at}]"), read);
     }
     // proxmox/qemu-server src/PVE/VZDump/QemuServer.pm, $get_mbps of
     // $query_backup_status_loop (render_bytes($bw, 1) . "/s").
-    let out = perl(
+    cases.match_perl(
+        "current get_mbps",
         r#"
 sub case {
     my ($mb, $at) = @_;
@@ -911,32 +990,28 @@ sub case {
     return $get_mbps->($mb, $timediff);
 }
 "#,
-        &cases,
     );
-    compare("current get_mbps", &cases, &rust, &out);
 }
 
 #[test]
 fn render_duration_matches_perl() {
-    let mut rng = Rng(0x5eed_0009);
+    let mut rng = Rng::new(0x5eed_0009);
     let mut values: Vec<u64> = vec![0, 1, 59, 60, 61, 3599, 3600, 86_399, 86_400, 604_799];
     values.extend([604_800, TWO_53 - 1, TWO_53, TWO_53 + 1, IV_MAX, u64::MAX]);
     for _ in 0..RANDOM_CASES {
         values.push(rng.magnitude(64));
     }
-    let cases: Vec<String> = values.iter().map(|v| format!("[{v}]")).collect();
-    let rust: Vec<String> = values.iter().map(|&v| render_duration(v)).collect();
+    let cases = one_value_cases(&values, render_duration);
     // proxmox/pve-common src/PVE/Format.pm, render_duration.
-    let out = perl(
+    cases.match_perl(
+        "render_duration",
         r#"
 sub case {
     my ($secs) = @_;
     return render_duration($secs);
 }
 "#,
-        &cases,
     );
-    compare("render_duration", &cases, &rust, &out);
 }
 
 /// One `done` reply, then the summary `at` seconds after the start.
@@ -951,20 +1026,13 @@ struct SummaryCase {
 
 impl SummaryCase {
     fn rust(&self) -> String {
-        let mut state = StatusLoop::new(Style::Current, UUID, START, None);
         let status = BackupStatus {
             dirty: self.dirty,
             zero_bytes: Some(self.zero),
             reused: self.reused,
             ..reply("done", self.total, self.transferred)
         };
-        let _ = state.observe(&status, START + 1);
-        let lines: Vec<String> = state
-            .summary(START + self.at)
-            .into_iter()
-            .map(|l| l.text)
-            .collect();
-        lines.join("\\n")
+        summary_after(Style::Current, &status, self.at)
     }
 
     fn json(&self) -> String {
@@ -1029,7 +1097,7 @@ sub case {
 /// $reuse_per and the summary lines (see [`CURRENT_SUMMARY`]).
 #[test]
 fn current_summary_percents_match_perl() {
-    let mut rng = Rng(0x5eed_000a);
+    let mut rng = Rng::new(0x5eed_000a);
     let mut inputs = Vec::new();
     for (total, transferred) in percent_cases(&mut rng) {
         if total == 0 {
@@ -1054,10 +1122,8 @@ fn current_summary_percents_match_perl() {
             at,
         });
     }
-    let cases: Vec<String> = inputs.iter().map(SummaryCase::json).collect();
-    let rust: Vec<String> = inputs.iter().map(SummaryCase::rust).collect();
-    let out = perl(CURRENT_SUMMARY, &cases);
-    compare("current summary", &cases, &rust, &out);
+    let cases: Cases = inputs.iter().map(|c| (c.json(), c.rust())).collect();
+    cases.match_perl("current summary", CURRENT_SUMMARY);
 }
 
 #[test]

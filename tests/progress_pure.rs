@@ -73,6 +73,12 @@ fn summary(state: &StatusLoop, at: i64) -> Vec<String> {
         .collect()
 }
 
+/// Checks that the run ended (`step`) and its summary `at` seconds after START.
+fn assert_finished(state: &StatusLoop, step: Step, at: i64, expected: &[&str]) {
+    assert_eq!(step, Step::Finished);
+    assert_eq!(summary(state, at), expected);
+}
+
 fn seed() -> StatusLoop {
     StatusLoop::new(Style::Seed, UUID, START, None)
 }
@@ -117,11 +123,12 @@ fn seed_full_run_prints_the_doc_lines() {
             "status: 100% (34359738368/34359738368), sparse 64% (22020096000), duration 131, read/write 259/84 MB/s",
         ]
     );
-    assert_eq!(step, Step::Finished);
     // 32 GiB / 131 s = 262288079 B/s.
-    assert_eq!(
-        summary(&s, 131),
-        ["transferred 34359 MB in 131 seconds (262 MB/s)"]
+    assert_finished(
+        &s,
+        step,
+        131,
+        &["transferred 34359 MB in 131 seconds (262 MB/s)"],
     );
 }
 
@@ -166,32 +173,64 @@ fn seed_prints_100_percent_twice_and_zero_timediff_counts_as_one() {
             "status: 100% (5000000/5000000), sparse 0% (0), duration 3, read/write 0/0 MB/s",
         ]
     );
-    assert_eq!(step, Step::Finished);
-    assert_eq!(summary(&s, 3), ["transferred 5 MB in 3 seconds (1 MB/s)"]);
+    assert_finished(&s, step, 3, &["transferred 5 MB in 3 seconds (1 MB/s)"]);
 }
 
+/// A run of one `done` reply `at` seconds after START, in either style: its one line, and
+/// the summary at the same second.
 #[test]
-fn seed_done_in_the_first_second_has_rates_over_one_second_and_no_summary() {
-    let mut s = seed();
-    let (lines, step) = feed(&mut s, &[(0, done(5_000_000, 5_000_000, 1_000_000))]);
-    assert_eq!(
-        lines,
-        ["status: 100% (5000000/5000000), sparse 20% (1000000), duration 0, read/write 5/4 MB/s"]
-    );
-    assert_eq!(step, Step::Finished);
-    assert!(summary(&s, 0).is_empty());
-}
-
-#[test]
-fn seed_summary_needs_transferred_bytes() {
-    let mut s = seed();
-    let (lines, step) = feed(&mut s, &[(5, done(0, 0, 0))]);
-    assert_eq!(
-        lines,
-        ["status: 0% (0/0), sparse 0% (0), duration 5, read/write 0/0 MB/s"]
-    );
-    assert_eq!(step, Step::Finished);
-    assert!(summary(&s, 5).is_empty());
+fn one_done_reply_prints_its_line_and_the_summary() {
+    for (what, mut s, at, reply, line, expected) in [
+        // Rates over one second (timediff 0 counts as 1), no summary (duration 0).
+        (
+            "seed_done_in_the_first_second_has_rates_over_one_second_and_no_summary",
+            seed(),
+            0,
+            done(5_000_000, 5_000_000, 1_000_000),
+            "status: 100% (5000000/5000000), sparse 20% (1000000), duration 0, read/write 5/4 MB/s",
+            vec![],
+        ),
+        (
+            "seed_summary_needs_transferred_bytes",
+            seed(),
+            5,
+            done(0, 0, 0),
+            "status: 0% (0/0), sparse 0% (0), duration 5, read/write 0/0 MB/s",
+            vec![],
+        ),
+        (
+            "current_within_the_first_second",
+            current(),
+            0,
+            done(5_000_000, 5_000_000, 0),
+            "100% (4.8 MiB of 4.8 MiB) in 0s, read: 4.8 MiB/s, write: 4.8 MiB/s",
+            vec!["transferred 4.77 MiB in <1 seconds"],
+        ),
+        // Clock going backwards, printed like Perl. The seed: timediff -5: 5e6 / -5 / 1e6 = -1.
+        (
+            "clock_going_backwards_prints_like_perl, seed",
+            seed(),
+            -5,
+            done(5_000_000, 5_000_000, 0),
+            "status: 100% (5000000/5000000), sparse 0% (0), duration -5, read/write -1/-1 MB/s",
+            vec!["transferred 5 MB in -5 seconds (-1 MB/s)"],
+        ),
+        // Today's: a negative duration renders empty; the rate is render_bytes of a negative
+        // number.
+        (
+            "clock_going_backwards_prints_like_perl, current",
+            current(),
+            -5,
+            done(5_000_000, 5_000_000, 0),
+            "100% (4.8 MiB of 4.8 MiB) in , read: -1000000.0 B/s, write: -1000000.0 B/s",
+            vec!["transferred 4.77 MiB in -5 seconds (-1000000.0 B/s)"],
+        ),
+    ] {
+        let (lines, step) = feed(&mut s, &[(at, reply)]);
+        assert_eq!(lines, [line], "{what}");
+        assert_eq!(step, Step::Finished, "{what}");
+        assert_eq!(summary(&s, at), expected, "{what}");
+    }
 }
 
 #[test]
@@ -324,50 +363,6 @@ fn seed_negative_deltas_print_zero() {
     );
 }
 
-#[test]
-fn seed_missing_counters_count_as_zero_and_ignore_dirty_and_reused() {
-    let mut s = seed();
-    let status = BackupStatus {
-        status: Some("active".into()),
-        uuid: Some(UUID.into()),
-        dirty: Some(10),
-        reused: Some(10),
-        ..Default::default()
-    };
-    let (lines, _) = feed(&mut s, &[(3, status)]);
-    assert_eq!(
-        lines,
-        ["status: 0% (0/0), sparse 0% (0), duration 3, read/write 0/0 MB/s"]
-    );
-}
-
-#[test]
-fn clock_going_backwards_prints_like_perl() {
-    let mut s = seed();
-    let (lines, _) = feed(&mut s, &[(-5, done(5_000_000, 5_000_000, 0))]);
-    // timediff -5: 5e6 / -5 / 1e6 = -1.
-    assert_eq!(
-        lines,
-        ["status: 100% (5000000/5000000), sparse 0% (0), duration -5, read/write -1/-1 MB/s"]
-    );
-    assert_eq!(
-        summary(&s, -5),
-        ["transferred 5 MB in -5 seconds (-1 MB/s)"]
-    );
-
-    let mut s = current();
-    let (lines, _) = feed(&mut s, &[(-5, done(5_000_000, 5_000_000, 0))]);
-    // A negative duration renders empty; the rate is render_bytes of a negative number.
-    assert_eq!(
-        lines,
-        ["100% (4.8 MiB of 4.8 MiB) in , read: -1000000.0 B/s, write: -1000000.0 B/s"]
-    );
-    assert_eq!(
-        summary(&s, -5),
-        ["transferred 4.77 MiB in -5 seconds (-1000000.0 B/s)"]
-    );
-}
-
 // ---- current ----
 
 #[test]
@@ -394,14 +389,15 @@ fn current_full_run_prints_the_doc_lines() {
             "100% (32.0 GiB of 32.0 GiB) in 2m 11s, read: 481.0 MiB/s, write: 166.7 MiB/s",
         ]
     );
-    assert_eq!(step, Step::Finished);
     // Z * 100 / 32 GiB = 64.08; 32 GiB / 131 s = 262288079 B/s = 250.1 MiB/s.
-    assert_eq!(
-        summary(&s, 131),
-        [
+    assert_finished(
+        &s,
+        step,
+        131,
+        &[
             "backup is sparse: 20.51 GiB (64%) total zero data",
             "transferred 32.00 GiB in 131 seconds (250.1 MiB/s)",
-        ]
+        ],
     );
     assert_eq!(
         s.totals(),
@@ -431,10 +427,11 @@ fn current_skips_the_final_line_after_100_percent_and_accepts_short_counts() {
         lines,
         ["  3% (1.0 GiB of 32.0 GiB) in 4s, read: 256.0 MiB/s, write: 256.0 MiB/s"]
     );
-    assert_eq!(step, Step::Finished);
-    assert_eq!(
-        summary(&s, 4),
-        ["transferred 1.00 GiB in 4 seconds (256.0 MiB/s)"]
+    assert_finished(
+        &s,
+        step,
+        4,
+        &["transferred 1.00 GiB in 4 seconds (256.0 MiB/s)"],
     );
 }
 
@@ -446,18 +443,6 @@ fn current_error_after_100_percent_prints_nothing_more() {
     let (lines, step) = feed(&mut s, &[(3, active(3 * M, 3 * M, 0)), (9, error)]);
     assert_eq!(lines.len(), 1);
     assert_eq!(step, failed(PollError::Backup("backup canceled".into())));
-}
-
-#[test]
-fn current_within_the_first_second() {
-    let mut s = current();
-    let (lines, step) = feed(&mut s, &[(0, done(5_000_000, 5_000_000, 0))]);
-    assert_eq!(
-        lines,
-        ["100% (4.8 MiB of 4.8 MiB) in 0s, read: 4.8 MiB/s, write: 4.8 MiB/s"]
-    );
-    assert_eq!(step, Step::Finished);
-    assert_eq!(summary(&s, 0), ["transferred 4.77 MiB in <1 seconds"]);
 }
 
 #[test]
@@ -515,14 +500,15 @@ fn current_pbs_run_uses_dirty_target_and_reused_write_rate() {
             "100% (4.0 GiB of 4.0 GiB) in 8s, read: 1.0 GiB/s, write: 768.0 MiB/s",
         ]
     );
-    assert_eq!(step, Step::Finished);
     // 29 GiB reused of 32 GiB = 90.6 %; 4 GiB / 8 s = 512 MiB/s.
-    assert_eq!(
-        summary(&s, 8),
-        [
+    assert_finished(
+        &s,
+        step,
+        8,
+        &[
             "backup was done incrementally, reused 29.00 GiB (90%)",
             "transferred 4.00 GiB in 8 seconds (512.0 MiB/s)",
-        ]
+        ],
     );
     assert_eq!(
         s.totals(),
@@ -530,16 +516,6 @@ fn current_pbs_run_uses_dirty_target_and_reused_write_rate() {
             total: T,
             reused: Some(29 * G)
         }
-    );
-}
-
-#[test]
-fn current_dirty_not_below_total_is_ignored() {
-    let mut s = current();
-    let (lines, _) = feed(&mut s, &[(3, pbs("active", 4 * G, 8 * G, G, 0))]);
-    assert_eq!(
-        lines,
-        [" 25% (1.0 GiB of 4.0 GiB) in 3s, read: 341.3 MiB/s, write: 341.3 MiB/s"]
     );
 }
 
@@ -614,18 +590,41 @@ fn current_finishing_message_comes_once_with_a_printed_line() {
     assert!(!s.progress().finishing);
 }
 
+/// One reply 3 s after START, which a loop ignores in part: the one line it prints.
 #[test]
-fn seed_ignores_finishing() {
-    let mut s = seed();
-    let status = BackupStatus {
-        finishing: true,
-        ..active(100, 99, 0)
-    };
-    let (lines, _) = feed(&mut s, &[(3, status)]);
-    assert_eq!(
-        lines,
-        ["status: 99% (99/100), sparse 0% (0), duration 3, read/write 0/0 MB/s"]
-    );
+fn one_reply_prints_one_line_ignoring_what_the_style_does_not_read() {
+    for (what, mut s, reply, line) in [
+        (
+            "seed_missing_counters_count_as_zero_and_ignore_dirty_and_reused",
+            seed(),
+            BackupStatus {
+                status: Some("active".into()),
+                uuid: Some(UUID.into()),
+                dirty: Some(10),
+                reused: Some(10),
+                ..Default::default()
+            },
+            "status: 0% (0/0), sparse 0% (0), duration 3, read/write 0/0 MB/s",
+        ),
+        (
+            "current_dirty_not_below_total_is_ignored",
+            current(),
+            pbs("active", 4 * G, 8 * G, G, 0),
+            " 25% (1.0 GiB of 4.0 GiB) in 3s, read: 341.3 MiB/s, write: 341.3 MiB/s",
+        ),
+        (
+            "seed_ignores_finishing",
+            seed(),
+            BackupStatus {
+                finishing: true,
+                ..active(100, 99, 0)
+            },
+            "status: 99% (99/100), sparse 0% (0), duration 3, read/write 0/0 MB/s",
+        ),
+    ] {
+        let (lines, _) = feed(&mut s, &[(3, reply)]);
+        assert_eq!(lines, [line], "{what}");
+    }
 }
 
 #[test]
@@ -635,13 +634,14 @@ fn current_summary_with_zero_target_and_zero_total() {
     let mut status = done(0, 0, 4 * M);
     status.reused = Some(M);
     let (_, step) = feed(&mut s, &[(2, status)]);
-    assert_eq!(step, Step::Finished);
-    assert_eq!(
-        summary(&s, 2),
-        [
+    assert_finished(
+        &s,
+        step,
+        2,
+        &[
             "backup is sparse: 4.00 MiB (0%) total zero data",
             "backup was done incrementally, reused 1.00 MiB (0%)",
-        ]
+        ],
     );
 }
 

@@ -1,28 +1,24 @@
 //! The guest-agent client and the fs-freeze/thaw steps, against real qemu-ga (with every
 //! host-changing command blocked) and against scripted agents.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use testkit::{read_request, signal_me_after, FakePeer, QemuGa, Requests, TempDir};
+use testkit::{read_request, with_signal_after, FakePeer, QemuGa, Requests, TempDir};
 use vzdump_qemu::error::{Cause, Stage};
 use vzdump_qemu::log::Level;
 use vzdump_qemu::qga::{self, Options};
 use vzdump_qemu::qmp::{ErrorClass, Peer};
 use vzdump_qemu::{Error, Style};
 
+use common::{assert_error_reply, cause_of};
+
 fn agent_peer(ga: &QemuGa) -> Peer {
     Peer::qga_vmid_in(QemuGa::VMID, ga.vm.dir.path())
-}
-
-/// The cause and stage of a command failure.
-fn cause_of(err: &Error) -> (Cause, Stage) {
-    let c = err
-        .command_error()
-        .unwrap_or_else(|| panic!("not a command failure: {err}"));
-    (c.cause.clone(), c.stage)
 }
 
 fn opts() -> Options {
@@ -114,35 +110,22 @@ fn real_agent_fs_freeze_and_thaw_log_the_disabled_errors() {
     qga::fs_thaw(&peer, &opts(), &mut logger(&mut lines));
 
     assert_eq!(lines.len(), 4, "{lines:?}");
-    assert_eq!(
-        lines[0],
+    // Each step: its info line, then the agent's error at err level, in the seed's wording
+    // (the default style): see real_agent_disabled_command_keeps_class_and_desc.
+    for (step, (issuing, failed)) in lines.chunks(2).zip([
         (
-            Level::Info,
-            "issuing guest-agent 'fs-freeze' command".to_string()
-        )
-    );
-    assert_eq!(lines[1].0, Level::Err);
-    // The seed's wording (the default style): see real_agent_disabled_command_keeps_class_and_desc.
-    assert!(
-        lines[1].1.starts_with(
-            "VM 100 qmp command 'guest-fsfreeze-freeze' failed - Command guest-fsfreeze-freeze has been disabled"
+            "issuing guest-agent 'fs-freeze' command",
+            "VM 100 qmp command 'guest-fsfreeze-freeze' failed - Command guest-fsfreeze-freeze has been disabled",
         ),
-        "{lines:?}"
-    );
-    assert_eq!(
-        lines[2],
         (
-            Level::Info,
-            "issuing guest-agent 'fs-thaw' command".to_string()
-        )
-    );
-    assert_eq!(lines[3].0, Level::Err);
-    assert!(
-        lines[3].1.starts_with(
-            "VM 100 qmp command 'guest-fsfreeze-thaw' failed - Command guest-fsfreeze-thaw has been disabled"
+            "issuing guest-agent 'fs-thaw' command",
+            "VM 100 qmp command 'guest-fsfreeze-thaw' failed - Command guest-fsfreeze-thaw has been disabled",
         ),
-        "{lines:?}"
-    );
+    ]) {
+        assert_eq!(step[0], (Level::Info, issuing.to_string()));
+        assert_eq!(step[1].0, Level::Err, "{issuing}: {lines:?}");
+        assert!(step[1].1.starts_with(failed), "{lines:?}");
+    }
     assert_eq!(qga::fs_freeze_status(&peer, &opts()).unwrap(), "thawed");
 }
 
@@ -279,17 +262,44 @@ fn fake_peer(p: &FakePeer) -> Peer {
     Peer::qga_path(&p.socket)
 }
 
+/// A scripted agent that syncs with the client, reads its command and runs `script` on the
+/// stream with it.
+fn agent_answering<F>(script: F) -> FakePeer
+where
+    F: FnOnce(UnixStream, Value) + Send + 'static,
+{
+    FakePeer::start(|mut s| {
+        let (id, mut sp) = read_sync(&mut s);
+        answer_sync(&mut s, id);
+        let req = read_request(&mut s, &mut sp).expect("command");
+        script(s, req);
+    })
+}
+
+/// `command` without arguments, with the default options, waiting up to `timeout`.
+fn bare_command(
+    peer: &Peer,
+    command: &str,
+    timeout: Option<Duration>,
+) -> vzdump_qemu::Result<Value> {
+    qga::command(peer, command, None, timeout, &opts())
+}
+
+/// Options whose sync gives up on a silent agent after 200 ms.
+fn impatient() -> Options {
+    Options {
+        ping_timeout: Duration::from_millis(200),
+        ..Options::default()
+    }
+}
+
 #[test]
 fn silent_agent_skips_freeze() {
     let p = FakePeer::start(drain);
-    let opts = Options {
-        ping_timeout: Duration::from_millis(200),
-        ..Options::default()
-    };
     let mut lines = Vec::new();
     assert!(!qga::fs_freeze(
         &fake_peer(&p),
-        &opts,
+        &impatient(),
         &mut logger(&mut lines)
     ));
     assert_eq!(
@@ -305,11 +315,7 @@ fn silent_agent_skips_freeze() {
 #[test]
 fn silent_agent_times_out() {
     let p = FakePeer::start(drain);
-    let opts = Options {
-        ping_timeout: Duration::from_millis(200),
-        ..Options::default()
-    };
-    let err = qga::ping(&fake_peer(&p), &opts).unwrap_err();
+    let err = qga::ping(&fake_peer(&p), &impatient()).unwrap_err();
     let timeout = Cause::Timeout {
         after: Duration::from_millis(200),
     };
@@ -352,10 +358,7 @@ fn stale_sync_replies_are_skipped() {
 
 #[test]
 fn error_reply_keeps_class_and_desc() {
-    let p = FakePeer::start(|mut s| {
-        let (id, mut sp) = read_sync(&mut s);
-        answer_sync(&mut s, id);
-        let req = read_request(&mut s, &mut sp).expect("command");
+    let p = agent_answering(|mut s, req| {
         assert_eq!(
             req,
             json!({"execute": "guest-exec-status", "arguments": {"pid": 42}})
@@ -375,14 +378,12 @@ fn error_reply_keeps_class_and_desc() {
         &opts(),
     )
     .unwrap_err();
-    assert_eq!(err.class(), Some(&ErrorClass::GenericError));
-    assert_eq!(err.desc(), "Invalid parameter 'pid'");
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "qga socket '{}' command 'guest-exec-status' failed - Invalid parameter 'pid'",
-            p.socket.display()
-        )
+    assert_error_reply(
+        &err,
+        ("qga", &p.socket),
+        "guest-exec-status",
+        ErrorClass::GenericError,
+        "Invalid parameter 'pid'",
     );
     p.join();
 }
@@ -394,16 +395,10 @@ fn signal_during_wait_is_interrupted() {
         drain(s);
     });
     let peer = fake_peer(&p);
-    let signaller = signal_me_after(Duration::from_millis(100));
-    let err = qga::command(
-        &peer,
-        "guest-info",
-        None,
-        Some(Duration::from_secs(30)),
-        &opts(),
-    )
+    let err = with_signal_after(Duration::from_millis(100), || {
+        bare_command(&peer, "guest-info", Some(Duration::from_secs(30)))
+    })
     .unwrap_err();
-    signaller.join().unwrap();
     assert!(err.is_interrupted(), "{err}");
     assert_eq!(
         err.to_string(),
@@ -435,44 +430,29 @@ fn garbage_after_the_sentinel_is_a_protocol_error() {
 
 #[test]
 fn shutdown_without_reply_succeeds() {
-    // End of file after the command: the guest went away.
-    let p = FakePeer::start(|mut s| {
-        let (id, mut sp) = read_sync(&mut s);
-        answer_sync(&mut s, id);
-        let req = read_request(&mut s, &mut sp).expect("command");
-        assert_eq!(req["execute"], "guest-shutdown");
-    });
-    let got = qga::command(&fake_peer(&p), "guest-shutdown", None, None, &opts()).unwrap();
-    assert_eq!(got, Value::Null);
-    p.join();
-
-    // Silence after the command: the guest is suspended.
-    let p = FakePeer::start(|mut s| {
-        let (id, mut sp) = read_sync(&mut s);
-        answer_sync(&mut s, id);
-        let req = read_request(&mut s, &mut sp).expect("command");
-        assert_eq!(req["execute"], "guest-suspend-ram");
-        drain(s);
-    });
-    let got = qga::command(
-        &fake_peer(&p),
-        "guest-suspend-ram",
-        None,
-        Some(Duration::from_millis(300)),
-        &opts(),
-    )
-    .unwrap();
-    assert_eq!(got, Value::Null);
-    p.join();
+    for (command, silence) in [
+        // End of file after the command: the guest went away.
+        ("guest-shutdown", None),
+        // Silence after the command (as long as the client waits): the guest is suspended.
+        ("guest-suspend-ram", Some(Duration::from_millis(300))),
+    ] {
+        let p = agent_answering(move |s, req| {
+            assert_eq!(req["execute"], command);
+            if silence.is_some() {
+                drain(s);
+            }
+        });
+        let got = bare_command(&fake_peer(&p), command, silence).unwrap();
+        assert_eq!(got, Value::Null, "{command}");
+        p.join();
+    }
 
     // But a silent sync is still an error: the command was never sent.
     let p = FakePeer::start(drain);
-    let err = qga::command(
+    let err = bare_command(
         &fake_peer(&p),
         "guest-shutdown",
-        None,
         Some(Duration::from_millis(200)),
-        &opts(),
     )
     .unwrap_err();
     assert!(err.is_timeout(), "{err}");

@@ -1,15 +1,19 @@
 //! The QMP client against real QEMU 10 (`-machine none -S`, a direct child).
 
+mod common;
+
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use testkit::{signal_me_after, Qemu};
+use testkit::{with_signal_after, Qemu};
 use vzdump_qemu::error::{Cause, Stage};
 use vzdump_qemu::qmp::{self, ErrorClass, Options, Peer, Qmp};
 use vzdump_qemu::Error;
+
+use common::assert_error_reply;
 
 fn connect(q: &Qemu) -> Qmp {
     Qmp::connect(&Peer::path(&q.socket), &Options::default()).unwrap()
@@ -53,15 +57,12 @@ fn unknown_command_keeps_class_and_desc() {
     let q = Qemu::start();
     let mut c = connect(&q);
     let err = c.execute("backup", Some(json!({"backup-file": "/dev/null"})), None);
-    let err = err.unwrap_err();
-    assert_eq!(err.class(), Some(&ErrorClass::CommandNotFound));
-    assert_eq!(err.desc(), "The command backup has not been found");
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "qmp socket '{}' command 'backup' failed - The command backup has not been found",
-            q.socket.display()
-        )
+    assert_error_reply(
+        &err.unwrap_err(),
+        ("qmp", &q.socket),
+        "backup",
+        ErrorClass::CommandNotFound,
+        "The command backup has not been found",
     );
     // A command error leaves the connection usable.
     assert!(c.execute("query-status", None, None).is_ok());
@@ -151,11 +152,10 @@ fn signal_during_wait_interrupts_and_late_reply_is_dropped() {
     let q = Qemu::start();
     let mut c = connect(&q);
     q.signal(libc::SIGSTOP);
-    let sender = signal_me_after(Duration::from_millis(200));
-    let err = c
-        .execute("query-status", None, Some(Duration::from_secs(30)))
-        .unwrap_err();
-    sender.join().unwrap();
+    let err = with_signal_after(Duration::from_millis(200), || {
+        c.execute("query-status", None, Some(Duration::from_secs(30)))
+    })
+    .unwrap_err();
     assert!(err.is_interrupted(), "{err}");
     assert!(err
         .to_string()

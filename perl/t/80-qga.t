@@ -33,6 +33,17 @@ sub collector {
     return (\@log, sub { push @log, [@_] });
 }
 
+# No agent to reach for VM 100: mon_cmd's guest-ping dies with `$text` (the test `$what: $which`),
+# and qga_fs_freeze logs the seed's skip line only, with no thaw due.
+sub agent_unreachable {
+    my ($what, $which, $text) = @_;
+    eval { mon_cmd(100, 'guest-ping') };
+    is($@, "$text\n", "$what: $which");
+    my ($log, $sink) = collector();
+    is(qga_fs_freeze(100, $sink), undef, "$what: no thaw due");
+    is_deeply($log, [['info', $SKIP_LINE]], "$what: skip line");
+}
+
 # The commands a scripted agent received so far.
 sub recorded {
     my ($file) = @_;
@@ -203,11 +214,7 @@ my %working = ('guest-ping' => {}, 'guest-fsfreeze-freeze' => 2, 'guest-fsfreeze
 # A VM that does not run: qemu-server's running check (Monitor.pm `qmp_cmd`) comes first.
 {
     local $PVE::RS::VZDump::Qemu::RUN_DIR = "$dir/none";
-    $ok = eval { mon_cmd(100, 'guest-ping'); 1 };
-    is($@, "VM 100 not running\n", 'VM not running: qemu-server\'s text');
-    my ($log, $sink) = collector();
-    is(qga_fs_freeze(100, $sink), undef, 'VM not running: no thaw due');
-    is_deeply($log, [['info', $SKIP_LINE]], 'VM not running: skip line');
+    agent_unreachable('VM not running', 'qemu-server\'s text', 'VM 100 not running');
 }
 
 # A running VM whose agent socket does not exist.
@@ -222,11 +229,7 @@ my %working = ('guest-ping' => {}, 'guest-fsfreeze-freeze' => 2, 'guest-fsfreeze
         'missing agent socket: the seed\'s text');
     # Today's proxmox/qemu-server src/PVE/QemuServer/Monitor.pm `qmp_cmd` tests the agent's.
     local $PVE::RS::VZDump::Qemu::STYLE = 'current';
-    $ok = eval { mon_cmd(100, 'guest-ping'); 1 };
-    is($@, "unable to open monitor socket\n", 'missing agent socket: today\'s text');
-    my ($log, $sink) = collector();
-    is(qga_fs_freeze(100, $sink), undef, 'missing agent socket: no thaw due');
-    is_deeply($log, [['info', $SKIP_LINE]], 'missing agent socket: skip line');
+    agent_unreachable('missing agent socket', 'today\'s text', 'unable to open monitor socket');
     stop_peer($vm);
 }
 

@@ -76,6 +76,33 @@ fn wait_accepting(what: &str, socket: &Path, child: &mut Child) {
     }
 }
 
+/// Spawns `cmd` as a direct child (stdin and stdout on /dev/null, stderr inherited), failing
+/// the test with `cannot` if it does not start, and waits until `socket` accepts.
+fn spawn_serving(what: &str, cannot: &str, cmd: &mut Command, socket: &Path) -> Child {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cannot}: {e}"));
+    wait_accepting(what, socket, &mut child);
+    child
+}
+
+/// Kills and reaps a child; one that is gone already is only reaped.
+fn kill_and_reap(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// VM `vmid`'s files in `dir` as qemu-server names them: `<vmid>.qmp` and `<vmid>.pid`.
+fn vm_files(dir: &TempDir, vmid: u32) -> (PathBuf, PathBuf) {
+    (
+        dir.join(&format!("{vmid}.qmp")),
+        dir.join(&format!("{vmid}.pid")),
+    )
+}
+
 /// Real QEMU (`-machine none`) with a QMP unix socket, killed and reaped on drop.
 pub struct Qemu {
     /// The process.
@@ -99,8 +126,7 @@ impl Qemu {
     /// `extra` are more arguments (e.g. `-S` for a VM started paused).
     pub fn start_vm(vmid: u32, extra: &[&str]) -> Qemu {
         let dir = TempDir::new("vm");
-        let socket = dir.join(&format!("{vmid}.qmp"));
-        let pidfile = dir.join(&format!("{vmid}.pid"));
+        let (socket, pidfile) = vm_files(&dir, vmid);
         Self::launch(dir, socket, Some(pidfile), extra)
     }
 
@@ -113,14 +139,13 @@ impl Qemu {
         if let Some(p) = &pidfile {
             cmd.arg("-pidfile").arg(p);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("qemu-system-x86_64 must be installed (run scripts/install-deps.sh)");
         // The socket file exists from bind(); connects succeed only after listen().
-        wait_accepting("QEMU", &socket, &mut child);
+        let child = spawn_serving(
+            "QEMU",
+            "qemu-system-x86_64 must be installed (run scripts/install-deps.sh)",
+            &mut cmd,
+            &socket,
+        );
         if let Some(p) = &pidfile {
             wait_for("QEMU's pid file", &[p]);
         }
@@ -140,8 +165,7 @@ impl Qemu {
 
     /// SIGKILL and reap: the pid file and the socket file stay behind, as after a crash.
     pub fn kill_and_reap(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_and_reap(&mut self.child);
     }
 }
 
@@ -196,8 +220,8 @@ fn spawn_agent(dir: &Path, vmid: u32) -> (Child, PathBuf) {
     let socket = dir.join(format!("{vmid}.qga"));
     let state = dir.join(format!("qga-{vmid}-state"));
     std::fs::create_dir_all(&state).unwrap();
-    let mut child = Command::new(QemuGa::binary())
-        .args(["-m", "unix-listen", "-p"])
+    let mut cmd = Command::new(QemuGa::binary());
+    cmd.args(["-m", "unix-listen", "-p"])
         .arg(&socket)
         .arg("-t")
         .arg(&state)
@@ -205,13 +229,8 @@ fn spawn_agent(dir: &Path, vmid: u32) -> (Child, PathBuf) {
         .arg(dir.join(format!("qga-{vmid}.pid")))
         .arg("-l")
         .arg(dir.join(format!("qga-{vmid}.log")))
-        .args(["-b", QemuGa::BLOCKED])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start qemu-ga");
-    wait_accepting("qemu-ga", &socket, &mut child);
+        .args(["-b", QemuGa::BLOCKED]);
+    let child = spawn_serving("qemu-ga", "start qemu-ga", &mut cmd, &socket);
     (child, socket)
 }
 
@@ -234,15 +253,13 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_and_reap(&mut self.child);
     }
 }
 
 impl Drop for QemuGa {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_and_reap(&mut self.child);
     }
 }
 
@@ -300,8 +317,7 @@ impl Sim {
     /// [`start_vmid`](Self::start_vmid) in a given directory (a run directory the caller
     /// made before, e.g. for a VM a test starts later).
     pub fn start_vmid_in(dir: TempDir, vmid: u32, args: &[&str]) -> Sim {
-        let socket = dir.join(&format!("{vmid}.qmp"));
-        let pidfile = dir.join(&format!("{vmid}.pid"));
+        let (socket, pidfile) = vm_files(&dir, vmid);
         let pidfile_arg = pidfile.display().to_string();
         let mut all = vec!["--pidfile", pidfile_arg.as_str()];
         all.extend_from_slice(args);
@@ -311,16 +327,9 @@ impl Sim {
     }
 
     fn launch(binary: &Path, dir: TempDir, socket: PathBuf, args: &[&str]) -> Sim {
-        let mut child = Command::new(binary)
-            .arg("--socket")
-            .arg(&socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start pve-qmp-sim");
-        wait_accepting("pve-qmp-sim", &socket, &mut child);
+        let mut cmd = Command::new(binary);
+        cmd.arg("--socket").arg(&socket).args(args);
+        let child = spawn_serving("pve-qmp-sim", "start pve-qmp-sim", &mut cmd, &socket);
         Sim { child, socket, dir }
     }
 
@@ -344,8 +353,7 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_and_reap(&mut self.child);
     }
 }
 
@@ -376,6 +384,19 @@ impl FakePeer {
             dir,
             thread: Some(thread),
         }
+    }
+
+    /// Listens, negotiates with the first client ([`negotiate`]) and runs `script` on it
+    /// with the first request after `qmp_capabilities`, in a thread.
+    pub fn on_first_command<F>(script: F) -> FakePeer
+    where
+        F: FnOnce(UnixStream, Value) + Send + 'static,
+    {
+        Self::start(|mut stream| {
+            let mut requests = negotiate(&mut stream);
+            let request = requests.next(&mut stream).expect("a command");
+            script(stream, request);
+        })
     }
 
     /// Waits for the script to end and propagates its panics (failed asserts).
@@ -470,6 +491,15 @@ pub fn signal_me_after(delay: Duration) -> JoinHandle<()> {
     })
 }
 
+/// Runs `call` while SIGUSR1 (no-op handler, no SA_RESTART) hits the calling thread after
+/// `delay` ([`signal_me_after`]), and returns its result once the signal was sent.
+pub fn with_signal_after<T>(delay: Duration, call: impl FnOnce() -> T) -> T {
+    let sender = signal_me_after(delay);
+    let result = call();
+    sender.join().unwrap();
+    result
+}
+
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> String {
     use sha2::{Digest, Sha256};
@@ -508,4 +538,26 @@ pub fn make_disk(path: &Path, size: u64, seed: u64) {
         off += mb;
     }
     f.write_all_at(b"END-OF-DISK", size - 11).unwrap();
+}
+
+/// xorshift64*, seeded: reproducible test data (incompressible bytes, random cases), never
+/// anything secret.
+pub struct Xorshift64Star(pub u64);
+
+impl Xorshift64Star {
+    /// The next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Fills `buf`, eight bytes (little-endian) of one draw at a time.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let word = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
 }

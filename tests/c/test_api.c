@@ -236,6 +236,19 @@ static void test_bad_input(void)
     vzdump_qemu_string_free(NULL);
 }
 
+/* Runs `command` with `args` (and `fd`; -1: none) on `conn`, which must succeed; the
+   reply must contain `needle` unless it is NULL. */
+static void execute_ok(vzdump_qemu_conn *conn, const char *command, const char *args, int fd,
+                       const char *needle)
+{
+    char *err = NULL, *json = NULL;
+    expect(vzdump_qemu_conn_execute(conn, command, args, fd, 0, &json, &err), VZDUMP_QEMU_OK,
+           &err, NULL, command);
+    if (needle)
+        CHECK(json && strstr(json, needle), "%s %s", command, json ? json : "(null)");
+    vzdump_qemu_string_free(json);
+}
+
 static void test_qemu(const char *sock)
 {
     vzdump_qemu_peer *peer = NULL;
@@ -278,32 +291,11 @@ static void test_qemu(const char *sock)
     err = NULL;
     expect(vzdump_qemu_conn_getfd(conn, "bk", 9999, &err), VZDUMP_QEMU_INVALID_PARAMETER, &err,
            "9999", "getfd bad fd");
-    err = NULL;
-    expect(vzdump_qemu_conn_execute(conn, "closefd", "{\"fdname\":\"bk\"}", -1, 0, &json, &err),
-           VZDUMP_QEMU_OK, &err, NULL, "closefd");
-    vzdump_qemu_string_free(json);
-    json = NULL;
-    err = NULL;
-    expect(vzdump_qemu_conn_execute(conn, "add-fd", "{\"fdset-id\":3}", p[0], 0, &json, &err),
-           VZDUMP_QEMU_OK, &err, NULL, "add-fd");
-    CHECK(json && strstr(json, "\"fdset-id\":3"), "add-fd %s", json ? json : "(null)");
-    vzdump_qemu_string_free(json);
-    json = NULL;
-    err = NULL;
-    expect(vzdump_qemu_conn_execute(conn, "remove-fd", "{\"fdset-id\":3}", -1, 0, &json, &err),
-           VZDUMP_QEMU_OK, &err, NULL, "remove-fd");
-    vzdump_qemu_string_free(json);
-    json = NULL;
-    err = NULL;
-    expect(vzdump_qemu_conn_execute(conn, "cont", NULL, -1, 0, &json, &err), VZDUMP_QEMU_OK,
-           &err, NULL, "cont");
-    vzdump_qemu_string_free(json);
-    json = NULL;
-    err = NULL;
-    expect(vzdump_qemu_conn_execute(conn, "stop", NULL, -1, 0, &json, &err), VZDUMP_QEMU_OK,
-           &err, NULL, "stop");
-    vzdump_qemu_string_free(json);
-    json = NULL;
+    execute_ok(conn, "closefd", "{\"fdname\":\"bk\"}", -1, NULL);
+    execute_ok(conn, "add-fd", "{\"fdset-id\":3}", p[0], "\"fdset-id\":3");
+    execute_ok(conn, "remove-fd", "{\"fdset-id\":3}", -1, NULL);
+    execute_ok(conn, "cont", NULL, -1, NULL);
+    execute_ok(conn, "stop", NULL, -1, NULL);
     err = NULL;
     expect(vzdump_qemu_conn_take_events(conn, &json, &err), VZDUMP_QEMU_OK, &err, NULL, "events");
     CHECK(json && strstr(json, "\"RESUME\"") && strstr(json, "\"STOP\""), "events %s",
@@ -315,58 +307,9 @@ static void test_qemu(const char *sock)
     vzdump_qemu_peer_free(peer);
 }
 
-/* A peer that greets, negotiates and hangs up: later calls get the sticky error. */
-static void test_disconnected(const char *dir)
-{
-    char path[100];
-    if (snprintf(path, sizeof path, "%s/hangup.sock", dir) >= (int)sizeof path) {
-        CHECK(0, "socket path too long: %s", dir);
-        return;
-    }
-    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    CHECK(bind(ls, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(ls, 1) == 0, "listen");
-    pid_t child = fork();
-    if (child == 0) {
-        int c = accept(ls, NULL, NULL);
-        const char *greet = "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, "
-                            "\"major\": 11}, \"package\": \"\"}, \"capabilities\": []}}\r\n";
-        (void)!write(c, greet, strlen(greet));
-        char buf[512], reply[600];
-        ssize_t n = read(c, buf, sizeof buf - 1);
-        buf[n > 0 ? n : 0] = 0;
-        char *id = strstr(buf, "\"id\":");
-        snprintf(reply, sizeof reply, "{\"return\": {}, %s", id ? id : "}");
-        (void)!write(c, reply, strlen(reply));
-        (void)!read(c, buf, sizeof buf);
-        _exit(0);
-    }
-    vzdump_qemu_peer *peer = NULL;
-    vzdump_qemu_conn *conn = NULL;
-    char *err = NULL, *json = NULL;
-    expect(vzdump_qemu_peer_new_path(path, &peer, &err), VZDUMP_QEMU_OK, &err, NULL, "peer");
-    err = NULL;
-    expect(vzdump_qemu_conn_open(peer, &conn, &err), VZDUMP_QEMU_OK, &err, NULL, "open fake");
-    err = NULL;
-    /* proxmox/qemu-server src/PVE/QMPClient.pm `mux_close`: "client closed connection". */
-    expect(vzdump_qemu_conn_execute(conn, "x", NULL, -1, 0, &json, &err),
-           VZDUMP_QEMU_DISCONNECTED, &err, "command 'x' failed - client closed connection",
-           "hangup");
-    expect_detail("\"cause\":\"closed\"", "hangup detail");
-    err = NULL;
-    expect(vzdump_qemu_conn_execute(conn, "y", NULL, -1, 0, &json, &err),
-           VZDUMP_QEMU_DISCONNECTED, &err, "command 'y' failed - client closed connection",
-           "sticky");
-    vzdump_qemu_conn_free(conn);
-    vzdump_qemu_peer_free(peer);
-    waitpid(child, NULL, 0);
-    close(ls);
-    unlink(path);
-}
-
 /* A scripted peer on `path`: greets, answers qmp_capabilities, then answers the next
-   command with `reply` ("%s" in it becomes the command's id) and waits for the close. */
+   command with `reply` ("%s" in it becomes the command's id) and waits for the close; with
+   a NULL `reply` it hangs up on that command instead. */
 static pid_t scripted_peer(const char *path, const char *reply)
 {
     int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -398,8 +341,10 @@ static pid_t scripted_peer(const char *path, const char *reply)
             }
             if (n == 0)
                 snprintf(out, sizeof out, "{\"return\": {}, \"id\": %s}\r\n", idv);
-            else
+            else if (reply)
                 snprintf(out, sizeof out, reply, idv);
+            else
+                _exit(0);
             (void)!write(c, out, strlen(out));
         }
         (void)!read(c, buf, sizeof buf);
@@ -407,6 +352,40 @@ static pid_t scripted_peer(const char *path, const char *reply)
     }
     close(ls);
     return child;
+}
+
+/* A peer that greets, negotiates and hangs up: later calls get the sticky error. */
+static void test_disconnected(const char *dir)
+{
+    char path[100];
+    if (snprintf(path, sizeof path, "%s/hangup.sock", dir) >= (int)sizeof path) {
+        CHECK(0, "socket path too long: %s", dir);
+        return;
+    }
+    pid_t child = scripted_peer(path, NULL);
+    CHECK(child > 0, "listen");
+    if (child <= 0)
+        return;
+    vzdump_qemu_peer *peer = NULL;
+    vzdump_qemu_conn *conn = NULL;
+    char *err = NULL, *json = NULL;
+    expect(vzdump_qemu_peer_new_path(path, &peer, &err), VZDUMP_QEMU_OK, &err, NULL, "peer");
+    err = NULL;
+    expect(vzdump_qemu_conn_open(peer, &conn, &err), VZDUMP_QEMU_OK, &err, NULL, "open fake");
+    err = NULL;
+    /* proxmox/qemu-server src/PVE/QMPClient.pm `mux_close`: "client closed connection". */
+    expect(vzdump_qemu_conn_execute(conn, "x", NULL, -1, 0, &json, &err),
+           VZDUMP_QEMU_DISCONNECTED, &err, "command 'x' failed - client closed connection",
+           "hangup");
+    expect_detail("\"cause\":\"closed\"", "hangup detail");
+    err = NULL;
+    expect(vzdump_qemu_conn_execute(conn, "y", NULL, -1, 0, &json, &err),
+           VZDUMP_QEMU_DISCONNECTED, &err, "command 'y' failed - client closed connection",
+           "sticky");
+    vzdump_qemu_conn_free(conn);
+    vzdump_qemu_peer_free(peer);
+    waitpid(child, NULL, 0);
+    unlink(path);
 }
 
 /* What qemu-server's PVE::QMPClient `mux_input` dies with for replies with a missing or a
@@ -441,6 +420,11 @@ static void test_reply_ids(const char *dir)
     }
     unlink(path);
 }
+
+/* A PBS job's parameters, with the closing brace left off for more. */
+#define PBS_JOB                                                                          \
+    "{\"backup-file\": \"root@pam@localhost:store\", \"backup-id\": \"100\", "            \
+    "\"backup-time\": 1700000000, \"password\": \"c-secret-pw\""
 
 static void test_sim_backup(const char *sock, const char *dir)
 {
@@ -530,24 +514,19 @@ static void test_sim_backup(const char *sock, const char *dir)
     vzdump_qemu_string_free(uuid);
     uuid = NULL;
 
+    const char *refused[][3] = {
+        {"{\"backup-file\": \"root@pam@localhost:store\"}", "missing parameter 'backup-id'",
+         "pbs missing id"},
+        {PBS_JOB ", \"bogus\": 1}", "unknown parameter 'bogus'", "pbs bogus"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        err = NULL;
+        expect(vzdump_qemu_backup_start_pbs(peer, refused[i][0], 0, &uuid, &err),
+               VZDUMP_QEMU_INVALID_PARAMETER, &err, refused[i][1], refused[i][2]);
+    }
     err = NULL;
-    expect(vzdump_qemu_backup_start_pbs(peer, "{\"backup-file\": \"root@pam@localhost:store\"}",
-                                        0, &uuid, &err),
-           VZDUMP_QEMU_INVALID_PARAMETER, &err, "missing parameter 'backup-id'", "pbs missing id");
-    err = NULL;
-    expect(vzdump_qemu_backup_start_pbs(peer,
-                                        "{\"backup-file\": \"root@pam@localhost:store\", "
-                                        "\"backup-id\": \"100\", \"backup-time\": 1700000000, "
-                                        "\"password\": \"c-secret-pw\", \"bogus\": 1}",
-                                        0, &uuid, &err),
-           VZDUMP_QEMU_INVALID_PARAMETER, &err, "unknown parameter 'bogus'", "pbs bogus");
-    err = NULL;
-    expect(vzdump_qemu_backup_start_pbs(peer,
-                                        "{\"backup-file\": \"root@pam@localhost:store\", "
-                                        "\"backup-id\": \"100\", \"backup-time\": 1700000000, "
-                                        "\"password\": \"c-secret-pw\"}",
-                                        0, &uuid, &err),
-           VZDUMP_QEMU_OK, &err, NULL, "pbs start");
+    expect(vzdump_qemu_backup_start_pbs(peer, PBS_JOB "}", 0, &uuid, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "pbs start");
     CHECK(uuid && strlen(uuid) == 36, "pbs uuid");
     err = NULL;
     expect(vzdump_qemu_poll_new(peer, uuid, VZDUMP_QEMU_STYLE_CURRENT, 0, &poll, &err),
