@@ -18,33 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "vzdump_qemu.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                 \
-    do {                                                                                 \
-        if (cond) {                                                                      \
-            passed++;                                                                    \
-        } else {                                                                         \
-            failed++;                                                                    \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);              \
-            fprintf(stderr, __VA_ARGS__);                                                \
-            fputc('\n', stderr);                                                         \
-        }                                                                                \
-    } while (0)
-
-/* Checks a result code and that the message is `text` exactly. */
-static void expect_exact(vzdump_qemu_result got, vzdump_qemu_result want, char **errp,
-                         const char *text, const char *what)
-{
-    char *err = *errp;
-    *errp = NULL;
-    CHECK(got == want, "%s: result %u, want %u (%s)", what, got, want, err ? err : "-");
-    CHECK(err && strcmp(err, text) == 0, "%s: message '%s', want '%s'", what,
-          err ? err : "(null)", text);
-    vzdump_qemu_string_free(err);
-}
+#include "check.h"
 
 /* Checks that the details of the last failure contain `needle`. */
 static void expect_detail(const char *needle, const char *what)
@@ -54,23 +28,6 @@ static void expect_detail(const char *needle, const char *what)
     CHECK(json && strstr(json, needle), "%s: detail %s lacks %s", what, json ? json : "(null)",
           needle);
     vzdump_qemu_string_free(json);
-}
-
-/* Checks a result code and, on failure, that the message contains `needle`. */
-static void expect(vzdump_qemu_result got, vzdump_qemu_result want, char **errp,
-                   const char *needle, const char *what)
-{
-    /* Read the message only after the call filled it (argument order is unspecified). */
-    char *err = *errp;
-    *errp = NULL;
-    CHECK(got == want, "%s: result %u, want %u (%s)", what, got, want, err ? err : "-");
-    if (needle) {
-        CHECK(err && strstr(err, needle), "%s: message '%s' lacks '%s'", what,
-              err ? err : "(null)", needle);
-    } else {
-        CHECK(err == NULL, "%s: unexpected message '%s'", what, err);
-    }
-    vzdump_qemu_string_free(err);
 }
 
 struct log_state {
@@ -809,6 +766,5 @@ int main(int argc, char **argv)
     test_wait_signals();
     test_sim_backup(argv[1], argv[3]);
     test_qga(argv[4]);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return report("test_api");
 }
