@@ -5,6 +5,8 @@
 //! `src/PVE/VZDump/QemuServer.pm`: `enforce_vm_running_for_backup`,
 //! `resume_vm_after_job_start`, `restore_vm_power_state`).
 
+mod common;
+
 use std::cell::{Cell, RefCell};
 
 use testkit::{Qemu, TempDir};
@@ -122,12 +124,7 @@ fn resume_sends_cont_and_names_the_downtime_once() {
     assert_eq!(status(&qemu), "running", "cont was sent");
     state.resume_after_start(&host).unwrap();
     let texts = host.texts();
-    let delay: i64 = texts[0]
-        .strip_prefix("resuming VM again after ")
-        .and_then(|t| t.strip_suffix(" seconds"))
-        .unwrap_or_else(|| panic!("{texts:?}"))
-        .parse()
-        .unwrap();
+    let delay = common::downtime_of(&texts[0]);
     assert!((3..60).contains(&delay), "{delay}");
     assert_eq!(texts[1], "resuming VM again", "the downtime is named once");
 

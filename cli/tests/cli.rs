@@ -15,6 +15,13 @@ fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
 }
 
+/// Asserts that the tool exited with `code` and said `needle` on stderr.
+fn fails_with(o: &Output, code: i32, needle: &str) {
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "'{needle}' not in: {stderr}");
+}
+
 /// The simulator as VM 100 of its directory, with an 8 MiB generated disk.
 fn sim() -> Sim {
     Sim::start_vmid(100, &["--gen-disk", "drive-scsi0=8M"])
@@ -22,12 +29,16 @@ fn sim() -> Sim {
 
 #[test]
 fn usage_errors_exit_2() {
-    let o = tool(&["--vmid", "1", "frobnicate"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("unknown command 'frobnicate'"));
-    let o = tool(&["status"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("give exactly one of --vmid and --socket"));
+    fails_with(
+        &tool(&["--vmid", "1", "frobnicate"]),
+        2,
+        "unknown command 'frobnicate'",
+    );
+    fails_with(
+        &tool(&["status"]),
+        2,
+        "give exactly one of --vmid and --socket",
+    );
 }
 
 #[test]
@@ -66,12 +77,7 @@ fn status_backup_and_verify_against_the_simulator() {
     let raw = s.dir.join("bad.vma");
     std::fs::write(&raw, b"VMA\0garbage").unwrap();
     let o = tool(&["verify", &raw.display().to_string()]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("is not a valid VMA stream"),
-        "{}",
-        text(&o.stderr)
-    );
+    fails_with(&o, 1, "is not a valid VMA stream");
 }
 
 #[test]
@@ -106,12 +112,7 @@ fn backup_to_pbs_and_a_socket_peer_refused() {
         "--output",
         "/nonexistent/x.vma",
     ]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("backup needs --vmid"),
-        "{}",
-        text(&o.stderr)
-    );
+    fails_with(&o, 2, "backup needs --vmid");
 }
 
 #[test]

@@ -55,3 +55,12 @@ pub fn pbs_job(
         ..PbsParams::default()
     }
 }
+
+/// The seconds of a `resuming VM again after <n> seconds` line (qemu-server's
+/// `resume_vm_after_job_start`), with or without a level prefix; panics on other lines.
+pub fn downtime_of(line: &str) -> i64 {
+    line.split_once("resuming VM again after ")
+        .and_then(|(_, rest)| rest.strip_suffix(" seconds"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a downtime line: '{line}'"))
+}
