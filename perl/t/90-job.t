@@ -15,7 +15,7 @@ use POSIX ();
 use Test::More;
 
 use PVE::RS::VZDump::Qemu qw(archive_vma archive_pbs plugin_task);
-use TestPeers qw(tmpdir sim_binary start_sim stop_peer);
+use TestPeers qw(tmpdir sim_binary start_sim start_fake_agent stop_peer);
 
 BAIL_OUT('pve-qmp-sim not built (cargo build -p pve-qmp-sim)' . ': real-peer tests never skip')
     if !sim_binary();
@@ -91,6 +91,32 @@ local $PVE::RS::VZDump::Qemu::STYLE = 'seed';
     my $flow = flow($plugin);
     like($flow->[1], qr/^INFO: resuming VM again after [5-9]\d* seconds$/, 'stop mode: downtime');
     is($task->{vmstoptime}, undef, 'stop mode: vmstoptime cleared');
+    stop_peer($sim);
+}
+
+# An agent that freezes and thaws, in both styles: both lines before the start line (the
+# thaw follows the backup command), and the agent's commands in order.
+for my $style (qw(seed current)) {
+    my ($dir, $sim, $task) = vm(1);
+    local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
+    my $agent = start_fake_agent("$dir/100.qga", "$dir/agent.log", {
+        'guest-ping' => {}, 'guest-fsfreeze-freeze' => 1, 'guest-fsfreeze-thaw' => 1,
+    });
+    my $plugin = TestPlugin->new(vm_was_running => 1, vmlist => { 100 => { agent => '1' } });
+    archive_vma($plugin, $task, 100, "$dir/backup.vma", undef, style => $style,
+        start_vm => sub { die "not called\n" }, stop_vm => sub { die "not called\n" });
+    my $uuid = started_uuid($plugin);
+    is_deeply(flow($plugin), [
+        "INFO: issuing guest-agent 'fs-freeze' command",
+        "INFO: issuing guest-agent 'fs-thaw' command",
+        "INFO: started backup task '$uuid'",
+        'INFO: resuming VM again',
+    ], "$style: freeze, thaw, start");
+    open(my $fh, '<', "$dir/agent.log") or die $!;
+    is_deeply([map { chomp; $_ } <$fh>],
+        ['guest-ping', 'guest-fsfreeze-freeze', 'guest-fsfreeze-thaw'],
+        "$style: the agent's commands in order");
+    stop_peer($agent);
     stop_peer($sim);
 }
 
