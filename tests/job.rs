@@ -12,6 +12,8 @@ mod common;
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -36,6 +38,9 @@ struct TestHost {
     fail_start: Option<&'static str>,
     cancel_on: Option<&'static str>,
     cancel: Cell<bool>,
+    /// Set once the job logged its signal error: [`repeated_signals`] stops then, so the
+    /// error path runs undisturbed.
+    signals_seen: Arc<AtomicBool>,
 }
 
 impl TestHost {
@@ -49,6 +54,7 @@ impl TestHost {
             fail_start: None,
             cancel_on: None,
             cancel: Cell::new(false),
+            signals_seen: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -84,6 +90,9 @@ impl Host for TestHost {
         };
         if self.cancel_on.is_some_and(|c| text.contains(c)) {
             self.cancel.set(true);
+        }
+        if text == "interrupted by signal" {
+            self.signals_seen.store(true, Ordering::SeqCst);
         }
         self.lines.borrow_mut().push(format!("{prefix}: {text}"));
     }
@@ -456,7 +465,7 @@ fn a_signal_during_the_loop_ends_the_job() {
     let mut host = TestHost::new();
     let vm = vm(true, false, &["--rate", "8M"], &mut host);
     let (job, _) = vma_job(&vm, json!({}), None);
-    let signals = repeated_signals(Duration::from_millis(700));
+    let signals = repeated_signals(Duration::from_millis(700), &host.signals_seen);
     let error = run_vma(Style::Seed, &vm, &job, &host).unwrap_err();
     drop(signals);
     assert!(matches!(error, Error::Signal), "{error:?}");
@@ -465,6 +474,44 @@ fn a_signal_during_the_loop_ends_the_job() {
         flow[flow.len() - 2..],
         ["ERROR: interrupted by signal", "INFO: aborting backup job"]
     );
+}
+
+#[test]
+fn a_signal_during_the_start_ends_the_job_and_only_today_cancels() {
+    for style in [Style::Seed, Style::Current] {
+        let mut host = TestHost::new();
+        // The PBS start waits for its server: 3 s before QEMU answers `backup`.
+        let vm = vm(true, false, &["--pbs-connect-delay-ms", "3000"], &mut host);
+        let job: PbsJob = vzdump_qemu::loose::from_json(json!({
+            "task": task(&vm, json!({})),
+            "pbs": {"backup-file": "r@pbs:s", "backup-id": "100", "backup-time": 1, "password": "pw"},
+        }))
+        .unwrap();
+        let signals = repeated_signals(Duration::from_millis(300), &host.signals_seen);
+        let error = job::run_pbs(&vm.peer(), &options(style), &job, &host).unwrap_err();
+        drop(signals);
+        assert!(matches!(error, Error::Signal), "{style:?}: {error:?}");
+        // The seed knows no uuid, so it cancels nothing; today's archive_pbs cancels
+        // anyway (the job QEMU started meanwhile is ended) and resumes the VM.
+        let (want, cancelled): (&[&str], bool) = match style {
+            Style::Seed => (&["ERROR: interrupted by signal"], false),
+            Style::Current => (
+                &[
+                    "ERROR: interrupted by signal",
+                    "INFO: aborting backup job",
+                    "INFO: resuming VM again",
+                ],
+                true,
+            ),
+        };
+        assert_eq!(host.flow(), want, "{style:?}");
+        let commands = vm.commands();
+        assert_eq!(
+            commands.contains(&"backup-cancel".to_string()),
+            cancelled,
+            "{style:?}: {commands:?}"
+        );
+    }
 }
 
 #[test]
@@ -580,30 +627,27 @@ fn children_named(name: &str) -> usize {
         .count()
 }
 
-/// SIGUSR1 to this thread every 20 ms from `after` on, until dropped.
-fn repeated_signals(after: Duration) -> impl Drop {
-    struct Stop(
-        std::sync::Arc<std::sync::atomic::AtomicBool>,
-        Option<std::thread::JoinHandle<()>>,
-    );
+/// SIGUSR1 to this thread every 20 ms from `after` on, until `done` is set or the result is
+/// dropped.
+fn repeated_signals(after: Duration, done: &Arc<AtomicBool>) -> impl Drop {
+    struct Stop(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
     impl Drop for Stop {
         fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.0.store(true, Ordering::SeqCst);
             self.1.take().unwrap().join().unwrap();
         }
     }
     testkit::install_sigusr1_handler();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // SAFETY: pthread_self is always valid; the thread outlives the sender (joined on drop).
     let me = unsafe { libc::pthread_self() } as usize;
-    let flag = stop.clone();
+    let flag = done.clone();
     let sender = std::thread::spawn(move || {
         std::thread::sleep(after);
-        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+        while !flag.load(Ordering::SeqCst) {
             // SAFETY: the target thread is alive until the flag is set.
             unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
             std::thread::sleep(Duration::from_millis(20));
         }
     });
-    Stop(stop, Some(sender))
+    Stop(done.clone(), Some(sender))
 }

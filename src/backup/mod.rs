@@ -113,7 +113,7 @@ pub fn cancel(peer: &Peer, options: &Options) -> Result<()> {
 pub fn abort_job(peer: &Peer, options: &Options, log: &mut dyn FnMut(Level, &str)) {
     log(Level::Info, "aborting backup job");
     if let Err(e) = cancel(peer, options) {
-        log(Level::Err, &e.to_string());
+        log(Level::Err, &e.eval_text());
     }
 }
 

@@ -206,6 +206,7 @@ fn started_job(run: &Run<'_>, uuid: String, support: Option<&Value>) -> Result<F
 
 /// Steps 12 and 13: log a failure, cancel, (today) resume again, restore the power state.
 fn conclude(run: &Run<'_>, body: Result<Finished>, started: bool) -> Result<Finished> {
+    let body = body.map_err(as_signal);
     if let Err(e) = &body {
         run.log_error(e);
         if started || run.style == Style::Current {
@@ -214,11 +215,20 @@ fn conclude(run: &Run<'_>, body: Result<Finished>, started: bool) -> Result<Fini
         if run.style == Style::Current {
             // Outside today's eval: a failing `cont` here is what archive_* dies with,
             // and the power state is left (a VM that is resumed was running anyway).
-            run.resume_after_start()?;
+            run.resume_after_start().map_err(as_signal)?;
         }
     }
     run.restore_power_state();
     body
+}
+
+/// A signal anywhere is what the seed's handlers die with: `interrupted by signal`.
+fn as_signal(e: Error) -> Error {
+    match e {
+        Error::Cancelled => Error::Signal,
+        e if e.is_interrupted() => Error::Signal,
+        e => e,
+    }
 }
 
 /// Today's `query-proxmox-support` of `archive_pbs`, which needs it.
