@@ -39,6 +39,16 @@ sub flow {
     return [grep { !/^INFO: (status: |transferred |backup is sparse|\s*\d+% \()/ } @{ $plugin->{lines} }];
 }
 
+# The flow lines must be @$want, with <uuid> standing for the started job's uuid.
+sub flow_is {
+    my ($plugin, $want, $name) = @_;
+    my $uuid = started_uuid($plugin);
+    is_deeply(flow($plugin), [map { s/<uuid>/$uuid/r } @$want], $name);
+}
+
+# The VM callbacks of a VM that runs: never called.
+my @NOT_CALLED = (start_vm => sub { die "not called\n" }, stop_vm => sub { die "not called\n" });
+
 sub started_uuid {
     my ($plugin) = @_;
     my ($uuid) = map { /^INFO: started backup task '(.*)'$/ ? $1 : () } @{ $plugin->{lines} };
@@ -67,12 +77,11 @@ local $PVE::RS::VZDump::Qemu::STYLE = 'seed';
     local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
     my $plugin = TestPlugin->new(vm_was_running => 1);
     my $res = archive_vma($plugin, $task, 100, "$dir/backup.vma.zst", 'zstd -q',
-        start_vm => sub { die "not called\n" }, stop_vm => sub { die "not called\n" });
-    my $uuid = started_uuid($plugin);
-    is_deeply(flow($plugin), ["INFO: started backup task '$uuid'", 'INFO: resuming VM again'],
+        @NOT_CALLED);
+    flow_is($plugin, ["INFO: started backup task '<uuid>'", 'INFO: resuming VM again'],
         'running VM: the flow lines');
     ok(grep(/^INFO: status: 100% /, @{ $plugin->{lines} }), 'running VM: the status lines');
-    is($res->{uuid}, $uuid, 'running VM: the record names the job');
+    is($res->{uuid}, started_uuid($plugin), 'running VM: the record names the job');
     is($res->{progress}->{transferred}, 16 * 1024 * 1024, 'running VM: all bytes');
     ok(-s "$dir/backup.vma.zst", 'running VM: the archive');
     stop_peer($sim);
@@ -87,7 +96,7 @@ local $PVE::RS::VZDump::Qemu::STYLE = 'seed';
     $task->{vmstoptime} = time() - 5;
     my $plugin = TestPlugin->new(vm_was_running => 1);
     archive_vma($plugin, $task, 100, "$dir/backup.vma", undef,
-        start_vm => sub { die "not called\n" }, stop_vm => sub { die "not called\n" });
+        @NOT_CALLED);
     my $flow = flow($plugin);
     like($flow->[1], qr/^INFO: resuming VM again after [5-9]\d* seconds$/, 'stop mode: downtime');
     is($task->{vmstoptime}, undef, 'stop mode: vmstoptime cleared');
@@ -104,12 +113,11 @@ for my $style (qw(seed current)) {
     });
     my $plugin = TestPlugin->new(vm_was_running => 1, vmlist => { 100 => { agent => '1' } });
     archive_vma($plugin, $task, 100, "$dir/backup.vma", undef, style => $style,
-        start_vm => sub { die "not called\n" }, stop_vm => sub { die "not called\n" });
-    my $uuid = started_uuid($plugin);
-    is_deeply(flow($plugin), [
+        @NOT_CALLED);
+    flow_is($plugin, [
         "INFO: issuing guest-agent 'fs-freeze' command",
         "INFO: issuing guest-agent 'fs-thaw' command",
-        "INFO: started backup task '$uuid'",
+        "INFO: started backup task '<uuid>'",
         'INFO: resuming VM again',
     ], "$style: freeze, thaw, start");
     open(my $fh, '<', "$dir/agent.log") or die $!;
@@ -129,10 +137,9 @@ for my $style (qw(seed current)) {
     archive_vma($plugin, $task, 100, "$dir/backup.vma", undef,
         start_vm => sub { $sim = start_sim("$dir/100.qmp", @$args, '--state', 'prelaunch') },
         stop_vm => sub { $stops++; stop_peer($sim) });
-    my $uuid = started_uuid($plugin);
-    is_deeply(flow($plugin), [
+    flow_is($plugin, [
         'INFO: starting kvm to execute backup task',
-        "INFO: started backup task '$uuid'",
+        "INFO: started backup task '<uuid>'",
         'INFO: stopping kvm after backup task',
     ], 'stopped VM: started paused, no resume, stopped again');
     is($stops, 1, 'stopped VM: stop_vm called once');
@@ -158,9 +165,8 @@ for my $style (qw(seed current)) {
     eval { archive_vma($plugin, $task, 100, "$dir/b.vma.zst", 'zstd -q',
         start_vm => sub {}, stop_vm => sub {}) };
     is($@, "job failed with err -5 - Input/output error\n", 'failing job: die text');
-    my $uuid = started_uuid($plugin);
-    is_deeply(flow($plugin), [
-        "INFO: started backup task '$uuid'",
+    flow_is($plugin, [
+        "INFO: started backup task '<uuid>'",
         'INFO: resuming VM again',
         'ERROR: job failed with err -5 - Input/output error',
         'INFO: aborting backup job',
