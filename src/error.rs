@@ -293,11 +293,16 @@ impl Error {
     /// What a Perl `eval` around the failed call would hold: a signal shows as the seed's
     /// handlers' `interrupted by signal`, anything else as its message.
     pub fn eval_text(&self) -> String {
-        match self {
-            Error::Interrupted { .. } | Error::Cancelled => Error::Signal.to_string(),
-            e if e.is_interrupted() => Error::Signal.to_string(),
-            e => e.to_string(),
+        match self.is_signal() {
+            true => Error::Signal.to_string(),
+            false => self.to_string(),
         }
+    }
+
+    /// True if a signal or the caller's cancel check ended the call: what the seed's
+    /// signal handlers would have died with.
+    pub fn is_signal(&self) -> bool {
+        matches!(self, Error::Signal | Error::Cancelled) || self.is_interrupted()
     }
 
     /// The same error printed as the bare reason (the seed's VMA start).

@@ -40,10 +40,11 @@ pub fn mon_cmd(
             "{command} goes to the guest agent, which takes no file descriptor"
         )));
     }
-    let options = qga::Options {
-        connect_timeout: options.connect_timeout,
-        style: options.style,
-        ..qga::Options::default()
-    };
-    qga::command(agent, command, arguments, timeout, &options)
+    qga::command(
+        agent,
+        command,
+        arguments,
+        timeout,
+        &qga::Options::for_monitor(options),
+    )
 }

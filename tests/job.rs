@@ -124,8 +124,9 @@ impl Host for TestHost {
 struct Vm {
     dir: PathBuf,
     record: PathBuf,
-    sim: Option<Sim>,
-    agent: Option<Agent>,
+    /// Kept for the test's length: dropping kills and reaps them.
+    _sim: Option<Sim>,
+    _agent: Option<Agent>,
 }
 
 fn sim_args(record: &Path, extra: &[&str]) -> Vec<String> {
@@ -154,8 +155,8 @@ fn vm(running: bool, agent: bool, extra: &[&str], host: &mut TestHost) -> Vm {
     Vm {
         dir: path,
         record,
-        sim,
-        agent,
+        _sim: sim,
+        _agent: agent,
     }
 }
 
@@ -319,7 +320,6 @@ fn a_thaw_always_follows_a_freeze_even_when_the_agent_refuses_both() {
         );
         assert_eq!(flow[5], "INFO: resuming VM again");
         assert_eq!(flow.len(), 6, "{style:?}: {flow:?}");
-        assert!(vm.agent.is_some());
     }
 }
 
@@ -343,7 +343,6 @@ fn a_vm_that_was_not_running_is_started_paused_and_stopped_again() {
         );
         assert_eq!(host.stops.get(), 1, "{style:?}");
         assert!(!vm.commands().contains(&"cont".to_string()));
-        assert!(vm.sim.is_none());
     }
 }
 

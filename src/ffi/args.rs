@@ -70,6 +70,16 @@ macro_rules! arg_fd {
     };
 }
 
+/// `Option<BorrowedFd>` from a descriptor argument where -1 means none: `arg_opt_fd!(fd)`.
+macro_rules! arg_opt_fd {
+    ($p:ident) => {
+        match $p {
+            -1 => None,
+            _ => Some(arg_fd!($p)),
+        }
+    };
+}
+
 /// An [`Out`] for a required output pointer, checked before any work: `out!(out_json)`.
 macro_rules! out {
     ($p:ident) => {

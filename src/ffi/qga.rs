@@ -9,13 +9,9 @@ use super::qmp::{agent_of, vzdump_qemu_peer};
 use super::result::*;
 use crate::qga;
 
-/// The agent's settings from the peer's: connect timeout and style.
+/// The agent's settings from the peer's.
 fn agent_options(peer: &vzdump_qemu_peer) -> qga::Options {
-    qga::Options {
-        connect_timeout: peer.options.connect_timeout,
-        style: peer.options.style,
-        ..qga::Options::default()
-    }
+    qga::Options::for_monitor(&peer.options)
 }
 
 /// Runs one guest-agent command on its own connection (flush, `guest-sync-delimited`,

@@ -217,10 +217,7 @@ pub unsafe extern "C" fn vzdump_qemu_mon_cmd(
     boundary(error, || {
         let (out, peer) = (out!(out_json), arg_ref!(peer));
         let (command, args) = (arg_str!(command), arg_json!(arguments_json));
-        let fd = match fd {
-            -1 => None,
-            _ => Some(arg_fd!(fd)),
-        };
+        let fd = arg_opt_fd!(fd);
         let value = crate::monitor::mon_cmd(
             &peer.peer,
             peer.agent.as_ref(),
@@ -277,11 +274,9 @@ pub unsafe extern "C" fn vzdump_qemu_conn_execute(
             arg_json!(arguments_json),
             millis(timeout_ms),
         );
-        let value = match fd {
-            -1 => conn.qmp.execute(command, args, timeout)?,
-            _ => conn
-                .qmp
-                .execute_with_fd(command, args, arg_fd!(fd), timeout)?,
+        let value = match arg_opt_fd!(fd) {
+            None => conn.qmp.execute(command, args, timeout)?,
+            Some(fd) => conn.qmp.execute_with_fd(command, args, fd, timeout)?,
         };
         out.put_str(&value.to_string());
         Ok(())

@@ -43,11 +43,9 @@ pub fn run_vma(
             Err(e)
         }
         Ok(done) => {
-            match compressor.wait_resuming(COMPRESSOR_WAIT, &mut || run.check_signal().is_err()) {
-                Ok(()) => Ok(done),
-                Err(e) if e.is_interrupted() => Err(Error::Signal),
-                Err(e) => Err(e.into()),
-            }
+            let waited =
+                compressor.wait_resuming(COMPRESSOR_WAIT, &mut || run.check_signal().is_err());
+            waited.map(|()| done).map_err(|e| as_signal(e.into()))
         }
     }
 }
@@ -224,10 +222,9 @@ fn conclude(run: &Run<'_>, body: Result<Finished>, started: bool) -> Result<Fini
 
 /// A signal anywhere is what the seed's handlers die with: `interrupted by signal`.
 fn as_signal(e: Error) -> Error {
-    match e {
-        Error::Cancelled => Error::Signal,
-        e if e.is_interrupted() => Error::Signal,
-        e => e,
+    match e.is_signal() {
+        true => Error::Signal,
+        false => e,
     }
 }
 

@@ -48,12 +48,7 @@ impl<'a> Run<'a> {
             task.vm_was_paused == Some(true),
             task.vm_stop_time,
         )?;
-        let agent_options = qga::Options {
-            connect_timeout: options.connect_timeout,
-            command_timeout: options.command_timeout,
-            style: options.style,
-            ..qga::Options::default()
-        };
+        let agent_options = qga::Options::for_monitor(options);
         Ok(Run {
             peer,
             options: options.clone(),
@@ -179,10 +174,6 @@ impl<'a> Run<'a> {
         if let Some(support) = support {
             poller.set_qemu_support(support, self.task.is_template == Some(true));
         }
-        let outcome = poller.run(&mut self.sink(), &mut || self.host.cancelled());
-        outcome.map_err(|e| match e {
-            Error::Interrupted { .. } | Error::Cancelled => Error::Signal,
-            other => other,
-        })
+        poller.run(&mut self.sink(), &mut || self.host.cancelled())
     }
 }

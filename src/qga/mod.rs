@@ -45,6 +45,18 @@ pub struct Options {
     pub style: crate::style::Style,
 }
 
+impl Options {
+    /// The agent's settings for a VM whose monitor is reached with `monitor`: its connect
+    /// timeout and style; the agent's own timeouts stay qemu-server's.
+    pub fn for_monitor(monitor: &crate::qmp::Options) -> Self {
+        Options {
+            connect_timeout: monitor.connect_timeout,
+            style: monitor.style,
+            ..Options::default()
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
