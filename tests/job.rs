@@ -476,6 +476,41 @@ fn a_signal_during_the_loop_ends_the_job() {
 }
 
 #[test]
+fn signals_that_go_on_during_the_abort_do_not_stop_the_cancel() {
+    let mut host = TestHost::new();
+    // QEMU answers `backup` only after 3 s, and the cancel waits behind it.
+    let vm = vm(true, false, &["--pbs-connect-delay-ms", "3000"], &mut host);
+    let job: PbsJob = vzdump_qemu::loose::from_json(json!({
+        "task": task(&vm, json!({})),
+        "pbs": {"backup-file": "r@pbs:s", "backup-id": "100", "backup-time": 1, "password": "pw"},
+    }))
+    .unwrap();
+    // Every 20 ms from 300 ms on until the job has returned, the abort included.
+    let never = Arc::new(AtomicBool::new(false));
+    let signals = repeated_signals(Duration::from_millis(300), &never);
+    let error = job::run_pbs(&vm.peer(), &options(Style::Current), &job, &host).unwrap_err();
+    drop(signals);
+    assert!(matches!(error, Error::Signal), "{error:?}");
+    // Today's archive_pbs cancels and resumes after a failed start; neither fails.
+    assert_eq!(
+        host.flow(),
+        [
+            "ERROR: interrupted by signal",
+            "INFO: aborting backup job",
+            "INFO: resuming VM again"
+        ]
+    );
+    let commands = vm.commands();
+    let cancelled = commands.iter().position(|c| c == "backup-cancel");
+    assert!(cancelled.is_some(), "{commands:?}");
+    assert_eq!(
+        commands.last().map(String::as_str),
+        Some("cont"),
+        "{commands:?}"
+    );
+}
+
+#[test]
 fn a_signal_during_the_start_ends_the_job_and_only_today_cancels() {
     for style in [Style::Seed, Style::Current] {
         let mut host = TestHost::new();

@@ -109,10 +109,13 @@ pub fn cancel(peer: &Peer, options: &Options) -> Result<()> {
 }
 
 /// The seed's `mon_backup_cancel`: logs `aborting backup job`, sends `backup-cancel`, and
-/// logs a failure of that at error level (it never hides the original error).
+/// logs a failure of that at error level (it never hides the original error). Once
+/// decided, the cancel runs to its end ([`qmp::command_to_the_end`]): a second signal must
+/// not leave the job running, as it does in qemu-server, where the handler's die ends
+/// `mon_cmd`.
 pub fn abort_job(peer: &Peer, options: &Options, log: &mut dyn FnMut(Level, &str)) {
     log(Level::Info, "aborting backup job");
-    if let Err(e) = cancel(peer, options) {
+    if let Err(e) = qmp::command_to_the_end(peer, "backup-cancel", None, None, options) {
         log(Level::Err, &e.eval_text());
     }
 }

@@ -213,7 +213,7 @@ fn conclude(run: &Run<'_>, body: Result<Finished>, started: bool) -> Result<Fini
         if run.style == Style::Current {
             // Outside today's eval: a failing `cont` here is what archive_* dies with,
             // and the power state is left (a VM that is resumed was running anyway).
-            run.resume_after_start().map_err(as_signal)?;
+            run.resume_after_failure().map_err(as_signal)?;
         }
     }
     run.restore_power_state();

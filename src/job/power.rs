@@ -15,6 +15,10 @@ use crate::qmp::{self, timeouts, Peer};
 use crate::running;
 use crate::style::Style;
 
+/// [`qmp::command`] or [`qmp::command_to_the_end`].
+type CommandFn =
+    fn(&Peer, &str, Option<Value>, Option<std::time::Duration>, &qmp::Options) -> Result<Value>;
+
 /// What the plugin knows about the VM's power state during one backup.
 #[derive(Debug, Clone)]
 pub struct PowerState {
@@ -82,6 +86,17 @@ impl PowerState {
     /// `resuming VM again` (`resuming VM again after <n> seconds` the first time in stop
     /// mode) and `cont` (today with 45 s). A failure of `cont` is returned.
     pub fn resume_after_start(&mut self, host: &dyn Host) -> Result<()> {
+        self.resume(host, qmp::command)
+    }
+
+    /// Today's `resume_vm_after_job_start` after a failed backup: the same, but the `cont`
+    /// runs to its end whatever signals arrive ([`qmp::command_to_the_end`]), so that a
+    /// VM paused for the backup is not left paused by a second signal.
+    pub fn resume_after_failure(&mut self, host: &dyn Host) -> Result<()> {
+        self.resume(host, qmp::command_to_the_end)
+    }
+
+    fn resume(&mut self, host: &dyn Host, command: CommandFn) -> Result<()> {
         if !self.was_running || self.was_paused {
             return Ok(());
         }
@@ -96,18 +111,20 @@ impl PowerState {
             None => host.log(Level::Info, "resuming VM again"),
         }
         let timeout = (self.options.style == Style::Current).then_some(timeouts::CONT_AFTER_BACKUP);
-        qmp::command(&self.peer, "cont", None, timeout, &self.options).map(drop)
+        command(&self.peer, "cont", None, timeout, &self.options).map(drop)
     }
 
     /// `restore_vm_power_state`: a VM that was not running is stopped by the caller
     /// (`stopping kvm after backup task`) if QEMU is still in `prelaunch`, else kept
     /// (`kvm status changed after backup ('<status>') - keep VM running`). Failures are
-    /// warnings, as qemu-server `warn`s them.
+    /// warnings, as qemu-server `warn`s them. The status query runs to its end whatever
+    /// signals arrive, so that a VM started for the backup is not left in `prelaunch`.
     pub fn restore(&self, host: &dyn Host) {
         if self.was_running {
             return;
         }
-        let status = match qmp::command(&self.peer, "query-status", None, None, &self.options) {
+        let reply = qmp::command_to_the_end(&self.peer, "query-status", None, None, &self.options);
+        let status = match reply {
             Ok(reply) => status_of(&reply),
             Err(e) => return host.log(Level::Warn, &e.eval_text()),
         };

@@ -94,6 +94,11 @@ impl<'a> Run<'a> {
         self.power.borrow_mut().resume_after_start(self.host)
     }
 
+    /// Step 12's resume of today's style ([`PowerState::resume_after_failure`]).
+    pub(super) fn resume_after_failure(&self) -> Result<()> {
+        self.power.borrow_mut().resume_after_failure(self.host)
+    }
+
     /// Step 13 ([`PowerState::restore`]).
     pub(super) fn restore_power_state(&self) {
         self.power.borrow().restore(self.host)

@@ -58,6 +58,9 @@ pub struct Qmp {
     in_handshake: bool,
     /// The caller's command while connecting for it, named in handshake failures.
     for_command: String,
+    /// Set for [`command_to_the_end`]: a signal neither stops a send that has not begun
+    /// nor cuts a wait short; the wait goes on until the deadline.
+    through_signals: bool,
     owner_pid: u32,
 }
 
@@ -100,6 +103,33 @@ pub fn command_with_fd(
 ) -> Result<Value> {
     let mut qmp = connect_one_shot(peer, command, timeout, options)?;
     qmp.execute_with_fd(command, arguments, fd, timeout)
+}
+
+/// Like [`command`], for a step that must run to its end once decided (the cancel, resume
+/// and power-state check after a failed backup): signals that arrive meanwhile neither
+/// stop it nor cut its waits short, and a connection attempt a signal ended is made again;
+/// the command's timeout bounds it all. The caller's handlers have run when the signals
+/// came; their effect is for after this call.
+pub fn command_to_the_end(
+    peer: &Peer,
+    command: &str,
+    arguments: Option<Value>,
+    timeout: Option<Duration>,
+    options: &Options,
+) -> Result<Value> {
+    let limit = timeout
+        .or(options.command_timeout)
+        .unwrap_or_else(|| timeouts::for_command(command));
+    let deadline = Instant::now() + limit;
+    let mut qmp = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match connect_one_shot(peer, command, Some(left), options) {
+            Err(e) if e.is_interrupted() && !left.is_zero() => continue,
+            other => break other?,
+        }
+    };
+    qmp.through_signals = true;
+    qmp.execute_until(command, arguments, None, deadline, limit)
 }
 
 /// qemu-server's checks, then a connection for `command` whose connect and handshake are
@@ -155,6 +185,7 @@ impl Qmp {
             dead: None,
             in_handshake: true,
             for_command: command.to_string(),
+            through_signals: false,
             owner_pid: std::process::id(),
         };
         qmp.handshake()?;
@@ -289,9 +320,15 @@ impl Qmp {
         );
         let mut bytes = framing::request("QMP", command, arguments, Some(&id))?.into_bytes();
         bytes.extend_from_slice(b"\r\n");
-        self.send(&bytes, fd, deadline, command, budget)?;
+        loop {
+            match self.send(&bytes, fd, deadline, command, budget) {
+                Err(e) if e.is_interrupted() && self.through_signals => continue,
+                other => break other?,
+            }
+        }
         loop {
             let message = match self.read_message(deadline, command, budget) {
+                Err(e) if e.is_interrupted() && self.through_signals => continue,
                 Err(e) if e.is_interrupted() => {
                     self.abandon(&id);
                     return Err(e);
