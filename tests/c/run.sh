@@ -32,7 +32,7 @@ for t in test_api test_job; do
   gcc -std=c99 $CFLAGS tests/c/$t.c -L$lib -lvzdump_qemu -Wl,-rpath,"$root/$lib" -o $build/$t
 done
 
-QGA_BLOCKED=guest-fsfreeze-freeze,guest-fsfreeze-freeze-list,guest-fsfreeze-thaw,guest-shutdown,guest-suspend-disk,guest-suspend-ram,guest-suspend-hybrid,guest-exec,guest-exec-status,guest-file-open,guest-file-write,guest-set-time,guest-set-user-password,guest-set-vcpus,guest-set-memory-blocks,guest-fstrim
+export QGA_BLOCKED=guest-fsfreeze-freeze,guest-fsfreeze-freeze-list,guest-fsfreeze-thaw,guest-shutdown,guest-suspend-disk,guest-suspend-ram,guest-suspend-hybrid,guest-exec,guest-exec-status,guest-file-open,guest-file-write,guest-set-time,guest-set-user-password,guest-set-vcpus,guest-set-memory-blocks,guest-fstrim
 start_peers() {
   local tag=$1
   target/release/pve-qmp-sim --socket "$work/$tag-sim.qmp" --gen-disk drive-scsi0=16M --rate 64M &

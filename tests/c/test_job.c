@@ -2,11 +2,14 @@
  * The backup job through the C API (vzdump_qemu_job_*) against pve-qmp-sim as VM 100 of
  * a run directory (its pid file passes qemu-server's running check): a running VM, a VM
  * the start callback starts paused and the stop callback stops, a failing start, a failing
- * job, a cancel, PBS, and every bad input. The lines pinned are qemu-server's
+ * job, a cancel, real qemu-ga refusing the freeze (its commands blocked) and an agent
+ * that is not there, stop mode, a signal during the start, PBS with and without a
+ * fingerprint, and every bad input. The lines pinned are qemu-server's
  * (proxmox/qemu-server src/PVE/VZDump/QemuServer.pm: archive_vma, archive_pbs,
- * enforce_vm_running_for_backup, resume_vm_after_job_start, restore_vm_power_state,
- * mon_backup_cancel).
- * Usage: test_job SIM_BINARY WORKDIR (writes WORKDIR/job-running/out.vma.zst).
+ * qga_fs_freeze, qga_fs_thaw, enforce_vm_running_for_backup, resume_vm_after_job_start,
+ * restore_vm_power_state, mon_backup_cancel).
+ * Usage: test_job SIM_BINARY WORKDIR (writes WORKDIR/job-running/out.vma.zst); qemu-ga's
+ * blocked commands come from $QGA_BLOCKED.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,7 +39,16 @@ struct host {
     const char *fail_start;
     const char *cancel_on; /* cancel once a line contains this */
     int cancel;
+    int on_signal;         /* cancel once a signal arrived (as a C caller's EINTR check) */
 };
+
+static volatile sig_atomic_t signals_seen;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    signals_seen++;
+}
 
 static void host_free(struct host *h)
 {
@@ -59,7 +72,8 @@ static uint32_t on_log(void *userdata, uint32_t level, const char *line)
 
 static bool on_cancel(void *userdata)
 {
-    return ((struct host *)userdata)->cancel;
+    const struct host *h = userdata;
+    return h->cancel || (h->on_signal && signals_seen > 0);
 }
 
 /* The lines that are not progress lines, joined by '|'. */
@@ -117,6 +131,36 @@ static void stop_sim(pid_t pid)
 {
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
+}
+
+/* Real qemu-ga as VM 100's agent (`dir`/100.qga), every command of $QGA_BLOCKED refused. */
+static pid_t start_qga(const char *dir)
+{
+    char socket[512], state[512], pidfile[512], logfile[512];
+    const char *blocked = getenv("QGA_BLOCKED");
+    if (!blocked) {
+        fprintf(stderr, "QGA_BLOCKED is not set: qemu-ga must not freeze this host\n");
+        exit(2);
+    }
+    snprintf(socket, sizeof socket, "%s/100.qga", dir);
+    snprintf(state, sizeof state, "%s/qga-state", dir);
+    snprintf(pidfile, sizeof pidfile, "%s/qga.pid", dir);
+    snprintf(logfile, sizeof logfile, "%s/qga.log", dir);
+    mkdir(state, 0700);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("qemu-ga", "qemu-ga", "-m", "unix-listen", "-p", socket, "-t", state, "-f",
+               pidfile, "-l", logfile, "-b", blocked, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 400; i++) {
+        struct stat st;
+        if (stat(socket, &st) == 0)
+            return pid;
+        usleep(10000);
+    }
+    fprintf(stderr, "qemu-ga in %s did not come up\n", dir);
+    exit(2);
 }
 
 static uint32_t on_start(void *userdata, char *error_buf, size_t error_len)
@@ -305,27 +349,168 @@ static void failing_job_and_cancel(const char *work)
     end_case(&h, job, peer, sim, dir);
 }
 
-static void pbs(const char *work)
+/* The agent configured: real qemu-ga refusing both freeze commands (each failure logged,
+ * the thaw still sent), then an agent that is not there (the seed's skip line). */
+static void agent(const char *work)
 {
-    char *dir = make_dir(work, "job-pbs");
+    char *dir = make_dir(work, "job-agent");
+    pid_t sim = start_sim(dir, 0, NULL, NULL);
+    pid_t qga = start_qga(dir);
+    vzdump_qemu_peer *peer = vm_peer(dir, VZDUMP_QEMU_STYLE_SEED);
+    vzdump_qemu_job *job = vma_job(peer, dir, ", \"agent\": 1, \"vm-was-running\": 1");
+    struct host h = {.dir = dir};
+    char *err = NULL, got[4096], want[512], uuid[64];
+
+    expect(run(job, &h, &err), VZDUMP_QEMU_OK, &err, NULL, "run with a refusing agent");
+    flow(&h, got, sizeof got);
+    CHECK(h.count > 5, "refusing agent: %d lines", h.count);
+    if (h.count > 5) {
+        CHECK(strcmp(h.lines[0], "INFO: issuing guest-agent 'fs-freeze' command") == 0,
+              "refusing agent: first line '%s'", h.lines[0]);
+        CHECK(strncmp(h.lines[1], "ERROR: ", 7) == 0 &&
+                  strstr(h.lines[1], "guest-fsfreeze-freeze") && strstr(h.lines[1], "disabled"),
+              "refusing agent: the freeze's failure '%s'", h.lines[1]);
+        CHECK(strcmp(h.lines[2], "INFO: issuing guest-agent 'fs-thaw' command") == 0,
+              "refusing agent: the thaw follows '%s'", h.lines[2]);
+        CHECK(strncmp(h.lines[3], "ERROR: ", 7) == 0 &&
+                  strstr(h.lines[3], "guest-fsfreeze-thaw") && strstr(h.lines[3], "disabled"),
+              "refusing agent: the thaw's failure '%s'", h.lines[3]);
+        started_uuid(&h, uuid, sizeof uuid);
+        snprintf(want, sizeof want, "INFO: started backup task '%s'", uuid);
+        CHECK(uuid[0] && strcmp(h.lines[4], want) == 0, "refusing agent: then '%s'",
+              h.lines[4]);
+    }
+    host_free(&h);
+    vzdump_qemu_job_free(job);
+    stop_sim(qga);
+
+    job = vma_job(peer, dir, ", \"agent\": 1, \"vm-was-running\": 1");
+    h = (struct host){.dir = dir};
+    expect(run(job, &h, &err), VZDUMP_QEMU_OK, &err, NULL, "run without an agent");
+    started_uuid(&h, uuid, sizeof uuid);
+    flow(&h, got, sizeof got);
+    snprintf(want, sizeof want,
+             "INFO: skipping guest-agent 'fs-freeze', agent configured but not running?|"
+             "INFO: started backup task '%s'|INFO: resuming VM again",
+             uuid);
+    CHECK(strcmp(got, want) == 0, "no agent: lines '%s'", got);
+    end_case(&h, job, peer, sim, dir);
+}
+
+/* Stop mode: no freeze, and the downtime named when the VM is resumed. */
+static void stop_mode(const char *work)
+{
+    char *dir = make_dir(work, "job-stop-mode");
     pid_t sim = start_sim(dir, 0, NULL, NULL);
     vzdump_qemu_peer *peer = vm_peer(dir, VZDUMP_QEMU_STYLE_SEED);
+    char extra[256];
+    snprintf(extra, sizeof extra,
+             ", \"mode\": \"stop\", \"agent\": 1, \"vm-was-running\": 1, \"vm-stop-time\": %ld",
+             (long)time(NULL) - 7);
+    vzdump_qemu_job *job = vma_job(peer, dir, extra);
+    struct host h = {.dir = dir};
+    char *err = NULL, got[4096];
+    int delay = -1;
+
+    expect(run(job, &h, &err), VZDUMP_QEMU_OK, &err, NULL, "run in stop mode");
+    flow(&h, got, sizeof got);
+    CHECK(strncmp(got, "INFO: started backup task '", 27) == 0, "stop mode: no freeze '%s'",
+          got);
+    const char *resumed = strstr(got, "|INFO: resuming VM again after ");
+    CHECK(resumed && sscanf(resumed, "|INFO: resuming VM again after %d seconds", &delay) == 1 &&
+              delay >= 7 && delay < 60,
+          "stop mode: the downtime in '%s'", got);
+    end_case(&h, job, peer, sim, dir);
+}
+
+/* A PBS job of VM 100 in `dir`; `extra` adds members to its pbs object. */
+static vzdump_qemu_job *pbs_job(vzdump_qemu_peer *peer, const char *dir, const char *extra)
+{
     char json[2048];
     snprintf(json, sizeof json,
              "{\"task\": {\"disks\": [{\"type\": \"block\", \"qmdevice\": \"drive-scsi0\"}],"
              " \"config-file\": \"%s/qemu-server.conf\"},"
              " \"pbs\": {\"backup-file\": \"root@pam@pbs:store\", \"backup-id\": 100,"
-             " \"backup-time\": 1700000000, \"password\": \"c-secret\","
-             " \"fingerprint\": \"aa:bb\"}}",
-             dir);
+             " \"backup-time\": 1700000000, \"password\": \"c-secret\"%s}}",
+             dir, extra);
     vzdump_qemu_job *job = NULL;
-    struct host h = {.dir = dir};
     char *err = NULL;
     expect(vzdump_qemu_job_new_pbs(peer, json, &job, &err), VZDUMP_QEMU_OK, &err, NULL,
            "job_new_pbs");
+    return job;
+}
+
+/* Whether the simulator's record of `dir` has a line containing `needle`. */
+static bool recorded(const char *dir, const char *needle)
+{
+    char path[600], line[8192];
+    snprintf(path, sizeof path, "%s/requests.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* Signals during a PBS start that waits 3 s for its server: the cancel callback, asked on
+ * EINTR, ends the job; today's style cancels the job QEMU may have started and resumes. */
+static void signal_during_start(const char *work)
+{
+    char *dir = make_dir(work, "job-signal-start");
+    pid_t sim = start_sim(dir, 0, "--pbs-connect-delay-ms", "3000");
+    vzdump_qemu_peer *peer = vm_peer(dir, VZDUMP_QEMU_STYLE_CURRENT);
+    vzdump_qemu_job *job = pbs_job(peer, dir, "");
+    struct host h = {.dir = dir, .on_signal = 1};
+    char *err = NULL, got[4096];
+
+    struct sigaction sa = {.sa_handler = on_alarm}, old;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, &old);
+    signals_seen = 0;
+    struct itimerval every = {{0, 300000}, {0, 300000}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &every, NULL);
+    expect_exact(run(job, &h, &err), VZDUMP_QEMU_INTERRUPTED, &err, "interrupted by signal",
+                 "signal during the start");
+    setitimer(ITIMER_REAL, &off, NULL);
+    sigaction(SIGALRM, &old, NULL);
+    flow(&h, got, sizeof got);
+    CHECK(strcmp(got, "ERROR: interrupted by signal|INFO: aborting backup job|"
+                      "INFO: resuming VM again") == 0,
+          "signal during the start: lines '%s'", got);
+    CHECK(recorded(dir, "\"backup-cancel\""), "signal during the start: backup-cancel sent");
+    end_case(&h, job, peer, sim, dir);
+}
+
+/* PBS with and without a fingerprint: the arguments QEMU got, the password never logged. */
+static void pbs(const char *work)
+{
+    char *dir = make_dir(work, "job-pbs");
+    pid_t sim = start_sim(dir, 0, NULL, NULL);
+    vzdump_qemu_peer *peer = vm_peer(dir, VZDUMP_QEMU_STYLE_SEED);
+    vzdump_qemu_job *job = pbs_job(peer, dir, ", \"fingerprint\": \"aa:bb\"");
+    struct host h = {.dir = dir};
+    char *err = NULL;
+
     expect(run(job, &h, &err), VZDUMP_QEMU_OK, &err, NULL, "run pbs");
     for (int i = 0; i < h.count; i++)
         CHECK(!strstr(h.lines[i], "c-secret"), "pbs: the password in '%s'", h.lines[i]);
+    CHECK(recorded(dir, "\"fingerprint\":\"aa:bb\""), "pbs: the fingerprint sent");
+    host_free(&h);
+    vzdump_qemu_job_free(job);
+    stop_sim(sim);
+
+    char record[600];
+    snprintf(record, sizeof record, "%s/requests.jsonl", dir);
+    unlink(record);
+    sim = start_sim(dir, 0, NULL, NULL);
+    job = pbs_job(peer, dir, "");
+    h = (struct host){.dir = dir};
+    expect(run(job, &h, &err), VZDUMP_QEMU_OK, &err, NULL, "run pbs without fingerprint");
+    CHECK(recorded(dir, "\"backup-file\":\"root@pam@pbs:store\"") &&
+              !recorded(dir, "fingerprint"),
+          "pbs: no fingerprint sent without one");
     end_case(&h, job, peer, sim, dir);
 }
 
@@ -382,6 +567,9 @@ int main(int argc, char **argv)
     started_for_the_backup(argv[2]);
     failing_start(argv[2]);
     failing_job_and_cancel(argv[2]);
+    agent(argv[2]);
+    stop_mode(argv[2]);
+    signal_during_start(argv[2]);
     pbs(argv[2]);
     bad_input(argv[2]);
     return report("test_job");
