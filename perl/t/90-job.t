@@ -1,7 +1,9 @@
 # archive_vma and archive_pbs, the whole job, against pve-qmp-sim as VM 100 of a run
 # directory: a plugin object as vzdump passes it ($self, $task, $vmid, ...), the exact lines
-# in order, the VM started paused and stopped again, a failing job, a signal, PBS, the
-# plugin's task fields and bad arguments. The lines are qemu-server's
+# in order, the VM started paused and stopped again, a freeze that works, one real qemu-ga
+# refuses and an agent that is not there, a failing job, a signal during the loop and
+# during the start, PBS with and without fingerprint, the plugin's task fields and bad
+# arguments. The lines are qemu-server's
 # (proxmox/qemu-server src/PVE/VZDump/QemuServer.pm: archive_vma, archive_pbs,
 # enforce_vm_running_for_backup, resume_vm_after_job_start, restore_vm_power_state,
 # mon_backup_cancel).
@@ -15,7 +17,8 @@ use POSIX ();
 use Test::More;
 
 use PVE::RS::VZDump::Qemu qw(archive_vma archive_pbs plugin_task);
-use TestPeers qw(tmpdir sim_binary start_sim start_fake_agent stop_peer);
+use TestPeers qw(tmpdir sim_binary start_sim start_qga start_fake_agent stop_peer);
+use JSON::PP ();
 
 BAIL_OUT('pve-qmp-sim not built (cargo build -p pve-qmp-sim)' . ': real-peer tests never skip')
     if !sim_binary();
@@ -62,11 +65,20 @@ sub vm {
     open(my $fh, '>', "$dir/qemu-server.conf") or die $!;
     print $fh "name: perl-job\n";
     close($fh);
-    my @args = ('--gen-disk', 'drive-scsi0=16M', '--rate', '32M', @sim_args);
+    # 'REC' stands for the run directory's request record.
+    my @args = ('--gen-disk', 'drive-scsi0=16M', '--rate', '32M',
+        map { $_ eq 'REC' ? "$dir/record" : $_ } @sim_args);
     my $sim = $running ? start_sim("$dir/100.qmp", @args) : undef;
     my $task = { tmpdir => $dir, mode => 'snapshot',
         disks => [{ type => 'file', qmdevice => 'drive-scsi0', path => '/dev/null' }] };
     return ($dir, $sim, $task, \@args);
+}
+
+# The requests the simulator of $dir received (started with 'REC').
+sub records {
+    my ($dir) = @_;
+    open(my $fh, '<', "$dir/record") or die "$dir/record - $!";
+    return map { JSON::PP::decode_json($_) } <$fh>;
 }
 
 local $PVE::RS::VZDump::Qemu::STYLE = 'seed';
@@ -125,6 +137,35 @@ for my $style (qw(seed current)) {
         ['guest-ping', 'guest-fsfreeze-freeze', 'guest-fsfreeze-thaw'],
         "$style: the agent's commands in order");
     stop_peer($agent);
+    stop_peer($sim);
+}
+
+# Real qemu-ga refusing both freeze commands (they are blocked on the host): each failure
+# logged at error level, the thaw sent all the same, the backup goes on. Then the agent
+# configured but not there: the seed's skip line.
+{
+    my ($dir, $sim, $task) = vm(1);
+    local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
+    my $qga = start_qga($dir);
+    my $plugin = TestPlugin->new(vm_was_running => 1, vmlist => { 100 => { agent => '1' } });
+    archive_vma($plugin, $task, 100, "$dir/backup.vma", undef, @NOT_CALLED);
+    my $flow = flow($plugin);
+    is($flow->[0], "INFO: issuing guest-agent 'fs-freeze' command", 'refusing agent: freeze');
+    like($flow->[1], qr/^ERROR: .*guest-fsfreeze-freeze.*disabled/,
+        'refusing agent: the freeze failure logged');
+    is($flow->[2], "INFO: issuing guest-agent 'fs-thaw' command", 'refusing agent: thaw follows');
+    like($flow->[3], qr/^ERROR: .*guest-fsfreeze-thaw.*disabled/,
+        'refusing agent: the thaw failure logged');
+    like($flow->[4], qr/^INFO: started backup task '/, 'refusing agent: the backup goes on');
+    stop_peer($qga);
+
+    $plugin = TestPlugin->new(vm_was_running => 1, vmlist => { 100 => { agent => '1' } });
+    archive_vma($plugin, $task, 100, "$dir/backup.vma", undef, @NOT_CALLED);
+    flow_is($plugin, [
+        "INFO: skipping guest-agent 'fs-freeze', agent configured but not running?",
+        "INFO: started backup task '<uuid>'",
+        'INFO: resuming VM again',
+    ], 'no agent: skipped');
     stop_peer($sim);
 }
 
@@ -195,6 +236,48 @@ for my $style (qw(seed current)) {
     is_deeply([@$flow[-2, -1]], ['ERROR: interrupted by signal', 'INFO: aborting backup job'],
         'signal: logged and cancelled');
     is($SIG{TERM}, $handler, 'signal: the caller\'s handler is back');
+    stop_peer($sim);
+}
+
+# SIGTERM while QEMU still works on a PBS start (3 s to its server): the seed knows no
+# uuid and cancels nothing; today's archive_pbs cancels and resumes.
+for my $style (qw(seed current)) {
+    my ($dir, $sim, $task) = vm(1, '--pbs-connect-delay-ms', '3000', '--record', 'REC');
+    local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
+    my $plugin = TestPlugin->new(vm_was_running => 1);
+    my $parent = $$;
+    my $killer = fork() // die "fork - $!";
+    if ($killer == 0) {
+        select(undef, undef, undef, 1);
+        kill('TERM', $parent);
+        POSIX::_exit(0);
+    }
+    eval { archive_pbs($plugin, $task, 100, style => $style, @NOT_CALLED,
+        pbs => { 'backup-file' => 'root@pam@pbs:store', 'backup-id' => 100,
+            'backup-time' => 1700000000, password => 'pw' }) };
+    waitpid($killer, 0);
+    is($@, "interrupted by signal\n", "$style: signal during the start");
+    my @want = $style eq 'seed' ? ('ERROR: interrupted by signal')
+        : ('ERROR: interrupted by signal', 'INFO: aborting backup job', 'INFO: resuming VM again');
+    is_deeply(flow($plugin), \@want, "$style: signal during the start: the lines");
+    my @commands = map { $_->{execute} } records($dir);
+    is(!!grep({ $_ eq 'backup-cancel' } @commands), $style eq 'current',
+        "$style: signal during the start: cancelled only today");
+    stop_peer($sim);
+}
+
+# PBS with and without a fingerprint: the backup arguments QEMU got.
+for my $fingerprint ('aa:bb:cc', undef) {
+    my ($dir, $sim, $task) = vm(1, '--record', 'REC');
+    local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
+    my $plugin = TestPlugin->new(vm_was_running => 1);
+    archive_pbs($plugin, $task, 100, @NOT_CALLED,
+        pbs => { 'backup-file' => 'root@pam@pbs:store', 'backup-id' => 100,
+            'backup-time' => 1700000000, password => 'pw',
+            defined($fingerprint) ? (fingerprint => $fingerprint) : () });
+    my ($backup) = grep { $_->{execute} eq 'backup' } records($dir);
+    is($backup->{arguments}->{fingerprint}, $fingerprint,
+        'pbs: fingerprint ' . ($fingerprint // 'none'));
     stop_peer($sim);
 }
 
