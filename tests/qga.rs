@@ -458,3 +458,134 @@ fn shutdown_without_reply_succeeds() {
     assert!(err.is_timeout(), "{err}");
     p.join();
 }
+
+/// An agent on its own socket serving one connection per script, in order: each script
+/// gets the stream after the sync and the command that followed. Returns the socket's
+/// directory (kept for the test's length) and the thread.
+fn agent_per_connection(
+    scripts: Vec<Box<dyn FnOnce(UnixStream, Value) + Send>>,
+) -> (TempDir, Peer, std::thread::JoinHandle<()>) {
+    let dir = TempDir::new("qga-conns");
+    let socket = dir.join("100.qga");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let thread = std::thread::spawn(move || {
+        for script in scripts {
+            let (mut s, _) = listener.accept().unwrap();
+            let (id, mut sp) = read_sync(&mut s);
+            answer_sync(&mut s, id);
+            let req = read_request(&mut s, &mut sp).expect("command");
+            script(s, req);
+        }
+    });
+    (dir, Peer::qga_path(&socket), thread)
+}
+
+/// A command that gets no answer: the client times out and closes.
+fn no_answer(command: &'static str) -> Box<dyn FnOnce(UnixStream, Value) + Send> {
+    Box::new(move |s, req| {
+        assert_eq!(req["execute"], command, "{req}");
+        drain(s);
+    })
+}
+
+/// A command answered with `reply` (a whole reply object).
+fn answer(command: &'static str, reply: Value) -> Box<dyn FnOnce(UnixStream, Value) + Send> {
+    Box::new(move |mut s, req| {
+        assert_eq!(req["execute"], command, "{req}");
+        s.write_all(format!("{reply}\n").as_bytes()).unwrap();
+        drain(s);
+    })
+}
+
+/// Today's guest_fsfreeze with each wait cut to 200 ms (`command_timeout` replaces the
+/// 10 minutes): the result and the lines.
+fn fsfreeze_polling(
+    scripts: Vec<Box<dyn FnOnce(UnixStream, Value) + Send>>,
+) -> (vzdump_qemu::Result<()>, Vec<String>) {
+    let (_dir, peer, thread) = agent_per_connection(scripts);
+    let options = Options {
+        command_timeout: Some(Duration::from_millis(200)),
+        style: Style::Current,
+        ..Options::default()
+    };
+    let mut lines = Vec::new();
+    let result = qga::guest_fsfreeze(&peer, &options, &mut |_, l| lines.push(l.to_string()));
+    thread.join().expect("agent script failed");
+    (result, lines)
+}
+
+/// proxmox/qemu-server `src/PVE/QemuServer/Agent.pm`, `guest_fsfreeze`: the status
+/// queries after a freeze that did not answer in time, each announced.
+const STILL_WAITING: &str = "still waiting on guest fs freeze - timeout in ";
+
+#[test]
+fn a_freeze_without_answer_is_followed_by_status_queries_until_one_answers() {
+    let (result, lines) = fsfreeze_polling(vec![
+        no_answer("guest-fsfreeze-freeze"),
+        no_answer("guest-fsfreeze-status"),
+        answer("guest-fsfreeze-status", json!({"return": "frozen"})),
+    ]);
+    result.unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l.starts_with(STILL_WAITING)),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_status_other_than_frozen_fails_the_freeze() {
+    let (result, _) = fsfreeze_polling(vec![
+        no_answer("guest-fsfreeze-freeze"),
+        answer("guest-fsfreeze-status", json!({"return": "thawed"})),
+    ]);
+    // Agent.pm, guest_fsfreeze: the status must be 'frozen'.
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "unable to freeze guest fs - unexpected status 'thawed'"
+    );
+}
+
+#[test]
+fn an_agent_error_on_the_status_query_fails_the_freeze() {
+    let (result, lines) = fsfreeze_polling(vec![
+        no_answer("guest-fsfreeze-freeze"),
+        answer(
+            "guest-fsfreeze-status",
+            json!({"error": {"class": "GenericError", "desc": "fs is busy"}}),
+        ),
+    ]);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    // Agent.pm, guest_fsfreeze and check_agent_error.
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "querying status after freezing guest fs failed - Agent error: fs is busy"
+    );
+}
+
+#[test]
+fn five_status_queries_without_answer_fail_the_freeze() {
+    let mut scripts = vec![no_answer("guest-fsfreeze-freeze")];
+    scripts.extend((0..5).map(|_| no_answer("guest-fsfreeze-status")));
+    let (result, lines) = fsfreeze_polling(scripts);
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    let error = result.unwrap_err().to_string();
+    // Agent.pm, guest_fsfreeze: "timeout after <6 waits> minutes" (0 here: 200 ms each).
+    assert_eq!(
+        error,
+        "querying status after freezing guest fs failed - timeout after 0 minutes"
+    );
+}
+
+#[test]
+fn a_refused_freeze_is_not_followed_by_status_queries() {
+    let (result, lines) = fsfreeze_polling(vec![answer(
+        "guest-fsfreeze-freeze",
+        json!({"error": {"class": "GenericError", "desc": "Command guest-fsfreeze-freeze has been disabled"}}),
+    )]);
+    assert!(lines.is_empty(), "{lines:?}");
+    assert_eq!(
+        result.unwrap_err().to_string(),
+        "unable to freeze guest fs - Command guest-fsfreeze-freeze has been disabled"
+    );
+}

@@ -63,7 +63,8 @@ pub const GUEST_FSFREEZE_WAIT: Duration = Duration::from_secs(10 * 60);
 const FSFREEZE_STATUS_QUERIES: u64 = 5;
 
 /// Today's freeze (proxmox/qemu-server `src/PVE/QemuServer/Agent.pm`, `guest_fsfreeze`):
-/// `guest-fsfreeze-freeze` waits [`GUEST_FSFREEZE_WAIT`] instead of an hour; if it does
+/// `guest-fsfreeze-freeze` waits [`GUEST_FSFREEZE_WAIT`] (or `options.command_timeout`,
+/// which replaces it as it replaces the other timeouts) instead of an hour; if it does
 /// not answer, `guest-fsfreeze-status` (queued behind a freeze still running) is asked up
 /// to five times, each announced with `still waiting on guest fs freeze - timeout in <n>
 /// minutes` (qemu-server prints it to the task's output; here it is an info line). Fails
@@ -76,7 +77,8 @@ pub fn guest_fsfreeze(
     options: &Options,
     log: &mut dyn FnMut(Level, &str),
 ) -> Result<()> {
-    let wait = Some(GUEST_FSFREEZE_WAIT);
+    let each = options.command_timeout.unwrap_or(GUEST_FSFREEZE_WAIT);
+    let wait = Some(each);
     match command(peer, "guest-fsfreeze-freeze", None, wait, options) {
         Ok(_) => return Ok(()),
         Err(e) if e.class().is_some() => {
@@ -87,7 +89,7 @@ pub fn guest_fsfreeze(
         }
         Err(_) => {}
     }
-    let minutes = GUEST_FSFREEZE_WAIT.as_secs() / 60;
+    let minutes = each.as_secs() / 60;
     let mut status = None;
     for i in 0..FSFREEZE_STATUS_QUERIES {
         log(
