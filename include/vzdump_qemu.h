@@ -83,9 +83,21 @@ typedef struct vzdump_qemu_peer vzdump_qemu_peer;
 typedef struct vzdump_qemu_poll vzdump_qemu_poll;
 
 /**
+ * The power state of one VM during one backup.
+ */
+typedef struct vzdump_qemu_power vzdump_qemu_power;
+
+/**
  * Result of every C API function: `VZDUMP_QEMU_OK` or one of the error codes below.
  */
 typedef uint32_t vzdump_qemu_result;
+
+/**
+ * Receives one log line (no prefix, no newline; valid during the call). Return 0 to go
+ * on; non-zero asks the call to stop (`VZDUMP_QEMU_CANCELLED`), e.g. when a Perl callback
+ * died.
+ */
+typedef uint32_t (*vzdump_qemu_log_callback)(void *userdata, uint32_t level, const char *line);
 
 /**
  * The cancel check: return true to stop the call (`VZDUMP_QEMU_CANCELLED`). Asked at least
@@ -94,13 +106,6 @@ typedef uint32_t vzdump_qemu_result;
  * `VZDUMP_QEMU_INTERRUPTED` instead).
  */
 typedef bool (*vzdump_qemu_cancel_callback)(void *userdata);
-
-/**
- * Receives one log line (no prefix, no newline; valid during the call). Return 0 to go
- * on; non-zero asks the call to stop (`VZDUMP_QEMU_CANCELLED`), e.g. when a Perl callback
- * died.
- */
-typedef uint32_t (*vzdump_qemu_log_callback)(void *userdata, uint32_t level, const char *line);
 
 /**
  * Starts or stops the backup's VM (`start_cb`: paused, as qemu-server's `vm_start` with
@@ -289,6 +294,20 @@ vzdump_qemu_result vzdump_qemu_backup_query(const struct vzdump_qemu_peer *peer,
 vzdump_qemu_result vzdump_qemu_backup_cancel(const struct vzdump_qemu_peer *peer, char **error);
 
 /**
+ * qemu-server's `mon_backup_cancel`: logs `aborting backup job`, sends `backup-cancel` and
+ * logs its failure at error level (`VZDUMP_QEMU_LOG_ERR`), never failing itself but on bad
+ * arguments. Once called, the cancel runs to its end whatever signals arrive meanwhile,
+ * within its timeout.
+ *
+ * # Safety
+ * Pointers are NULL or valid; `log_cb` valid with `userdata` during the call.
+ */
+vzdump_qemu_result vzdump_qemu_backup_abort(const struct vzdump_qemu_peer *peer,
+                                            vzdump_qemu_log_callback log_cb,
+                                            void *userdata,
+                                            char **error);
+
+/**
  * Spawns `command` (Perl `exec STRING` semantics: through `/bin/sh -c` when it has shell
  * metacharacters, else split on whitespace and found in PATH) with stdin the read end of
  * a new pipe and stdout `output_fd`, without forking the caller. `*out_write_fd` gets the
@@ -401,7 +420,8 @@ vzdump_qemu_result vzdump_qemu_job_new_pbs(const struct vzdump_qemu_peer *peer,
  * 10. the VM resumed if it was running (`resuming VM again[ after <n> seconds]`, `cont`);
  * 11. the status-poll loop;
  * 12. on a failure of 3 to 11: the error logged, the job cancelled (`aborting backup
- *     job`) if it started (today always, and the VM resumed again);
+ *     job`) if it started (today always, and the VM resumed again); the cancel, that
+ *     resume and the status query of 13 run to their end whatever signals arrive;
  * 13. the power state restored: a VM started in 2 and still in `prelaunch` is stopped
  *     with `stop_cb` (`stopping kvm after backup task`); failures are warnings;
  * 14. VMA: the compressor killed on failure, else waited for (`<command> failed - wrong
@@ -508,6 +528,86 @@ vzdump_qemu_result vzdump_qemu_poll_run(struct vzdump_qemu_poll *poll,
  * `poll` is NULL or a live handle, not used afterwards.
  */
 void vzdump_qemu_poll_free(struct vzdump_qemu_poll *poll);
+
+/**
+ * Creates the power state of the VM `peer`, which must be given by VM id
+ * (`vzdump_qemu_peer_new_vmid`: the running check reads its pid file) and whose style
+ * picks the seed's decisions or today's. `state_json` is NULL or what the plugin knows:
+ * `{"vm-was-running": bool, "vm-was-paused": bool, "vm-stop-time": <epoch seconds>}`
+ * (`$self->{vm_was_running}`, today's `vm_was_paused`, `$task->{vmstoptime}`; each
+ * optional, unknown keys refused).
+ *
+ * # Safety
+ * Pointers are NULL or valid; `state_json` NUL-terminated.
+ */
+vzdump_qemu_result vzdump_qemu_power_new(const struct vzdump_qemu_peer *peer,
+                                         const char *state_json,
+                                         struct vzdump_qemu_power **out,
+                                         char **error);
+
+/**
+ * `enforce_vm_running_for_backup`: a VM whose QEMU runs counts as running before the
+ * backup; else `starting kvm to execute backup task` and `start_cb` starts it paused (its
+ * message is the failure, `VZDUMP_QEMU_BACKUP`).
+ *
+ * # Safety
+ * `power` is NULL or live; the callbacks are NULL or valid with `userdata` during the call.
+ */
+vzdump_qemu_result vzdump_qemu_power_enforce_running(struct vzdump_qemu_power *power,
+                                                     vzdump_qemu_log_callback log_cb,
+                                                     vzdump_qemu_vm_callback start_cb,
+                                                     void *userdata,
+                                                     char **error);
+
+/**
+ * `resume_vm_after_job_start`: for a VM that was running (today: and not paused),
+ * `resuming VM again` (`resuming VM again after <n> seconds` the first time in stop mode)
+ * and `cont` (today with 45 s); a failure of `cont` is returned.
+ *
+ * # Safety
+ * `power` is NULL or live; `log_cb` is NULL or valid with `userdata` during the call.
+ */
+vzdump_qemu_result vzdump_qemu_power_resume_after_start(struct vzdump_qemu_power *power,
+                                                        vzdump_qemu_log_callback log_cb,
+                                                        void *userdata,
+                                                        char **error);
+
+/**
+ * `restore_vm_power_state`: a VM that was not running is stopped with `stop_cb`
+ * (`stopping kvm after backup task`) if QEMU is still in `prelaunch`, else kept (`kvm
+ * status changed after backup ('<status>') - keep VM running`). Failures are warnings
+ * (`VZDUMP_QEMU_LOG_WARN` lines), as qemu-server `warn`s them; the status query runs to
+ * its end whatever signals arrive. Fails only on bad arguments.
+ *
+ * # Safety
+ * `power` is NULL or live; the callbacks are NULL or valid with `userdata` during the call.
+ */
+vzdump_qemu_result vzdump_qemu_power_restore(const struct vzdump_qemu_power *power,
+                                             vzdump_qemu_log_callback log_cb,
+                                             vzdump_qemu_vm_callback stop_cb,
+                                             void *userdata,
+                                             char **error);
+
+/**
+ * What the steps learnt, as `vzdump_qemu_power_new` takes it: `{"vm-was-running": bool,
+ * "vm-was-paused": bool, "vm-stop-time": <epoch seconds> | null}` (`vm-was-running` set by
+ * `vzdump_qemu_power_enforce_running`, `vm-stop-time` cleared by the first resume, as
+ * qemu-server writes them back to the plugin and the task).
+ *
+ * # Safety
+ * `power` is NULL or live; `out_json` and `error` NULL or writable.
+ */
+vzdump_qemu_result vzdump_qemu_power_state_json(const struct vzdump_qemu_power *power,
+                                                char **out_json,
+                                                char **error);
+
+/**
+ * Frees a power state. NULL is ignored.
+ *
+ * # Safety
+ * `power` is NULL or a live handle, not used afterwards.
+ */
+void vzdump_qemu_power_free(struct vzdump_qemu_power *power);
 
 /**
  * Runs one guest-agent command on its own connection (flush, `guest-sync-delimited`,

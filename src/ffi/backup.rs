@@ -1,9 +1,10 @@
 //! Backup start, query and cancel.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 
 use super::args::{millis, null};
 use super::boundary;
+use super::callbacks::{vzdump_qemu_log_callback, Callbacks};
 use super::qmp::vzdump_qemu_peer;
 use super::result::*;
 use crate::backup::{self, PbsParams, VmaParams};
@@ -105,6 +106,32 @@ pub unsafe extern "C" fn vzdump_qemu_backup_cancel(
     boundary(error, || {
         let peer = arg_ref!(peer);
         backup::cancel(&peer.peer, &peer.options)?;
+        Ok(())
+    })
+}
+
+/// qemu-server's `mon_backup_cancel`: logs `aborting backup job`, sends `backup-cancel` and
+/// logs its failure at error level (`VZDUMP_QEMU_LOG_ERR`), never failing itself but on bad
+/// arguments. Once called, the cancel runs to its end whatever signals arrive meanwhile,
+/// within its timeout.
+///
+/// # Safety
+/// Pointers are NULL or valid; `log_cb` valid with `userdata` during the call.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_backup_abort(
+    peer: *const vzdump_qemu_peer,
+    log_cb: vzdump_qemu_log_callback,
+    userdata: *mut c_void,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        let peer = arg_ref!(peer);
+        log_cb.ok_or_else(|| null("log_cb"))?;
+        // SAFETY: the caller passes a callback valid with `userdata` for this call.
+        let cbs = unsafe { Callbacks::new(log_cb, None, userdata) };
+        backup::abort_job(&peer.peer, &peer.options, &mut |level, line| {
+            cbs.log_always(level, line)
+        });
         Ok(())
     })
 }

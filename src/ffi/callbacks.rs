@@ -1,9 +1,10 @@
-//! The callbacks of the C API, in one place: the log sink and the cancel check, each called
-//! with the caller's `userdata` first, on the calling thread.
+//! The callbacks of the C API, in one place: the log sink, the cancel check and the VM's
+//! start and stop, each called with the caller's `userdata` first, on the calling thread.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
 
+use crate::job::Host;
 use crate::log::Level;
 
 /// Log level of an informational line (`INFO:` in a vzdump task log).
@@ -24,6 +25,17 @@ pub type vzdump_qemu_log_callback =
 /// call then goes on unless it returns true; a call given no cancel check returns
 /// `VZDUMP_QEMU_INTERRUPTED` instead).
 pub type vzdump_qemu_cancel_callback = Option<unsafe extern "C" fn(userdata: *mut c_void) -> bool>;
+
+/// Starts or stops the backup's VM (`start_cb`: paused, as qemu-server's `vm_start` with
+/// `paused`; `stop_cb`: after a backup the VM was started for). Return 0 on success; on
+/// failure write a NUL-terminated message of at most `error_len` bytes into `error_buf`
+/// (it is the job's failure for a start, a warning for a stop) and return non-zero.
+pub type vzdump_qemu_vm_callback = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, error_buf: *mut c_char, error_len: usize) -> u32,
+>;
+
+/// Room for a VM callback's message.
+const VM_ERROR_LEN: usize = 1024;
 
 /// The caller's callbacks of one call, as the closures the library's Rust API takes. A log
 /// callback asking to stop is remembered: the cancel check then says stop too.
@@ -97,5 +109,76 @@ impl Callbacks {
     /// Whether a signal should ask the cancel check and go on (a cancel callback given).
     pub(crate) fn resume_on_signal(&self) -> bool {
         self.cancel_cb.is_some()
+    }
+}
+
+/// The caller's callbacks as a job's or a power-state step's [`Host`]. A step whose VM
+/// callback is NULL never calls it (the exports check what their steps need).
+pub(crate) struct VmHost {
+    cbs: Callbacks,
+    start: vzdump_qemu_vm_callback,
+    stop: vzdump_qemu_vm_callback,
+    userdata: *mut c_void,
+}
+
+impl VmHost {
+    /// The callbacks with their `userdata`.
+    ///
+    /// # Safety
+    /// As [`Callbacks::new`], for all four callbacks.
+    pub(crate) unsafe fn new(
+        log_cb: vzdump_qemu_log_callback,
+        start: vzdump_qemu_vm_callback,
+        stop: vzdump_qemu_vm_callback,
+        cancel_cb: vzdump_qemu_cancel_callback,
+        userdata: *mut c_void,
+    ) -> Self {
+        VmHost {
+            // SAFETY: the caller's contract.
+            cbs: unsafe { Callbacks::new(log_cb, cancel_cb, userdata) },
+            start,
+            stop,
+            userdata,
+        }
+    }
+
+    fn call(&self, cb: vzdump_qemu_vm_callback, what: &str) -> Result<(), String> {
+        let Some(cb) = cb else {
+            return Err(format!("{what} is NULL"));
+        };
+        let mut buf = [0 as c_char; VM_ERROR_LEN];
+        // SAFETY: the caller's callback, valid with `userdata`; the buffer is writable for
+        // its length, and its last byte stays NUL.
+        let rc = unsafe { cb(self.userdata, buf.as_mut_ptr(), VM_ERROR_LEN - 1) };
+        if rc == 0 {
+            return Ok(());
+        }
+        buf[VM_ERROR_LEN - 1] = 0;
+        // SAFETY: NUL-terminated within the buffer (its last byte is 0).
+        let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
+        Err(match text.trim_end() {
+            "" => format!("{what} callback failed ({rc})"),
+            message => message.to_string(),
+        })
+    }
+}
+
+impl Host for VmHost {
+    fn log(&self, level: Level, text: &str) {
+        // Every line, also after a log callback asked to stop: the job still logs its
+        // error and the cancel, as the seed's logerr after a die in loginfo.
+        self.cbs.log_always(level, text);
+    }
+
+    fn start_vm_paused(&self) -> Result<(), String> {
+        self.call(self.start, "start_cb")
+    }
+
+    fn stop_vm(&self) -> Result<(), String> {
+        self.call(self.stop, "stop_cb")
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cbs.cancelled()
     }
 }

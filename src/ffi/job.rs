@@ -3,26 +3,16 @@
 
 use std::ffi::{c_char, c_void};
 
-use super::callbacks::{vzdump_qemu_cancel_callback, vzdump_qemu_log_callback, Callbacks};
+use super::callbacks::{
+    vzdump_qemu_cancel_callback, vzdump_qemu_log_callback, vzdump_qemu_vm_callback, VmHost,
+};
 use super::poll::progress_json;
 use super::qmp::vzdump_qemu_peer;
 use super::result::*;
 use super::{boundary, free_handle};
-use crate::job::{self, Finished, Host, PbsJob, VmaJob};
-use crate::log::Level;
+use crate::job::{self, Finished, PbsJob, VmaJob};
 use crate::loose;
 use crate::qmp::{Options, Peer};
-
-/// Starts or stops the backup's VM (`start_cb`: paused, as qemu-server's `vm_start` with
-/// `paused`; `stop_cb`: after a backup the VM was started for). Return 0 on success; on
-/// failure write a NUL-terminated message of at most `error_len` bytes into `error_buf`
-/// (it is the job's failure for a start, a warning for a stop) and return non-zero.
-pub type vzdump_qemu_vm_callback = Option<
-    unsafe extern "C" fn(userdata: *mut c_void, error_buf: *mut c_char, error_len: usize) -> u32,
->;
-
-/// Room for a VM callback's message.
-const VM_ERROR_LEN: usize = 1024;
 
 enum Format {
     Vma(VmaJob),
@@ -128,7 +118,8 @@ unsafe fn new_job(
 /// 10. the VM resumed if it was running (`resuming VM again[ after <n> seconds]`, `cont`);
 /// 11. the status-poll loop;
 /// 12. on a failure of 3 to 11: the error logged, the job cancelled (`aborting backup
-///     job`) if it started (today always, and the VM resumed again);
+///     job`) if it started (today always, and the VM resumed again); the cancel, that
+///     resume and the status query of 13 run to their end whatever signals arrive;
 /// 13. the power state restored: a VM started in 2 and still in `prelaunch` is stopped
 ///     with `stop_cb` (`stopping kvm after backup task`); failures are warnings;
 /// 14. VMA: the compressor killed on failure, else waited for (`<command> failed - wrong
@@ -160,13 +151,8 @@ pub unsafe extern "C" fn vzdump_qemu_job_run(
             };
             return Err(super::args::null(name));
         };
-        let host = CHost {
-            // SAFETY: the caller passes callbacks valid with `userdata` for this call.
-            cbs: unsafe { Callbacks::new(log_cb, cancel_cb, userdata) },
-            start,
-            stop,
-            userdata,
-        };
+        // SAFETY: the caller passes callbacks valid with `userdata` for this call.
+        let host = unsafe { VmHost::new(log_cb, Some(start), Some(stop), cancel_cb, userdata) };
         job.finished = None;
         let finished = match &job.format {
             Format::Vma(vma) => job::run_vma(&job.peer, &job.options, vma, &host),
@@ -211,55 +197,4 @@ pub unsafe extern "C" fn vzdump_qemu_job_result_json(
 pub unsafe extern "C" fn vzdump_qemu_job_free(job: *mut vzdump_qemu_job) {
     // SAFETY: caller contract; the constructors make handles with Box::into_raw.
     unsafe { free_handle(job) }
-}
-
-/// The caller's callbacks as the job's [`Host`].
-struct CHost {
-    cbs: Callbacks,
-    start: unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> u32,
-    stop: unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> u32,
-    userdata: *mut c_void,
-}
-
-impl CHost {
-    fn call(
-        &self,
-        cb: unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> u32,
-        what: &str,
-    ) -> Result<(), String> {
-        let mut buf = [0 as c_char; VM_ERROR_LEN];
-        // SAFETY: the caller's callback, valid with `userdata`; the buffer is writable for
-        // its length, and its last byte stays NUL.
-        let rc = unsafe { cb(self.userdata, buf.as_mut_ptr(), VM_ERROR_LEN - 1) };
-        if rc == 0 {
-            return Ok(());
-        }
-        buf[VM_ERROR_LEN - 1] = 0;
-        // SAFETY: NUL-terminated within the buffer (its last byte is 0).
-        let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
-        Err(match text.trim_end() {
-            "" => format!("{what} callback failed ({rc})"),
-            message => message.to_string(),
-        })
-    }
-}
-
-impl Host for CHost {
-    fn log(&self, level: Level, text: &str) {
-        // Every line, also after a log callback asked to stop: the job still logs its
-        // error and the cancel, as the seed's logerr after a die in loginfo.
-        self.cbs.log_always(level, text);
-    }
-
-    fn start_vm_paused(&self) -> Result<(), String> {
-        self.call(self.start, "start_cb")
-    }
-
-    fn stop_vm(&self) -> Result<(), String> {
-        self.call(self.stop, "stop_cb")
-    }
-
-    fn cancelled(&self) -> bool {
-        self.cbs.cancelled()
-    }
 }

@@ -13,6 +13,7 @@ pub mod callbacks;
 pub mod compressor;
 pub mod job;
 pub mod poll;
+pub mod power;
 pub mod qga;
 pub mod qmp;
 pub mod result;

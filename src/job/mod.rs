@@ -24,7 +24,9 @@
 //!     <n> seconds` in stop mode; `cont`);
 //! 11. the status-poll loop;
 //! 12. on any failure of steps 3 to 11: log it at error level, cancel the job if it
-//!     started (`aborting backup job`);
+//!     started (`aborting backup job`); once decided, the cancel runs to its end
+//!     whatever signals arrive meanwhile (as do today's resume here and the status query
+//!     of 13);
 //! 13. restore the power state: a VM that was not running is stopped by the caller
 //!     ([`Host::stop_vm`], `stopping kvm after backup task`) if QEMU is still in
 //!     `prelaunch`, else kept (`kvm status changed after backup ('<status>') - keep VM
@@ -53,7 +55,7 @@ mod steps;
 mod task;
 
 pub use flow::{run_pbs, run_vma};
-pub use power::PowerState;
+pub use power::{Known, PowerState};
 pub use task::{Disk, Mode, PbsJob, Task, VmaJob};
 
 use crate::log::Level;

@@ -5,15 +5,33 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Host;
 use crate::error::{Error, Result};
 use crate::log::Level;
+use crate::loose;
 use crate::progress::{Clock, SystemClock};
 use crate::qmp::{self, timeouts, Peer};
 use crate::running;
 use crate::style::Style;
+
+/// What a plugin knows of the VM's power state, by the task's names (JSON for C and
+/// Perl): given to [`PowerState::new`], and read back after the steps changed it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Known {
+    /// `$self->{vm_was_running}`.
+    #[serde(default, deserialize_with = "loose::opt_bool")]
+    pub vm_was_running: Option<bool>,
+    /// Today's `$self->{vm_was_paused}`.
+    #[serde(default, deserialize_with = "loose::opt_bool")]
+    pub vm_was_paused: Option<bool>,
+    /// `$task->{vmstoptime}` in stop mode (epoch seconds); cleared by the first resume.
+    #[serde(default, deserialize_with = "loose::opt_i64")]
+    pub vm_stop_time: Option<i64>,
+}
 
 /// [`qmp::command`] or [`qmp::command_to_the_end`].
 type CommandFn =
@@ -58,6 +76,17 @@ impl PowerState {
             was_paused: was_paused && options.style == Style::Current,
             stop_time,
         })
+    }
+
+    /// The state [`new`](Self::new) would take again: `vm_was_running` set by
+    /// [`enforce_running`](Self::enforce_running), `vm_stop_time` cleared by the first
+    /// resume.
+    pub fn known(&self) -> Known {
+        Known {
+            vm_was_running: Some(self.was_running),
+            vm_was_paused: Some(self.was_paused),
+            vm_stop_time: self.stop_time,
+        }
     }
 
     /// `vm_was_running`, as far as known.
