@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 # The gradual path: the seed's archive_vma (proxmox/qemu-server QemuServer.pm of 2020)
-# with its pieces -- compressor pipe, guest fs freeze/thaw, backup start/cancel, status
-# loop -- swapped for PVE::RS::VZDump::Qemu. The output is a vzdump task log (INFO: /
-# ERROR: lines).
+# with its pieces -- compressor pipe, guest fs freeze/thaw, backup start, status loop,
+# mon_backup_cancel -- swapped for PVE::RS::VZDump::Qemu. The output is a vzdump task log
+# (INFO: / ERROR: lines).
 #
 #   vzdump-plugin-piecewise.pl --socket /tmp/t/100.qmp --output /tmp/t/vzdump.vma.zst --compress zstd
 #   vzdump-plugin-piecewise.pl --vmid 100 --run-dir /tmp/t --output /tmp/t/vzdump.vma --style current
@@ -22,7 +22,7 @@ use IO::Handle;
 use POSIX ();
 
 use PVE::RS::VZDump::Qemu qw(
-    backup_cancel backup_start_vma fork_compressor_pipe kill_compressor
+    backup_start_vma fork_compressor_pipe kill_compressor mon_backup_cancel
     qga_fs_freeze qga_fs_thaw query_backup_status_loop wait_compressor
 );
 
@@ -76,14 +76,6 @@ if (!defined($conffile)) {
         print $fh "#qmdump#map:$virtdev:$qmdevice:demo:raw:\n";
     }
     close($fh);
-}
-
-# The seed's mon_backup_cancel, with the QMP call from the module.
-sub mon_backup_cancel {
-    my ($self, $vmid) = @_;
-    $self->loginfo("aborting backup job");
-    eval { backup_cancel($vmid) };
-    $self->logerr($@) if $@;
 }
 
 sub archive_vma {

@@ -581,6 +581,72 @@ _archive_job(func, format, target, run_dir, style, job_json, log_cb, start_cb, s
   OUTPUT:
     RETVAL
 
+SV *
+_power_step(func, step, target, run_dir, style, state_json, log_cb, start_cb, stop_cb)
+    const char *func
+    const char *step
+    SV *target
+    SV *run_dir
+    SV *style
+    SV *state_json
+    SV *log_cb
+    SV *start_cb
+    SV *stop_cb
+  PREINIT:
+    vzdump_qemu_peer *peer;
+    vzdump_qemu_power *power = NULL;
+    job_callbacks cbs;
+    char *state = NULL, *err = NULL;
+    vzdump_qemu_result rc;
+  CODE:
+    peer = new_peer(aTHX_ func, target, run_dir, style);
+    rc = vzdump_qemu_power_new(peer, str_of(aTHX_ state_json), &power, &err);
+    vzdump_qemu_peer_free(peer);
+    if (rc != VZDUMP_QEMU_OK)
+        fail(aTHX_ func, rc, err);
+    init_callbacks(aTHX_ &cbs.base, log_cb);
+    cbs.start_cb = start_cb;
+    cbs.stop_cb = stop_cb;
+    if (strEQ(step, "enforce"))
+        rc = vzdump_qemu_power_enforce_running(power, log_trampoline, start_trampoline, &cbs,
+                                               &err);
+    else if (strEQ(step, "resume"))
+        rc = vzdump_qemu_power_resume_after_start(power, log_trampoline, &cbs, &err);
+    else
+        rc = vzdump_qemu_power_restore(power, log_trampoline, stop_trampoline, &cbs, &err);
+    if (rc == VZDUMP_QEMU_OK && !cbs.base.error) {
+        char *state_err = NULL;
+        vzdump_qemu_result state_rc = vzdump_qemu_power_state_json(power, &state, &state_err);
+        if (state_rc != VZDUMP_QEMU_OK) {
+            rc = state_rc;
+            err = state_err;
+        }
+    }
+    vzdump_qemu_power_free(power);
+    finish(aTHX_ func, &cbs.base, rc, err);
+    RETVAL = take_string(aTHX_ state);
+  OUTPUT:
+    RETVAL
+
+void
+_backup_abort(func, target, run_dir, style, log_cb)
+    const char *func
+    SV *target
+    SV *run_dir
+    SV *style
+    SV *log_cb
+  PREINIT:
+    vzdump_qemu_peer *peer;
+    callbacks cbs;
+    char *err = NULL;
+    vzdump_qemu_result rc;
+  CODE:
+    peer = new_peer(aTHX_ func, target, run_dir, style);
+    init_callbacks(aTHX_ &cbs, log_cb);
+    rc = vzdump_qemu_backup_abort(peer, log_trampoline, &cbs, &err);
+    vzdump_qemu_peer_free(peer);
+    finish(aTHX_ func, &cbs, rc, err);
+
 MODULE = PVE::RS::VZDump::Qemu    PACKAGE = PVE::RS::VZDump::Qemu::Conn
 
 SV *

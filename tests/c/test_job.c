@@ -4,7 +4,7 @@
  * the start callback starts paused and the stop callback stops, a failing start, a failing
  * job, a cancel, real qemu-ga refusing the freeze (its commands blocked) and an agent
  * that is not there, stop mode, a signal during the start, PBS with and without a
- * fingerprint, and every bad input. The lines pinned are qemu-server's
+ * fingerprint, the power-state steps and the abort one by one, and every bad input. The lines pinned are qemu-server's
  * (proxmox/qemu-server src/PVE/VZDump/QemuServer.pm: archive_vma, archive_pbs,
  * qga_fs_freeze, qga_fs_thaw, enforce_vm_running_for_backup, resume_vm_after_job_start,
  * restore_vm_power_state, mon_backup_cancel).
@@ -483,6 +483,106 @@ static void signal_during_start(const char *work)
     end_case(&h, job, peer, sim, dir);
 }
 
+/* The power-state steps and the abort one by one, as a piecewise backup calls them: a VM
+ * that was not running is started paused and stopped again, one that runs is resumed, the
+ * state read back as the plugin stores it. */
+static void power_steps(const char *work)
+{
+    char *dir = make_dir(work, "power-steps");
+    vzdump_qemu_peer *peer = vm_peer(dir, VZDUMP_QEMU_STYLE_SEED);
+    vzdump_qemu_power *power = NULL;
+    struct host h = {.dir = dir};
+    char *err = NULL, *json = NULL, got[4096];
+
+    expect(vzdump_qemu_power_new(peer, "{\"vm-was-running\": 0}", &power, &err), VZDUMP_QEMU_OK,
+           &err, NULL, "power_new");
+    expect(vzdump_qemu_power_enforce_running(power, on_log, on_start, &h, &err), VZDUMP_QEMU_OK,
+           &err, NULL, "enforce_running");
+    CHECK(h.vm > 0, "enforce_running: start_cb started the VM");
+    expect(vzdump_qemu_power_resume_after_start(power, on_log, &h, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "resume of a VM that was not running");
+    expect(vzdump_qemu_power_restore(power, on_log, on_stop, &h, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "restore");
+    flow(&h, got, sizeof got);
+    CHECK(strcmp(got, "INFO: starting kvm to execute backup task|"
+                      "INFO: stopping kvm after backup task") == 0,
+          "stopped VM: lines '%s'", got);
+    CHECK(h.stops == 1, "stopped VM: stop_cb called %d times", h.stops);
+    vzdump_qemu_power_free(power);
+    host_free(&h);
+
+    /* A running VM in stop mode: the downtime once, then the state as stored back. */
+    pid_t sim = start_sim(dir, 0, NULL, NULL);
+    char state[128];
+    snprintf(state, sizeof state, "{\"vm-stop-time\": %ld}", (long)time(NULL) - 3);
+    power = NULL;
+    expect(vzdump_qemu_power_new(peer, state, &power, &err), VZDUMP_QEMU_OK, &err, NULL,
+           "power_new running");
+    expect(vzdump_qemu_power_enforce_running(power, on_log, on_start, &h, &err), VZDUMP_QEMU_OK,
+           &err, NULL, "enforce_running running");
+    expect(vzdump_qemu_power_resume_after_start(power, on_log, &h, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "resume");
+    expect(vzdump_qemu_power_resume_after_start(power, on_log, &h, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "resume again");
+    expect(vzdump_qemu_power_restore(power, on_log, on_stop, &h, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "restore running");
+    int delay = -1;
+    CHECK(h.count == 2 && sscanf(h.lines[0], "INFO: resuming VM again after %d seconds",
+                                 &delay) == 1 && delay >= 3 && delay < 60 &&
+              strcmp(h.lines[1], "INFO: resuming VM again") == 0,
+          "running VM: %d lines, first '%s'", h.count, h.count ? h.lines[0] : "-");
+    expect(vzdump_qemu_power_state_json(power, &json, &err), VZDUMP_QEMU_OK, &err, NULL,
+           "state_json");
+    CHECK(json && strcmp(json, "{\"vm-was-running\":true,\"vm-was-paused\":false,"
+                               "\"vm-stop-time\":null}") == 0,
+          "state_json: %s", json ? json : "(null)");
+    vzdump_qemu_string_free(json);
+    host_free(&h);
+
+    /* The abort: its line, the cancel sent. */
+    expect(vzdump_qemu_backup_abort(peer, on_log, &h, &err), VZDUMP_QEMU_OK, &err, NULL,
+           "backup_abort");
+    CHECK(h.count == 1 && strcmp(h.lines[0], "INFO: aborting backup job") == 0,
+          "abort: %d lines", h.count);
+    CHECK(recorded(dir, "\"backup-cancel\""), "abort: backup-cancel sent");
+    host_free(&h);
+    stop_sim(sim);
+
+    /* With QEMU gone the abort's failure is an error line, not a failure of the call. */
+    expect(vzdump_qemu_backup_abort(peer, on_log, &h, &err), VZDUMP_QEMU_OK, &err, NULL,
+           "backup_abort without QEMU");
+    CHECK(h.count == 2 && strncmp(h.lines[1], "ERROR: ", 7) == 0, "abort without QEMU: '%s'",
+          h.count > 1 ? h.lines[1] : "-");
+    host_free(&h);
+
+    /* Bad input. */
+    expect_exact(vzdump_qemu_power_new(NULL, NULL, &power, &err), VZDUMP_QEMU_NULL_PARAMETER,
+                 &err, "peer must not be NULL", "power_new NULL peer");
+    expect(vzdump_qemu_power_new(peer, "{\"vm-was-runing\": 1}", &power, &err),
+           VZDUMP_QEMU_INVALID_PARAMETER, &err, "vm-was-runing", "power_new unknown key");
+    expect_exact(vzdump_qemu_power_enforce_running(power, on_log, NULL, &h, &err),
+                 VZDUMP_QEMU_NULL_PARAMETER, &err, "start_cb must not be NULL",
+                 "enforce_running NULL start_cb");
+    expect_exact(vzdump_qemu_power_restore(power, NULL, on_stop, &h, &err),
+                 VZDUMP_QEMU_NULL_PARAMETER, &err, "log_cb must not be NULL",
+                 "restore NULL log_cb");
+    expect_exact(vzdump_qemu_power_resume_after_start(NULL, on_log, &h, &err),
+                 VZDUMP_QEMU_NULL_PARAMETER, &err, "power must not be NULL", "resume NULL");
+    expect_exact(vzdump_qemu_backup_abort(peer, NULL, &h, &err), VZDUMP_QEMU_NULL_PARAMETER,
+                 &err, "log_cb must not be NULL", "abort NULL log_cb");
+    vzdump_qemu_power_free(power);
+    vzdump_qemu_power_free(NULL);
+    char socket[600];
+    snprintf(socket, sizeof socket, "%s/none.qmp", dir);
+    vzdump_qemu_peer_free(peer);
+    expect(vzdump_qemu_peer_new_path(socket, &peer, &err), VZDUMP_QEMU_OK, &err, NULL,
+           "peer_new_path");
+    expect(vzdump_qemu_power_new(peer, NULL, &power, &err), VZDUMP_QEMU_INVALID_PARAMETER, &err,
+           "VM given by its id", "power_new path peer");
+    vzdump_qemu_peer_free(peer);
+    free(dir);
+}
+
 /* PBS with and without a fingerprint: the arguments QEMU got, the password never logged. */
 static void pbs(const char *work)
 {
@@ -570,6 +670,7 @@ int main(int argc, char **argv)
     agent(argv[2]);
     stop_mode(argv[2]);
     signal_during_start(argv[2]);
+    power_steps(argv[2]);
     pbs(argv[2]);
     bad_input(argv[2]);
     return report("test_job");

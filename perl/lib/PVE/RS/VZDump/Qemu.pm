@@ -18,6 +18,8 @@ our @EXPORT_OK = qw(
     fork_compressor_pipe wait_compressor kill_compressor
     qga_fs_freeze qga_fs_thaw
     archive_vma archive_pbs plugin_task
+    enforce_vm_running_for_backup resume_vm_after_job_start restore_vm_power_state
+    mon_backup_cancel
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -317,6 +319,86 @@ sub _vm_callback {
     die "$func: $what is needed (PVE::QemuServer is not loaded)\n";
 }
 
+# Starts the VM paused: the caller's code reference, or qemu-server's vm_start as vzdump's
+# plugin calls it.
+sub _start_vm {
+    my ($func, $plugin, $vmid, $style, $cb) = @_;
+    my %start = (skiplock => 1, paused => 1, ($style eq 'current' ? (skiptemplate => 1) : ()));
+    return _vm_callback($func, 'start_vm', $cb,
+        sub { PVE::QemuServer::vm_start($plugin->{storecfg}, $vmid, \%start) });
+}
+
+# Stops the VM again: the caller's code reference, or qemu-server's vm_stop.
+sub _stop_vm {
+    my ($func, $plugin, $vmid, $cb) = @_;
+    return _vm_callback($func, 'stop_vm', $cb,
+        sub { PVE::QemuServer::vm_stop($plugin->{storecfg}, $vmid, 1) });
+}
+
+# One power-state step of the library on what the plugin and the task know; returns what
+# it learnt.
+sub _power {
+    my ($func, $step, $plugin, $task, $vmid, $style, $start, $stop) = @_;
+    my $known = $JSON->encode({
+        'vm-was-running' => $plugin->{vm_was_running} ? JSON::true : JSON::false,
+        'vm-was-paused' => $plugin->{vm_was_paused} ? JSON::true : JSON::false,
+        'vm-stop-time' => $task->{vmstoptime},
+    });
+    my ($target, $run_dir) = _peer($func, $vmid);
+    return $JSON->decode(PVE::RS::VZDump::Qemu::_power_step(
+        $func, $step, $target, $run_dir, $style, $known, _log_sink($func, $plugin), $start, $stop,
+    ));
+}
+
+sub enforce_vm_running_for_backup {
+    my ($plugin, $vmid, %opts) = @_;
+
+    my $func = 'enforce_vm_running_for_backup';
+    ($plugin) = _plugin($func, $plugin, {});
+    _check_opts($func, \%opts, qw(start_vm style));
+    my $style = _style($func, $opts{style});
+    my $start = _start_vm($func, $plugin, $vmid, $style, $opts{start_vm});
+    my $known = _power($func, 'enforce', $plugin, {}, $vmid, $style, $start, undef);
+    $plugin->{vm_was_running} = 1 if $known->{'vm-was-running'};
+    return;
+}
+
+sub resume_vm_after_job_start {
+    my ($plugin, $task, $vmid, %opts) = @_;
+
+    my $func = 'resume_vm_after_job_start';
+    ($plugin, $task) = _plugin($func, $plugin, $task);
+    _check_opts($func, \%opts, qw(style));
+    my $known = _power($func, 'resume', $plugin, $task, $vmid, _style($func, $opts{style}));
+    # As qemu-server: the downtime is named once.
+    $task->{vmstoptime} = undef if !defined($known->{'vm-stop-time'});
+    return;
+}
+
+sub restore_vm_power_state {
+    my ($plugin, $vmid, %opts) = @_;
+
+    my $func = 'restore_vm_power_state';
+    ($plugin) = _plugin($func, $plugin, {});
+    _check_opts($func, \%opts, qw(stop_vm style));
+    my $stop = _stop_vm($func, $plugin, $vmid, $opts{stop_vm});
+    _power($func, 'restore', $plugin, {}, $vmid, _style($func, $opts{style}), undef, $stop);
+    return;
+}
+
+sub mon_backup_cancel {
+    my ($plugin, $vmid, %opts) = @_;
+
+    my $func = 'mon_backup_cancel';
+    ($plugin) = _plugin($func, $plugin, {});
+    _check_opts($func, \%opts, qw(style));
+    my ($target, $run_dir) = _peer($func, $vmid);
+    PVE::RS::VZDump::Qemu::_backup_abort(
+        $func, $target, $run_dir, _style($func, $opts{style}), _log_sink($func, $plugin),
+    );
+    return;
+}
+
 # The enabled flag and options of a VM config's `agent` property string
 # ("1", "enabled=1,guest-fsfreeze=0", "1,freeze-fs-on-backup=0").
 sub _agent_options {
@@ -375,11 +457,8 @@ sub _archive {
         $sink->($level, $line);
     };
     my $style = _style($func, $opts{style});
-    my %start = (skiplock => 1, paused => 1, ($style eq 'current' ? (skiptemplate => 1) : ()));
-    my $start = _vm_callback($func, 'start_vm', $opts{start_vm},
-        sub { PVE::QemuServer::vm_start($plugin->{storecfg}, $vmid, \%start) });
-    my $stop = _vm_callback($func, 'stop_vm', $opts{stop_vm},
-        sub { PVE::QemuServer::vm_stop($plugin->{storecfg}, $vmid, 1) });
+    my $start = _start_vm($func, $plugin, $vmid, $style, $opts{start_vm});
+    my $stop = _stop_vm($func, $plugin, $vmid, $opts{stop_vm});
     my ($target, $run_dir) = _peer($func, $vmid);
     local @SIG{qw(INT TERM QUIT HUP PIPE)} = (sub { die "interrupted by signal\n" }) x 5;
     my $record = PVE::RS::VZDump::Qemu::_archive_job(
@@ -688,6 +767,37 @@ C<vm_was_running>, C<vm_was_paused>), C<agent> and C<guest-fsfreeze> (from the V
 C<agent> property string: C<enabled>, C<guest-fsfreeze> or else C<freeze-fs-on-backup>),
 C<is-template>, C<vm-stop-time> (C<< $task->{vmstoptime} >>), vzdump's C<bwlimit> and
 C<performance> C<max-workers>.
+
+=head2 enforce_vm_running_for_backup($plugin, $vmid, %opts)
+
+qemu-server's method of the same name, for a plugin that swaps in its steps one at a time
+(the job calls the same steps itself): a VM whose QEMU runs (its pid file under
+C<$RUN_DIR>, the process alive) sets C<< $plugin->{vm_was_running} >>; else it logs
+C<starting kvm to execute backup task> and calls C<start_vm> (default: qemu-server's
+C<vm_start> with C<skiplock> and C<paused>), whose die is passed on. Options: C<start_vm>,
+C<style>.
+
+=head2 resume_vm_after_job_start($plugin, $task, $vmid, %opts)
+
+For a VM that was running (C<< $plugin->{vm_was_running} >>; today also not
+C<vm_was_paused>): C<resuming VM again>, or C<resuming VM again after E<lt>nE<gt> seconds>
+when C<< $task->{vmstoptime} >> is set (which it then clears, so the downtime is named
+once), and C<cont>; its failure dies. Option: C<style>.
+
+=head2 restore_vm_power_state($plugin, $vmid, %opts)
+
+For a VM that was not running: C<query-status>; still in C<prelaunch> gives C<stopping kvm
+after backup task> and C<stop_vm> (default: qemu-server's C<vm_stop>), any other status
+C<kvm status changed after backup ('E<lt>statusE<gt>') - keep VM running>. Failures are
+C<warn> lines of the plugin's log, never dies; the status query runs to its end whatever
+signals arrive. Options: C<stop_vm>, C<style>.
+
+=head2 mon_backup_cancel($plugin, $vmid, %opts)
+
+C<aborting backup job>, then C<backup-cancel>; its failure is logged with C<logerr>, never
+died with. Once called, the cancel runs to its end whatever signals arrive (within its
+timeout), so that a second signal cannot leave the job running. C<$vmid> may also be a
+socket path. Option: C<style>.
 
 =head2 mon_cmd($target, $command, %args)
 
