@@ -38,6 +38,10 @@ my $JSON = JSON->new->utf8->canonical->allow_nonref;
 # or kill_compressor is done with it.
 my %COMPRESSORS;
 
+# Pids of compressors this module reaped: kill_compressor of one does nothing, since the
+# pid may belong to another process by now. Forgotten when a new compressor gets the pid.
+my %REAPED;
+
 # Commands whose `fd` argument is a descriptor to pass along (as PVE::QMPClient does).
 my %FD_COMMANDS = map { $_ => 1 } qw(getfd add-fd);
 
@@ -261,7 +265,29 @@ sub fork_compressor_pipe {
     );
     my $pid = $handle->pid;
     $COMPRESSORS{$pid} = $handle;
+    delete $REAPED{$pid};
     return ($pid, $fd);
+}
+
+# A pid the module did not start (the seed's own fork passes one): a plain positive
+# integer within pid_t, else the function dies. Anything looser would reach kill or waitpid
+# as -1 or 0 ('1e300', 'inf', '0.5' and 2**64-1 do): every process, or our own group.
+sub _foreign_pid {
+    my ($func, $cpid) = @_;
+    die "$func: no such compressor process " . _describe($cpid) . "\n"
+        if !defined($cpid) || ref($cpid) || $cpid !~ /^[1-9][0-9]{0,9}\z/ || $cpid > 2**31 - 1;
+    return $cpid + 0;
+}
+
+# Whether $pid is an unreaped child of this process (the ppid in /proc/<pid>/stat, read
+# after the command name's last parenthesis): only then can the pid not have been given to
+# another process meanwhile.
+sub _is_own_child {
+    my ($pid) = @_;
+    open(my $fh, '<', "/proc/$pid/stat") or return 0;
+    my $stat = <$fh> // return 0;
+    my ($ppid) = $stat =~ /.*\)\s+\S+\s+(\d+)/s;
+    return defined($ppid) && $ppid == $$;
 }
 
 sub wait_compressor {
@@ -271,8 +297,7 @@ sub wait_compressor {
     my $handle = defined($cpid) && !ref($cpid) ? $COMPRESSORS{$cpid} : undef;
     if (!$handle) {
         # Not ours (e.g. forked by the seed's own code): wait for it as the seed does.
-        die "$func: no such compressor process " . _describe($cpid) . "\n"
-            if !defined($cpid) || ref($cpid) || !looks_like_number($cpid) || $cpid <= 0;
+        $cpid = _foreign_pid($func, $cpid);
         if (waitpid($cpid, 0) > 0) {
             my ($ec, $signal) = ($? >> 8, $? & 127);
             die "$comp failed - wrong exit status $ec" . ($signal ? " (signal $signal)\n" : "\n")
@@ -286,7 +311,10 @@ sub wait_compressor {
         1;
     };
     my $err = $@;
-    delete $COMPRESSORS{$cpid} if $handle->pid == -1;    # reaped
+    if ($handle->pid == -1) {    # reaped
+        delete $COMPRESSORS{$cpid};
+        $REAPED{$cpid} = 1;
+    }
     die $err if !$ok;
     return;
 }
@@ -297,8 +325,10 @@ sub kill_compressor {
     my $func = 'kill_compressor';
     my $handle = defined($cpid) && !ref($cpid) ? delete $COMPRESSORS{$cpid} : undef;
     if (!$handle) {
-        die "$func: no such compressor process " . _describe($cpid) . "\n"
-            if !defined($cpid) || ref($cpid) || !looks_like_number($cpid) || $cpid <= 0;
+        $cpid = _foreign_pid($func, $cpid);
+        # Reaped by wait_compressor: nothing to kill.
+        return if $REAPED{$cpid};
+        die "$func: process $cpid is not a child of this process\n" if !_is_own_child($cpid);
         kill(9, $cpid);
         waitpid($cpid, 0);
         return;
@@ -988,14 +1018,17 @@ Waits for the compressor to exit (no time limit, as the seed's C<waitpid>). Dies
 seed's C<< "$comp failed - wrong exit status $ec" >> followed by C<" (signal N)"> when a
 signal ended it (the message names the command as it was started). Replaces the end of
 the seed's C<archive_vma> (lines 615-623). A pid not started by C<fork_compressor_pipe> is
-waited for with C<waitpid> and checked the same way, named C<$comp>. Signal handlers run
+waited for with C<waitpid> and checked the same way, named C<$comp>; it must be a plain
+positive integer. Signal handlers run
 while it waits (L</Signals>).
 
 =head2 kill_compressor($cpid)
 
 Kills the compressor with SIGKILL and reaps it: the seed's error path
 (C<kill(9, $cpid); waitpid($cpid, 0)>, lines 608-611), which it replaces. Does nothing for a
-compressor already reaped by C<wait_compressor>.
+compressor already reaped by C<wait_compressor>. A pid it did not start is killed only if
+it is a plain positive integer and an unreaped child of this process (else it dies): the
+library never signals a pid that may belong to someone else.
 
 =head2 version()
 
