@@ -508,7 +508,8 @@ vzdump_qemu_result vzdump_qemu_poll_set_qemu_support(struct vzdump_qemu_poll *po
  * true; without, the loop returns `VZDUMP_QEMU_INTERRUPTED` and a later call resumes it.
  * With `cancel_on_error`, every failure but `VZDUMP_QEMU_INTERRUPTED` first sends
  * `backup-cancel`, logging `aborting backup job` (and a cancel failure at error level),
- * as the seed does.
+ * as the seed does; not when the job ended `done` and only the log callback asked to
+ * stop on a last line (`VZDUMP_QEMU_CANCELLED`, the backup is good).
  *
  * # Safety
  * `poll` is NULL or live; the callbacks are NULL or valid with `userdata`.

@@ -100,7 +100,8 @@ pub unsafe extern "C" fn vzdump_qemu_poll_set_qemu_support(
 /// true; without, the loop returns `VZDUMP_QEMU_INTERRUPTED` and a later call resumes it.
 /// With `cancel_on_error`, every failure but `VZDUMP_QEMU_INTERRUPTED` first sends
 /// `backup-cancel`, logging `aborting backup job` (and a cancel failure at error level),
-/// as the seed does.
+/// as the seed does; not when the job ended `done` and only the log callback asked to
+/// stop on a last line (`VZDUMP_QEMU_CANCELLED`, the backup is good).
 ///
 /// # Safety
 /// `poll` is NULL or live; the callbacks are NULL or valid with `userdata`.
@@ -127,7 +128,9 @@ pub unsafe extern "C" fn vzdump_qemu_poll_run(
             .run(&mut |level, line| cbs.log(level, line), &mut || {
                 cbs.cancelled()
             });
-        // A line whose callback asked to stop may have been the last one: still stop.
+        // A line whose callback asked to stop may have been the last one: still stop, but
+        // the job ended `done` and is not cancelled (QEMU would turn it into an error).
+        let job_done = outcome.is_ok();
         let outcome = match outcome {
             Ok(_) if cbs.log_stopped() => Err(Error::Cancelled),
             other => other,
@@ -140,7 +143,7 @@ pub unsafe extern "C" fn vzdump_qemu_poll_run(
                 Ok(())
             }
             Err(e) => {
-                if cancel_on_error && !e.is_interrupted() {
+                if cancel_on_error && !e.is_interrupted() && !job_done {
                     // The log callback may have asked to stop; cancelling must happen anyway.
                     cbs.resume_logging();
                     let (peer, options) = (poll.poller.peer(), poll.poller.options());

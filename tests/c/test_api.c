@@ -471,6 +471,38 @@ static void test_sim_backup(const char *sock, const char *dir)
     vzdump_qemu_string_free(uuid);
     uuid = NULL;
 
+    /* A job already done whose log callback stops on the final line, with cancel_on_error:
+     * CANCELLED, but the good backup is not cancelled (QEMU would turn it into an error). */
+    fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    expect(vzdump_qemu_backup_start_vma(peer, fd, NULL, 0, &uuid, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "start fast");
+    close(fd);
+    for (int i = 0; i < 200; i++) {
+        expect(vzdump_qemu_backup_query(peer, &json, &err), VZDUMP_QEMU_OK, &err, NULL,
+               "query until done");
+        bool done = json && strstr(json, "\"status\":\"done\"") != NULL;
+        bool active = json && strstr(json, "\"status\":\"active\"") != NULL;
+        vzdump_qemu_string_free(json);
+        json = NULL;
+        if (done || !active)
+            break;
+        usleep(50000);
+    }
+    expect(vzdump_qemu_poll_new(peer, uuid, VZDUMP_QEMU_STYLE_SEED, 0, &poll, &err),
+           VZDUMP_QEMU_OK, &err, NULL, "poll_new done");
+    struct log_state st4 = {.stop_after = 1};
+    expect(vzdump_qemu_poll_run(poll, log_cb, NULL, &st4, true, NULL, &err),
+           VZDUMP_QEMU_CANCELLED, &err, "cancelled", "log stops on the final line");
+    CHECK(strstr(st4.last, "aborting backup job") == NULL, "done job: no abort ('%s')", st4.last);
+    vzdump_qemu_poll_free(poll);
+    expect(vzdump_qemu_backup_query(peer, &json, &err), VZDUMP_QEMU_OK, &err, NULL, "query done");
+    CHECK(json && strstr(json, "\"status\":\"done\"") && !strstr(json, "canceled"),
+          "done job stays done: %s", json ? json : "(null)");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    vzdump_qemu_string_free(uuid);
+    uuid = NULL;
+
     const char *refused[][3] = {
         {"{\"backup-file\": \"root@pam@localhost:store\"}", "missing parameter 'backup-id'",
          "pbs missing id"},
