@@ -412,6 +412,39 @@ fn a_failing_job_is_cancelled_and_its_compressor_reaped() {
 }
 
 #[test]
+fn a_guest_influenced_errmsg_makes_one_line_of_at_most_64_kib() {
+    // An errmsg with a newline, a fake task-log line, an escape sequence and a trailing
+    // newline: one error line, the control characters written out.
+    let mut host = TestHost::new();
+    let errmsg = "write failed\nINFO: backup finished\u{1b}[2J\n";
+    let arg = format!("50:{errmsg}");
+    let injected = vm(true, false, &["--fault-error-at", &arg], &mut host);
+    let (job, _) = vma_job(&injected, json!({}), None);
+    let error = run_vma(Style::Seed, &injected, &job, &host).unwrap_err();
+    let want = "write failed\\nINFO: backup finished\\x1b[2J";
+    assert_eq!(error.to_string(), want);
+    assert!(
+        host.flow().contains(&format!("ERROR: {want}")),
+        "{:?}",
+        host.flow()
+    );
+    for line in host.lines.borrow().iter() {
+        assert!(!line.contains(['\n', '\u{1b}']), "{line:?}");
+    }
+
+    // 100 KiB of errmsg: cut to 64 KiB.
+    let mut host = TestHost::new();
+    let arg = format!("50:{}", "e".repeat(100 * 1024));
+    let long = vm(true, false, &["--fault-error-at", &arg], &mut host);
+    let (job, _) = vma_job(&long, json!({}), None);
+    let error = run_vma(Style::Seed, &long, &job, &host)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(error.len(), vzdump_qemu::log::MAX_PEER_TEXT + 3);
+    assert!(error.ends_with("eee..."));
+}
+
+#[test]
 fn a_refused_start_is_cancelled_only_today() {
     for style in [Style::Seed, Style::Current] {
         let mut host = TestHost::new();

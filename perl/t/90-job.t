@@ -215,6 +215,20 @@ for my $style (qw(seed current)) {
     stop_peer($sim);
 }
 
+# QEMU's errmsg with a newline and a fake line in it (a guest may influence it): one line
+# in the log and in the die text, the newline written out.
+{
+    my ($dir, $sim, $task) = vm(1, '--fault-error-at', "50:disk gone\nINFO: backup finished\n");
+    local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
+    my $plugin = TestPlugin->new(vm_was_running => 1);
+    eval { archive_vma($plugin, $task, 100, "$dir/b.vma", undef, @NOT_CALLED) };
+    is($@, "disk gone\\nINFO: backup finished\n", 'errmsg with newlines: one line to die with');
+    ok(grep({ $_ eq 'ERROR: disk gone\\nINFO: backup finished' } @{ $plugin->{lines} }),
+        'errmsg with newlines: one error line');
+    ok(!grep(/\n/, @{ $plugin->{lines} }), 'errmsg with newlines: no line holds a newline');
+    stop_peer($sim);
+}
+
 # SIGTERM during the loop: the seed's handlers end the job with "interrupted by signal".
 {
     my ($dir, $sim, $task) = vm(1, '--rate', '4M');

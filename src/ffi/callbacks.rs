@@ -80,7 +80,8 @@ impl Callbacks {
             Level::Warn => VZDUMP_QEMU_LOG_WARN,
             Level::Err => VZDUMP_QEMU_LOG_ERR,
         };
-        let text = CString::new(line.replace('\0', " ")).expect("NULs replaced");
+        // One line whatever the text holds (NUL included, as `\x00`).
+        let text = CString::new(crate::log::one_line(line).as_ref()).expect("NULs escaped");
         // SAFETY: `new`'s contract.
         if unsafe { cb(self.userdata, level, text.as_ptr()) } != 0 {
             self.stopped.set(true);

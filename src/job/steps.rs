@@ -63,7 +63,8 @@ impl<'a> Run<'a> {
 
     /// One line to the caller's log.
     pub(super) fn log(&self, level: Level, text: &str) {
-        self.host.log(level, text.trim_end_matches('\n'));
+        let text = text.trim_end_matches('\n');
+        self.host.log(level, &crate::log::one_line(text));
     }
 
     /// The caller's `logerr($err)` of a failure.

@@ -347,8 +347,10 @@ impl StatusLoop {
                 }
             }
             "error" => {
-                let message = truthy(status.errmsg.as_deref()).unwrap_or("unknown error");
-                failed(lines, PollError::Backup(message.to_string()))
+                // QEMU's text may carry what a guest wrote: one line, capped.
+                let message = truthy(status.errmsg.as_deref())
+                    .map_or_else(|| "unknown error".to_string(), crate::log::peer_text);
+                failed(lines, PollError::Backup(message))
             }
             other => failed(lines, PollError::UnexpectedStatus(other.to_string())),
         }
