@@ -340,7 +340,7 @@ for my $fingerprint ('aa:bb:cc', undef) {
     my $plugin = TestPlugin->new;
     my $task = { tmpdir => '/t', disks => [] };
     eval { archive_vma($plugin, $task, 100, '/t/x.vma', undef, start_vm => 'x') };
-    is($@, "archive_vma: start_vm must be a code reference, got 'x'\n", 'start_vm checked');
+    is($@, "archive_vma: start_vm must be a code reference, got a string\n", 'start_vm checked');
     eval { archive_vma($plugin, $task, 100, '/t/x.vma', undef, start_vm => sub {}) };
     is($@, "archive_vma: stop_vm is needed (PVE::QemuServer is not loaded)\n",
         'stop_vm needed without qemu-server');

@@ -27,7 +27,9 @@ pub(crate) fn request(
         }
         Some(other) => {
             return Err(Error::InvalidArgument(format!(
-                "arguments of {protocol} command '{command}' must be a JSON object, got {other}"
+                "arguments of {protocol} command '{command}' must be a JSON object, got {}",
+                // The kind only: the value may hold a password.
+                crate::loose::kind_of(&other)
             )))
         }
     }
@@ -206,10 +208,11 @@ mod tests {
             parse(full),
             serde_json::json!({"execute": "getfd", "arguments": {"fdname": "x"}, "id": "7:1"})
         );
-        let error = request("QMP", "cont", Some(serde_json::json!([1])), None).unwrap_err();
+        let secret = serde_json::json!(["password", "hunter2"]);
+        let error = request("QMP", "backup", Some(secret), None).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "arguments of QMP command 'cont' must be a JSON object, got [1]"
+            "arguments of QMP command 'backup' must be a JSON object, got an array"
         );
     }
 

@@ -56,7 +56,9 @@ sub _describe {
     return 'undef' if !defined($value);
     return 'a ' . ref($value) . ' object' if blessed($value);
     return (ref($value) =~ /^[AEIOU]/ ? 'an ' : 'a ') . ref($value) . ' reference' if ref($value);
-    return "'$value'";
+    # Only a short number is shown: any other string may be a password in the wrong place.
+    return "'$value'" if $value =~ /^(?:[-+]?[0-9.]{1,20}(?:e[-+]?[0-9]{1,4})?|[-+]?(?:nan|inf))\z/i;
+    return length($value) ? 'a string' : 'an empty string';
 }
 
 sub _bad {
