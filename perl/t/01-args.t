@@ -177,8 +177,8 @@ dies_like(sub { $conn_class->new(undef) },
 for my $call (
     sub { PVE::RS::VZDump::Qemu::mon_cmd(100, 'query-status', timeout => 'hunter2-secret') },
     sub { PVE::RS::VZDump::Qemu::kill_compressor('hunter2-secret') },
-    sub { PVE::RS::VZDump::Qemu::archive_vma(bless({}, 'X'), { tmpdir => '/t', disks => [] }, 100, '/t/x', undef,
-        start_vm => 'hunter2-secret') },
+    sub { PVE::RS::VZDump::Qemu::query_backup_status_loop(100, 'u', sub {},
+        style => 'hunter2-secret') },
 ) {
     eval { $call->() };
     like($@, qr/, got a string\n\z|process a string\n\z/, 'a wrong string: its kind');
