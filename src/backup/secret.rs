@@ -1,5 +1,7 @@
 //! A string that never shows up in logs, errors or `Debug` output.
 
+use zeroize::Zeroize;
+
 /// A password or key password. Its only way out is [`Secret::expose`], used when the value
 /// is put on the wire.
 #[derive(Clone, PartialEq, Eq)]
@@ -25,8 +27,7 @@ impl std::fmt::Debug for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        // Best effort: do not leave the password in freed memory.
-        // SAFETY: zero bytes keep the String valid UTF-8.
-        unsafe { self.0.as_bytes_mut() }.fill(0);
+        // Do not leave the password in freed memory (volatile writes: not optimised away).
+        self.0.zeroize();
     }
 }

@@ -34,7 +34,7 @@ pub fn command(
     timeout: Option<Duration>,
     options: &Options,
 ) -> Result<Value> {
-    let request = framing::request("QGA", command, arguments, None)? + "\n";
+    let request = framing::request("QGA", command, arguments, None, b"\n")?;
     let timeout = timeout
         .or(options.command_timeout)
         .unwrap_or_else(|| timeouts::for_command(command));
@@ -42,7 +42,7 @@ pub fn command(
     let mut session = Session::connect(peer, command, timeout, options)?;
     let mut splitter = session.sync(random_id())?;
     session.stage = Stage::Command;
-    session.send(request.as_bytes())?;
+    session.send(&request)?;
     match session.reply(&mut splitter) {
         Err(e) if sends_no_reply(command) && went_away(&e) => Ok(Value::Null),
         other => other,

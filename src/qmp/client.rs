@@ -318,8 +318,7 @@ impl Qmp {
             self.owner_pid,
             NEXT_ID.fetch_add(1, Ordering::Relaxed)
         );
-        let mut bytes = framing::request("QMP", command, arguments, Some(&id))?.into_bytes();
-        bytes.extend_from_slice(b"\r\n");
+        let bytes = framing::request("QMP", command, arguments, Some(&id), b"\r\n")?;
         loop {
             match self.send(&bytes, fd, deadline, command, budget) {
                 Err(e) if e.is_interrupted() && self.through_signals => continue,

@@ -6,18 +6,23 @@
 //! pretty output and back-to-back objects alike. Each byte is scanned once.
 
 use serde_json::{Map, Value};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::Error;
 
 /// The request `{"execute": command, "arguments": arguments, "id": id}` of the QMP and the
-/// guest-agent client, without the members that are `None`. `arguments` must be a JSON
-/// object; `protocol` (`QMP`, `QGA`) names the client in the error.
+/// guest-agent client, without the members that are `None`, followed by `end` (`\r\n`,
+/// `\n`). `arguments` must be a JSON object; `protocol` (`QMP`, `QGA`) names the client in
+/// the error. The arguments may hold a password: the bytes are written once into a buffer
+/// of their final size (no growth leaves copies in freed memory), wiped when dropped, and
+/// the arguments' strings are wiped before they are freed.
 pub(crate) fn request(
     protocol: &str,
     command: &str,
     arguments: Option<Value>,
     id: Option<&str>,
-) -> Result<String, Error> {
+    end: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     let mut request = Map::new();
     request.insert("execute".into(), Value::String(command.into()));
     match arguments {
@@ -30,13 +35,48 @@ pub(crate) fn request(
                 "arguments of {protocol} command '{command}' must be a JSON object, got {}",
                 // The kind only: the value may hold a password.
                 crate::loose::kind_of(&other)
-            )))
+            )));
         }
     }
     if let Some(id) = id {
         request.insert("id".into(), Value::String(id.into()));
     }
-    Ok(Value::Object(request).to_string())
+    let mut request = Value::Object(request);
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, &request).expect("a JSON value always serialises");
+    let mut bytes = Zeroizing::new(Vec::with_capacity(counter.0 + end.len()));
+    serde_json::to_writer(&mut *bytes, &request).expect("a JSON value always serialises");
+    bytes.extend_from_slice(end);
+    wipe(&mut request);
+    Ok(bytes)
+}
+
+/// Counts the bytes written to it.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Zeroes every string of `value` (keys included) before it is freed.
+fn wipe(value: &mut Value) {
+    match value {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(wipe),
+        Value::Object(map) => {
+            for (_, v) in map.iter_mut() {
+                wipe(v);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Why the byte stream cannot be split.
@@ -199,17 +239,21 @@ mod tests {
 
     #[test]
     fn requests_leave_out_what_is_absent_and_refuse_non_object_arguments() {
-        let parse = |s: String| serde_json::from_str::<Value>(&s).unwrap();
-        let plain = request("QGA", "guest-ping", None, None).unwrap();
+        let parse = |b: Zeroizing<Vec<u8>>| {
+            assert!(b.ends_with(b"\r\n"));
+            assert_eq!(b.len(), b.capacity(), "written once at its final size");
+            serde_json::from_slice::<Value>(&b).unwrap()
+        };
+        let plain = request("QGA", "guest-ping", None, None, b"\r\n").unwrap();
         assert_eq!(parse(plain), serde_json::json!({"execute": "guest-ping"}));
         let args = Some(serde_json::json!({"fdname": "x"}));
-        let full = request("QMP", "getfd", args, Some("7:1")).unwrap();
+        let full = request("QMP", "getfd", args, Some("7:1"), b"\r\n").unwrap();
         assert_eq!(
             parse(full),
             serde_json::json!({"execute": "getfd", "arguments": {"fdname": "x"}, "id": "7:1"})
         );
         let secret = serde_json::json!(["password", "hunter2"]);
-        let error = request("QMP", "backup", Some(secret), None).unwrap_err();
+        let error = request("QMP", "backup", Some(secret), None, b"\n").unwrap_err();
         assert_eq!(
             error.to_string(),
             "arguments of QMP command 'backup' must be a JSON object, got an array"
