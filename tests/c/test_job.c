@@ -2,8 +2,8 @@
  * The backup job through the C API (vzdump_qemu_job_*) against pve-qmp-sim as VM 100 of
  * a run directory (its pid file passes qemu-server's running check): a running VM, a VM
  * the start callback starts paused and the stop callback stops, a failing start, a failing
- * job, a cancel, real qemu-ga refusing the freeze (its commands blocked) and an agent
- * that is not there, stop mode, a signal during the start, PBS with and without a
+ * job, a refused start, a cancel, a scripted agent that freezes, real qemu-ga refusing the
+ * freeze (its commands blocked) and an agent that is not there, stop mode, a signal during the start, PBS with and without a
  * fingerprint, the power-state steps and the abort one by one, and every bad input. The lines pinned are qemu-server's
  * (proxmox/qemu-server src/PVE/VZDump/QemuServer.pm: archive_vma, archive_pbs,
  * qga_fs_freeze, qga_fs_thaw, enforce_vm_running_for_backup, resume_vm_after_job_start,
@@ -17,8 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -454,6 +456,158 @@ static bool recorded(const char *dir, const char *needle)
     return found;
 }
 
+/* A scripted guest agent on `dir`/100.qga in a child process: answers the flush and
+ * guest-sync-delimited as qemu-ga does, every other command with {"return": 0}, and
+ * appends each command's name to `dir`/agent.log. */
+static pid_t start_fake_agent(const char *dir)
+{
+    char socket_path[512];
+    snprintf(socket_path, sizeof socket_path, "%s/100.qga", dir);
+    int listener = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(socket_path) >= sizeof addr.sun_path) {
+        fprintf(stderr, "fake agent: socket path too long: %s\n", socket_path);
+        exit(2);
+    }
+    memcpy(addr.sun_path, socket_path, strlen(socket_path) + 1);
+    if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        listen(listener, 4) != 0) {
+        perror("fake agent");
+        exit(2);
+    }
+    pid_t pid = fork();
+    if (pid != 0) {
+        close(listener);
+        return pid;
+    }
+    char record[600];
+    snprintf(record, sizeof record, "%s/agent.log", dir);
+    for (;;) {
+        int c = accept(listener, NULL, NULL);
+        if (c < 0)
+            _exit(0);
+        char buf[4096];
+        size_t have = 0;
+        ssize_t n;
+        while ((n = read(c, buf + have, sizeof buf - 1 - have)) > 0) {
+            have += (size_t)n;
+            buf[have] = 0;
+            char *nl;
+            while ((nl = strchr(buf, '\n'))) {
+                *nl = 0;
+                char *line = buf;
+                while (*line == '\xff')
+                    line++;
+                char name[64] = "", reply[128];
+                const char *exec = strstr(line, "\"execute\"");
+                if (exec)
+                    sscanf(exec, "\"execute\":\"%63[^\"]\"", name);
+                if (strcmp(name, "guest-sync-delimited") == 0) {
+                    long long id = 0;
+                    const char *idp = strstr(line, "\"id\":");
+                    if (idp)
+                        id = atoll(idp + 5);
+                    snprintf(reply, sizeof reply, "\xff{\"return\": %lld}\n", id);
+                } else {
+                    FILE *f = fopen(record, "a");
+                    if (f) {
+                        fprintf(f, "%s\n", name);
+                        fclose(f);
+                    }
+                    snprintf(reply, sizeof reply, "{\"return\": 0}\n");
+                }
+                if (write(c, reply, strlen(reply)) < 0)
+                    break;
+                size_t used = (size_t)(nl + 1 - buf);
+                memmove(buf, nl + 1, have - used + 1);
+                have -= used;
+            }
+        }
+        close(c);
+    }
+}
+
+/* An agent that freezes and thaws: both lines before the start line, in both styles, and
+ * the agent got ping, freeze, thaw in that order. */
+static void agent_freezes(const char *work)
+{
+    const uint32_t styles[] = {VZDUMP_QEMU_STYLE_SEED, VZDUMP_QEMU_STYLE_CURRENT};
+    for (int i = 0; i < 2; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "job-freeze-%d", i);
+        char *dir = make_dir(work, name);
+        pid_t sim = start_sim(dir, 0, NULL, NULL);
+        pid_t agent = start_fake_agent(dir);
+        vzdump_qemu_peer *peer = vm_peer(dir, styles[i]);
+        vzdump_qemu_job *job = vma_job(peer, dir, ", \"agent\": 1, \"vm-was-running\": 1");
+        struct host h = {.dir = dir};
+        char *err = NULL, got[4096], want[512], uuid[64];
+
+        expect(run(job, &h, &err), VZDUMP_QEMU_OK, &err, NULL, "run with a freezing agent");
+        started_uuid(&h, uuid, sizeof uuid);
+        flow(&h, got, sizeof got);
+        snprintf(want, sizeof want,
+                 "INFO: issuing guest-agent 'fs-freeze' command|"
+                 "INFO: issuing guest-agent 'fs-thaw' command|"
+                 "INFO: started backup task '%s'|INFO: resuming VM again",
+                 uuid);
+        CHECK(strncmp(got, want, strlen(want)) == 0, "freeze (style %u): lines '%s'", styles[i],
+              got);
+        char record[600], commands[256] = "", line[128];
+        snprintf(record, sizeof record, "%s/agent.log", dir);
+        FILE *f = fopen(record, "r");
+        while (f && fgets(line, sizeof line, f))
+            strncat(commands, line, sizeof commands - strlen(commands) - 1);
+        if (f)
+            fclose(f);
+        CHECK(strcmp(commands, "guest-ping\nguest-fsfreeze-freeze\nguest-fsfreeze-thaw\n") == 0,
+              "freeze (style %u): the agent got '%s'", styles[i], commands);
+        stop_sim(agent);
+        end_case(&h, job, peer, sim, dir);
+    }
+}
+
+/* QEMU refuses the backup (a device it does not have): its bare desc, as the seed's
+ * queue_execute dies with it; only today's style cancels and resumes after it. */
+static void refused_start(const char *work)
+{
+    const uint32_t styles[] = {VZDUMP_QEMU_STYLE_SEED, VZDUMP_QEMU_STYLE_CURRENT};
+    const char *want[] = {
+        "ERROR: Device 'drive-nope' not found",
+        "ERROR: Device 'drive-nope' not found|INFO: aborting backup job|"
+        "INFO: resuming VM again",
+    };
+    for (int i = 0; i < 2; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "job-refused-%d", i);
+        char *dir = make_dir(work, name);
+        pid_t sim = start_sim(dir, 0, NULL, NULL);
+        vzdump_qemu_peer *peer = vm_peer(dir, styles[i]);
+        char json[2048];
+        snprintf(json, sizeof json,
+                 "{\"task\": {\"disks\": [{\"type\": \"file\", \"qmdevice\": \"drive-nope\"}],"
+                 " \"config-file\": \"%s/qemu-server.conf\"},"
+                 " \"output-file\": \"%s/out.vma\"}",
+                 dir, dir);
+        vzdump_qemu_job *job = NULL;
+        struct host h = {.dir = dir};
+        char *err = NULL, got[4096];
+        expect(vzdump_qemu_job_new_vma(peer, json, &job, &err), VZDUMP_QEMU_OK, &err, NULL,
+               "job_new_vma refused");
+        vzdump_qemu_result rc = run(job, &h, &err);
+        CHECK(rc != VZDUMP_QEMU_OK, "refused start (style %u): result %u", styles[i], rc);
+        CHECK(err && strcmp(err, "Device 'drive-nope' not found") == 0,
+              "refused start (style %u): message '%s'", styles[i], err ? err : "(null)");
+        vzdump_qemu_string_free(err);
+        err = NULL;
+        flow(&h, got, sizeof got);
+        CHECK(strcmp(got, want[i]) == 0, "refused start (style %u): lines '%s'", styles[i], got);
+        CHECK(recorded(dir, "\"backup-cancel\"") == (i == 1),
+              "refused start (style %u): cancelled only today", styles[i]);
+        end_case(&h, job, peer, sim, dir);
+    }
+}
+
 /* Signals during a PBS start that waits 3 s for its server: the cancel callback, asked on
  * EINTR, ends the job; today's style cancels the job QEMU may have started and resumes. */
 static void signal_during_start(const char *work)
@@ -668,6 +822,8 @@ int main(int argc, char **argv)
     failing_start(argv[2]);
     failing_job_and_cancel(argv[2]);
     agent(argv[2]);
+    agent_freezes(argv[2]);
+    refused_start(argv[2]);
     stop_mode(argv[2]);
     signal_during_start(argv[2]);
     power_steps(argv[2]);
