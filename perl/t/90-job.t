@@ -1,9 +1,9 @@
 # archive_vma and archive_pbs, the whole job, against pve-qmp-sim as VM 100 of a run
 # directory: a plugin object as vzdump passes it ($self, $task, $vmid, ...), the exact lines
 # in order, the VM started paused and stopped again, a freeze that works, one real qemu-ga
-# refuses and an agent that is not there, a failing job, a signal during the loop and
-# during the start, PBS with and without fingerprint, the plugin's task fields and bad
-# arguments. The lines are qemu-server's
+# refuses and an agent that is not there, a start QEMU refuses, a failing job, a signal
+# during the loop and during the start, PBS with and without fingerprint, the plugin's task
+# fields and bad arguments. The lines are qemu-server's
 # (proxmox/qemu-server src/PVE/VZDump/QemuServer.pm: archive_vma, archive_pbs,
 # enforce_vm_running_for_backup, resume_vm_after_job_start, restore_vm_power_state,
 # mon_backup_cancel).
@@ -212,6 +212,23 @@ for my $style (qw(seed current)) {
         'ERROR: job failed with err -5 - Input/output error',
         'INFO: aborting backup job',
     ], 'failing job: logged and cancelled');
+    stop_peer($sim);
+}
+
+# QEMU refuses the backup (a device it does not have): its bare desc, as the seed's
+# queue_execute dies with it; only today's archive_vma cancels and resumes after it.
+for my $style (qw(seed current)) {
+    my ($dir, $sim, $task) = vm(1, '--record', 'REC');
+    local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
+    $task->{disks} = [{ type => 'file', qmdevice => 'drive-nope', path => '/dev/null' }];
+    my $plugin = TestPlugin->new(vm_was_running => 1);
+    eval { archive_vma($plugin, $task, 100, "$dir/b.vma", undef, style => $style, @NOT_CALLED) };
+    is($@, "Device 'drive-nope' not found\n", "$style: refused start: die text");
+    my @want = ("ERROR: Device 'drive-nope' not found");
+    push @want, 'INFO: aborting backup job', 'INFO: resuming VM again' if $style eq 'current';
+    is_deeply(flow($plugin), \@want, "$style: refused start: the lines");
+    is(!!grep({ $_->{execute} eq 'backup-cancel' } records($dir)), $style eq 'current',
+        "$style: refused start: cancelled only today");
     stop_peer($sim);
 }
 
