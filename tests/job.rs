@@ -508,16 +508,23 @@ fn a_signal_during_the_loop_ends_the_job() {
     );
 }
 
-#[test]
-fn signals_that_go_on_during_the_abort_do_not_stop_the_cancel() {
-    let mut host = TestHost::new();
-    // QEMU answers `backup` only after 3 s, and the cancel waits behind it.
-    let vm = vm(true, false, &["--pbs-connect-delay-ms", "3000"], &mut host);
+/// A running VM and a PBS job whose start waits for its server: 3 s before QEMU answers
+/// `backup`.
+fn slow_pbs_start(host: &mut TestHost) -> (Vm, PbsJob) {
+    let vm = vm(true, false, &["--pbs-connect-delay-ms", "3000"], host);
     let job: PbsJob = vzdump_qemu::loose::from_json(json!({
         "task": task(&vm, json!({})),
         "pbs": {"backup-file": "r@pbs:s", "backup-id": "100", "backup-time": 1, "password": "pw"},
     }))
     .unwrap();
+    (vm, job)
+}
+
+#[test]
+fn signals_that_go_on_during_the_abort_do_not_stop_the_cancel() {
+    let mut host = TestHost::new();
+    // The cancel waits behind the slow start.
+    let (vm, job) = slow_pbs_start(&mut host);
     // Every 20 ms from 300 ms on until the job has returned, the abort included.
     let never = Arc::new(AtomicBool::new(false));
     let signals = repeated_signals(Duration::from_millis(300), &never);
@@ -547,13 +554,7 @@ fn signals_that_go_on_during_the_abort_do_not_stop_the_cancel() {
 fn a_signal_during_the_start_ends_the_job_and_only_today_cancels() {
     for style in [Style::Seed, Style::Current] {
         let mut host = TestHost::new();
-        // The PBS start waits for its server: 3 s before QEMU answers `backup`.
-        let vm = vm(true, false, &["--pbs-connect-delay-ms", "3000"], &mut host);
-        let job: PbsJob = vzdump_qemu::loose::from_json(json!({
-            "task": task(&vm, json!({})),
-            "pbs": {"backup-file": "r@pbs:s", "backup-id": "100", "backup-time": 1, "password": "pw"},
-        }))
-        .unwrap();
+        let (vm, job) = slow_pbs_start(&mut host);
         let signals = repeated_signals(Duration::from_millis(300), &host.signals_seen);
         let error = job::run_pbs(&vm.peer(), &options(style), &job, &host).unwrap_err();
         drop(signals);

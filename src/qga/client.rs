@@ -35,9 +35,7 @@ pub fn command(
     options: &Options,
 ) -> Result<Value> {
     let request = framing::request("QGA", command, arguments, None, b"\n")?;
-    let timeout = timeout
-        .or(options.command_timeout)
-        .unwrap_or_else(|| timeouts::for_command(command));
+    let timeout = timeouts::resolve(command, timeout, options.command_timeout);
     peer.check_reachable(options.style)?;
     let mut session = Session::connect(peer, command, timeout, options)?;
     let mut splitter = session.sync(random_id())?;

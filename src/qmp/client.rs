@@ -117,9 +117,7 @@ pub fn command_to_the_end(
     timeout: Option<Duration>,
     options: &Options,
 ) -> Result<Value> {
-    let limit = timeout
-        .or(options.command_timeout)
-        .unwrap_or_else(|| timeouts::for_command(command));
+    let limit = timeouts::resolve(command, timeout, options.command_timeout);
     let deadline = Instant::now() + limit;
     let mut qmp = loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -142,9 +140,7 @@ fn connect_one_shot(
     options: &Options,
 ) -> Result<Qmp> {
     peer.check_reachable(options.style)?;
-    let limit = timeout
-        .or(options.command_timeout)
-        .unwrap_or_else(|| timeouts::for_command(command));
+    let limit = timeouts::resolve(command, timeout, options.command_timeout);
     let options = Options {
         connect_timeout: options.connect_timeout.min(limit),
         handshake_timeout: options.handshake_timeout.min(limit),
@@ -256,9 +252,7 @@ impl Qmp {
 
     /// The caller's timeout, else the options' override, else qemu-server's table.
     fn timeout_for(&self, command: &str, timeout: Option<Duration>) -> Duration {
-        timeout
-            .or(self.options.command_timeout)
-            .unwrap_or_else(|| timeouts::for_command(command))
+        timeouts::resolve(command, timeout, self.options.command_timeout)
     }
 
     /// Takes the events received so far, oldest first.

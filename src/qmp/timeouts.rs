@@ -19,6 +19,18 @@ pub const CONNECT: Duration = Duration::from_secs(5);
 /// Reading the greeting and negotiating capabilities.
 pub const HANDSHAKE: Duration = Duration::from_secs(5);
 
+/// The timeout of one call of `command`: the caller's `timeout`, else the options'
+/// `command_timeout` (which replaces the table), else qemu-server's ([`for_command`]).
+pub fn resolve(
+    command: &str,
+    timeout: Option<Duration>,
+    command_timeout: Option<Duration>,
+) -> Duration {
+    timeout
+        .or(command_timeout)
+        .unwrap_or_else(|| for_command(command))
+}
+
 /// The timeout qemu-server uses for `command` when its caller passes none.
 pub fn for_command(command: &str) -> Duration {
     let secs = match command {
