@@ -443,6 +443,47 @@ fn metachar_line_runs_through_the_shell() {
     assert_passes_through(compressor, pipe, &archive, b"through a pipeline\n");
 }
 
+/// Pids of running processes whose command line is exactly `argv` (zombies left out).
+fn running_with_cmdline(argv: &[&str]) -> Vec<libc::pid_t> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+#[test]
+fn a_pipeline_through_the_shell_is_killed_whole() {
+    // A sleep no other test runs: the pipeline's second process, started by the shell.
+    let sleeper = ["sleep", "41.375"];
+    let (compressor, _pipe, pid) = spawn_to_null(&line("cat | sleep 41.375"));
+    wait_for_exec(pid);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running_with_cmdline(&sleeper).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pipeline did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Its own process group, led by the shell.
+    // SAFETY: getpgid of a live child.
+    assert_eq!(unsafe { libc::getpgid(pid) }, pid);
+    compressor.kill_and_reap().unwrap();
+    assert_gone(pid);
+    // SIGKILL to the group is delivered at once; give the kernel a moment to end them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !running_with_cmdline(&sleeper).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pipeline's processes outlived the kill: {:?}",
+            running_with_cmdline(&sleeper)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn plain_line_runs_directly() {
     let (archive, file) = TempFile::new("direct");

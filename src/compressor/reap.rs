@@ -34,9 +34,16 @@ pub(crate) fn open_pidfd(pid: libc::pid_t) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
 }
 
-/// Sends SIGKILL to the child, through its pidfd when there is one (which cannot hit a
-/// recycled pid even if something else reaped the child).
+/// Sends SIGKILL to the child's process group (the child leads it: what a shell it runs
+/// started dies with it), then to the child itself, through its pidfd when there is one
+/// (which cannot hit a recycled pid even if something else reaped the child). The group is
+/// signalled only while the child is unreaped: until then no other group can have its id.
 pub(crate) fn kill(pid: libc::pid_t, pidfd: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    if pid > 1 && is_unreaped_child(pid) {
+        // SAFETY: kill(2) of the group our unreaped child leads; a failure (ESRCH: the
+        // group is gone) leaves the child's own kill below to report.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
     let rc = match pidfd {
         // SAFETY: pidfd_send_signal with a valid descriptor, no siginfo and no flags.
         Some(fd) => unsafe {
@@ -88,6 +95,23 @@ pub(crate) fn wait_exit(
 }
 
 /// Reaps the child if it has exited, without blocking.
+/// Whether `pid` is a child of this process that nobody reaped yet (running or a zombie),
+/// asked without reaping it (`waitid` with `WNOWAIT`).
+fn is_unreaped_child(pid: libc::pid_t) -> bool {
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: waitid with a valid siginfo pointer; WNOHANG and WNOWAIT neither block nor
+    // reap. It fails with ECHILD for a pid that is not an unreaped child of ours.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            info.as_mut_ptr(),
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    rc == 0
+}
+
 fn try_reap(pid: libc::pid_t) -> io::Result<Option<libc::c_int>> {
     let mut status: libc::c_int = 0;
     // SAFETY: waitpid with a valid status pointer; WNOHANG makes it return at once.

@@ -261,9 +261,10 @@ impl Drop for FileActions {
     }
 }
 
-/// `posix_spawnattr_t` that empties the child's signal mask and resets every signal to its
+/// `posix_spawnattr_t` that empties the child's signal mask, resets every signal to its
 /// default disposition (the caller may ignore or block signals, e.g. Rust ignores
-/// SIGPIPE), destroyed on drop.
+/// SIGPIPE) and makes the child the leader of a process group of its own (so that a
+/// pipeline run through `/bin/sh` is killed whole), destroyed on drop.
 struct SpawnAttributes(libc::posix_spawnattr_t);
 
 impl SpawnAttributes {
@@ -287,7 +288,9 @@ impl SpawnAttributes {
             full.as_mut_ptr().write_bytes(0xff, 1);
             full.assume_init()
         };
-        let flags = (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short;
+        let flags = (libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF
+            | libc::POSIX_SPAWN_SETPGROUP) as libc::c_short;
         // SAFETY: attributes.0 is initialised; the sets are copied into it.
         unsafe {
             check(
@@ -297,6 +300,11 @@ impl SpawnAttributes {
             check(
                 libc::posix_spawnattr_setsigdefault(&mut attributes.0, &full),
                 "signal defaults",
+            )?;
+            // Group 0: a new group whose id is the child's pid.
+            check(
+                libc::posix_spawnattr_setpgroup(&mut attributes.0, 0),
+                "process group",
             )?;
             check(
                 libc::posix_spawnattr_setflags(&mut attributes.0, flags),
