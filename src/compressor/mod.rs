@@ -8,8 +8,10 @@
 //!
 //! The child gets exactly three descriptors: the pipe's read end as stdin, the output file
 //! as stdout and the caller's stderr. Its signal mask is empty and every signal has its
-//! default disposition. The pipe's write end, returned to the caller, is close-on-exec and
-//! so never leaks into this or any other child.
+//! default disposition, and it leads a process group of its own: a kill reaches what a
+//! shell it runs started (a pipeline), and a terminal's Ctrl-C reaches the caller, which
+//! then ends the backup and the compressor with it. The pipe's write end, returned to the
+//! caller, is close-on-exec and so never leaks into this or any other child.
 //!
 //! Waits are bounded and give control back on a signal ([`CompressorError::Interrupted`]);
 //! a [`Compressor`] that is dropped unreaped is killed and reaped, so no zombie is left.
