@@ -109,6 +109,50 @@ pub fn run<S, C, L, K>(
     state: &mut StatusLoop,
     source: &mut S,
     clock: &mut C,
+    log: L,
+    cancelled: K,
+    options: Options,
+) -> Result<Completed, LoopError<S::Error>>
+where
+    S: StatusSource,
+    C: Clock,
+    L: FnMut(Level, &str),
+    K: FnMut() -> bool,
+{
+    let mut pacing = Pacing::new(options.interval);
+    run_paced(state, &mut pacing, source, clock, log, cancelled, options)
+}
+
+/// When the loop queries next. Kept with the loop state by a caller that resumes the loop
+/// after a signal ([`run_paced`]), so that a resumed loop keeps its pace instead of
+/// querying at once each time.
+#[derive(Debug, Clone)]
+pub struct Pacing {
+    scheduler: Scheduler,
+    origin: Option<Instant>,
+    next: Option<Instant>,
+}
+
+impl Pacing {
+    /// A loop that has not queried yet; `interval` as [`Options::interval`].
+    pub fn new(interval: Duration) -> Self {
+        Pacing {
+            scheduler: Scheduler::new(interval),
+            origin: None,
+            next: None,
+        }
+    }
+}
+
+/// [`run`] with the pace kept in `pacing` across calls: a call after
+/// [`LoopError::Interrupted`] first waits out the delay the interrupted call had planned,
+/// and a query a signal interrupts is made again no sooner than [`CANCEL_CHECK`] later
+/// (a flood of signals cannot turn the loop into a flood of queries).
+pub fn run_paced<S, C, L, K>(
+    state: &mut StatusLoop,
+    pacing: &mut Pacing,
+    source: &mut S,
+    clock: &mut C,
     mut log: L,
     mut cancelled: K,
     options: Options,
@@ -119,16 +163,24 @@ where
     L: FnMut(Level, &str),
     K: FnMut() -> bool,
 {
-    let mut scheduler = Scheduler::new(options.interval);
-    let origin = clock.now();
+    let origin = *pacing.origin.get_or_insert_with(|| clock.now());
     loop {
+        if let Some(next) = pacing.next {
+            wait(clock, next, &mut cancelled, options.resume_on_signal)?;
+        }
         if cancelled() {
             return Err(LoopError::Cancelled);
         }
         let status = match source.query() {
             Ok(status) => status,
-            // Asked again at the top of the loop: query again unless it says stop.
-            Err(e) if options.resume_on_signal && S::interrupted(&e) => continue,
+            Err(e) if S::interrupted(&e) => {
+                // Query again, but not at once.
+                pacing.next = Some(clock.now() + CANCEL_CHECK);
+                if options.resume_on_signal {
+                    continue;
+                }
+                return Err(LoopError::Source(e));
+            }
             Err(e) => return Err(LoopError::Source(e)),
         };
         let observation = state.observe(&status, clock.now_secs());
@@ -150,13 +202,13 @@ where
         }
         let progress = state.progress();
         let now = clock.now();
-        let delay = scheduler.next_delay(&Sample {
+        let delay = pacing.scheduler.next_delay(&Sample {
             at: now.saturating_duration_since(origin),
             transferred: progress.transferred,
             target: end_of(&status),
             finishing: status.finishing,
         });
-        wait(clock, now + delay, &mut cancelled, options.resume_on_signal)?;
+        pacing.next = Some(now + delay);
     }
 }
 
@@ -482,5 +534,87 @@ mod tests {
         let mut clock = SystemClock;
         assert_eq!(clock.sleep_until(clock.now()), Ok(()));
         assert!(clock.now_secs() > EPOCH);
+    }
+
+    /// A clock every sleep of which a signal cuts short after 10 ms (a no-op handler
+    /// signalled every 10 ms).
+    struct FloodedClock {
+        base: Instant,
+        elapsed: Elapsed,
+    }
+
+    impl Clock for FloodedClock {
+        fn now_secs(&self) -> i64 {
+            EPOCH + self.elapsed.get().as_secs() as i64
+        }
+
+        fn now(&self) -> Instant {
+            self.base + self.elapsed.get()
+        }
+
+        fn sleep_until(&mut self, deadline: Instant) -> Result<(), Interrupted> {
+            let target = deadline - self.base;
+            let flood = self.elapsed.get() + Duration::from_millis(10);
+            if flood < target {
+                self.elapsed.set(flood);
+                return Err(Interrupted);
+            }
+            self.elapsed.set(target);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_loop_resumed_after_each_signal_keeps_its_pace() {
+        let elapsed: Elapsed = Rc::new(Cell::new(Duration::ZERO));
+        let mut clock = FloodedClock {
+            base: Instant::now(),
+            elapsed: elapsed.clone(),
+        };
+        let mut source = Synthetic::new(&elapsed);
+        let mut state = StatusLoop::new(Style::Seed, UUID, EPOCH, None);
+        let mut pacing = Pacing::new(DEFAULT_INTERVAL);
+        let options = Options::default();
+        let mut resumes = 0;
+        // The caller resumes after every interruption, as a Perl caller whose handler
+        // returned does, until the backup is done at 9.5 s.
+        loop {
+            let outcome = run_paced(
+                &mut state,
+                &mut pacing,
+                &mut source,
+                &mut clock,
+                |_, _| {},
+                || false,
+                options,
+            );
+            match outcome {
+                Ok(_) => break,
+                Err(LoopError::Interrupted) => resumes += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(resumes > 500, "the flood interrupted {resumes} times");
+        // The pace of a loop never interrupted: the scheduler's queries over 9.5 s, not
+        // one per resume.
+        let mut quiet_clock = FakeClock::new(&Rc::new(Cell::new(Duration::ZERO)));
+        let quiet_elapsed = quiet_clock.elapsed.clone();
+        let mut quiet = Synthetic::new(&quiet_elapsed);
+        let mut quiet_state = StatusLoop::new(Style::Seed, UUID, EPOCH, None);
+        run(
+            &mut quiet_state,
+            &mut quiet,
+            &mut quiet_clock,
+            |_, _| {},
+            || false,
+            options,
+        )
+        .unwrap();
+        assert!(
+            source.queries <= quiet.queries + 1,
+            "{} queries with the flood, {} without",
+            source.queries,
+            quiet.queries
+        );
     }
 }

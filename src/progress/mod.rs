@@ -91,7 +91,8 @@ mod status_loop;
 
 pub use bitmap::{BitmapInfo, BitmapSetup};
 pub use driver::{
-    run, Clock, Completed, LoopError, Options, StatusSource, SystemClock, CANCEL_CHECK,
+    run, run_paced, Clock, Completed, LoopError, Options, Pacing, StatusSource, SystemClock,
+    CANCEL_CHECK,
 };
 pub use format::{render_bytes, render_duration};
 pub use poller::{poll_or_cancel, Poller};

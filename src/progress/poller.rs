@@ -44,6 +44,8 @@ pub struct Poller {
     /// Today's loop: the dirty-bitmap lines are still to be logged, for a template or not.
     bitmap: Option<bool>,
     resume_on_signal: bool,
+    /// When the next query is due: a resumed loop keeps its pace.
+    pacing: progress::Pacing,
 }
 
 impl Poller {
@@ -73,6 +75,7 @@ impl Poller {
             start,
             bitmap: None,
             resume_on_signal: false,
+            pacing: progress::Pacing::new(interval.unwrap_or(progress::DEFAULT_INTERVAL)),
         }
     }
 
@@ -146,8 +149,9 @@ impl Poller {
             interval: self.interval,
             resume_on_signal: self.resume_on_signal,
         };
-        progress::run(
+        progress::run_paced(
             &mut self.state,
+            &mut self.pacing,
             &mut source,
             &mut SystemClock,
             log,
