@@ -258,6 +258,34 @@ fn event_queue_is_bounded() {
 }
 
 #[test]
+fn event_queue_is_bounded_in_bytes() {
+    // Twelve events of about 100 kB before the reply, 350 kB allowed: the newest
+    // three kept, nine dropped and counted.
+    let pad = "p".repeat(100_000);
+    let p = FakePeer::on_first_command(move |mut s, req| {
+        for i in 0..12 {
+            let ev = json!({"event": "BIG", "data": {"n": i, "pad": pad}});
+            s.write_all(format!("{ev}\r\n").as_bytes()).unwrap();
+        }
+        reply(&mut s, &req, json!({}));
+    });
+    let opts = Options {
+        event_bytes: 350_000,
+        ..quick()
+    };
+    let mut c = connect(&p, &opts).unwrap();
+    c.execute("x", None, None).unwrap();
+    let events = c.take_events();
+    let kept: Vec<_> = events
+        .iter()
+        .map(|e| e.data["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [9, 10, 11]);
+    assert_eq!(c.events_dropped(), 9);
+    p.join();
+}
+
+#[test]
 fn oversized_message_is_a_clear_error() {
     let big = "x".repeat(100_000);
     let p = answer_with(format!("{{\"return\": \"{big}\", \"id\": {{ID}}}}\r\n"));

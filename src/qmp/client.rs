@@ -48,6 +48,11 @@ pub struct Qmp {
     splitter: JsonSplitter,
     greeting: Greeting,
     events: VecDeque<Event>,
+    /// The received size of each kept event, in order, and their sum.
+    event_sizes: VecDeque<usize>,
+    events_size: usize,
+    /// The received size of the message read last.
+    last_message_size: usize,
     events_dropped: u64,
     /// Ids of commands a signal interrupted after they were sent: their replies may still
     /// come and are dropped.
@@ -176,6 +181,9 @@ impl Qmp {
                 capabilities: Vec::new(),
             },
             events: VecDeque::new(),
+            event_sizes: VecDeque::new(),
+            events_size: 0,
+            last_message_size: 0,
             events_dropped: 0,
             abandoned: VecDeque::new(),
             dead: None,
@@ -257,6 +265,8 @@ impl Qmp {
 
     /// Takes the events received so far, oldest first.
     pub fn take_events(&mut self) -> Vec<Event> {
+        self.event_sizes.clear();
+        self.events_size = 0;
         self.events.drain(..).collect()
     }
 
@@ -444,11 +454,20 @@ impl Qmp {
             self.events_dropped += 1;
             return;
         }
-        if self.events.len() >= self.options.event_capacity {
+        let size = self.last_message_size;
+        // Bounded in count and in bytes: a peer sending large events between replies
+        // cannot make the queue grow without limit.
+        while !self.events.is_empty()
+            && (self.events.len() >= self.options.event_capacity
+                || self.events_size + size > self.options.event_bytes)
+        {
             self.events.pop_front();
+            self.events_size -= self.event_sizes.pop_front().unwrap_or(0);
             self.events_dropped += 1;
         }
         self.events.push_back(event);
+        self.event_sizes.push_back(size);
+        self.events_size += size;
     }
 
     /// Marks the connection dead with its first cause (kept for later calls).
@@ -535,13 +554,14 @@ impl Qmp {
         loop {
             match self.splitter.next_object() {
                 Ok(Some(raw)) => {
+                    self.last_message_size = raw.len();
                     return match serde_json::from_slice::<Value>(raw) {
                         Ok(value) => Ok(value),
                         Err(e) => {
                             let reason = format!("invalid JSON ({e}): '{}'", excerpt(raw));
                             Err(self.kill_protocol(command, reason))
                         }
-                    }
+                    };
                 }
                 Ok(None) => {}
                 Err(e) => return Err(self.kill_protocol(command, e.to_string())),

@@ -266,6 +266,9 @@ pub struct Options {
     pub max_message_size: usize,
     /// How many events are kept; the oldest are dropped beyond it.
     pub event_capacity: usize,
+    /// How many bytes (as received) the kept events may take together; the oldest are
+    /// dropped beyond it, the newest is always kept (default 16 MiB, one largest message).
+    pub event_bytes: usize,
     /// Replaces qemu-server's per-command timeouts ([`timeouts::for_command`]) for calls
     /// that pass none; `None` keeps the table.
     pub command_timeout: Option<std::time::Duration>,
@@ -280,6 +283,7 @@ impl Default for Options {
             handshake_timeout: timeouts::HANDSHAKE,
             max_message_size: 16 * 1024 * 1024,
             event_capacity: 256,
+            event_bytes: 16 * 1024 * 1024,
             command_timeout: None,
             style: Style::default(),
         }
