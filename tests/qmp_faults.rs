@@ -465,3 +465,50 @@ fn connection_is_refused_after_fork() {
     drop(c);
     p.join();
 }
+
+/// A start's budget covers the connect and the handshake too: a peer that never greets
+/// fails a 400 ms VMA start or a 400 ms PBS start with that budget's timeout, not with the
+/// 5 s handshake timeout that follows it.
+#[test]
+fn a_start_budget_bounds_the_handshake() {
+    use vzdump_qemu::backup::{self, PbsParams, VmaParams};
+    let budget = Duration::from_millis(400);
+    let silent = || FakePeer::start(|_s| std::thread::sleep(Duration::from_millis(800)));
+
+    let p = silent();
+    let null = std::fs::File::create("/dev/null").unwrap();
+    let params = VmaParams::default();
+    let err = backup::start_vma(
+        &Peer::path(&p.socket),
+        &Options::default(),
+        null.as_fd(),
+        &params,
+        Some(budget),
+    )
+    .unwrap_err();
+    assert_eq!(
+        cause_of(&err),
+        (Cause::Timeout { after: budget }, Stage::Handshake),
+        "{err}"
+    );
+    p.join();
+
+    let p = silent();
+    let params: PbsParams = vzdump_qemu::loose::from_json(json!({
+        "backup-file": "r@pbs:s", "backup-id": "1", "backup-time": 1
+    }))
+    .unwrap();
+    let err = backup::start_pbs(
+        &Peer::path(&p.socket),
+        &Options::default(),
+        &params,
+        Some(budget),
+    )
+    .unwrap_err();
+    assert_eq!(
+        cause_of(&err),
+        (Cause::Timeout { after: budget }, Stage::Handshake),
+        "{err}"
+    );
+    p.join();
+}

@@ -55,7 +55,7 @@ pub fn start_vma(
     let budget = budget.unwrap_or(timeouts::VMA_BACKUP_START);
     let deadline = Instant::now() + budget;
     let start = || -> Result<String> {
-        let mut qmp = Qmp::connect_for(peer, options, "getfd")?;
+        let mut qmp = Qmp::connect_within(peer, options, "getfd", Some((deadline, budget)))?;
         let getfd = serde_json::json!({ "fdname": FDNAME });
         qmp.execute_until("getfd", Some(getfd), Some(target), deadline, budget)?;
         let reply = qmp.execute_until(

@@ -81,9 +81,9 @@ impl std::fmt::Debug for Qmp {
 
 /// Runs one command on its own connection (connect, negotiate, execute, close), as
 /// qemu-server's `mon_cmd` does, after its checks ([`Peer::check_reachable`]). `timeout`
-/// defaults to `options.command_timeout`, else to qemu-server's value for the command; a
-/// timeout shorter than the connect or handshake timeout bounds those too. Every failure
-/// names `command`, the handshake's included, as qemu-server's do.
+/// defaults to `options.command_timeout`, else to qemu-server's value for the command, and
+/// bounds the whole operation: connect, handshake and command share its deadline. Every
+/// failure names `command`, the handshake's included, as qemu-server's do.
 pub fn command(
     peer: &Peer,
     command: &str,
@@ -91,8 +91,9 @@ pub fn command(
     timeout: Option<Duration>,
     options: &Options,
 ) -> Result<Value> {
-    let mut qmp = connect_one_shot(peer, command, timeout, options)?;
-    qmp.execute(command, arguments, timeout)
+    let budget = one_shot_budget(command, timeout, options);
+    let mut qmp = connect_one_shot(peer, command, budget, options)?;
+    qmp.execute_until(command, arguments, None, budget.0, budget.1)
 }
 
 /// Like [`command`], with `fd` passed by SCM_RIGHTS in the command's own `sendmsg` (for
@@ -106,8 +107,9 @@ pub fn command_with_fd(
     timeout: Option<Duration>,
     options: &Options,
 ) -> Result<Value> {
-    let mut qmp = connect_one_shot(peer, command, timeout, options)?;
-    qmp.execute_with_fd(command, arguments, fd, timeout)
+    let budget = one_shot_budget(command, timeout, options);
+    let mut qmp = connect_one_shot(peer, command, budget, options)?;
+    qmp.execute_until(command, arguments, Some(fd), budget.0, budget.1)
 }
 
 /// Like [`command`], for a step that must run to its end once decided (the cancel, resume
@@ -122,36 +124,37 @@ pub fn command_to_the_end(
     timeout: Option<Duration>,
     options: &Options,
 ) -> Result<Value> {
-    let limit = timeouts::resolve(command, timeout, options.command_timeout);
-    let deadline = Instant::now() + limit;
+    let budget = one_shot_budget(command, timeout, options);
     let mut qmp = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match connect_one_shot(peer, command, Some(left), options) {
-            Err(e) if e.is_interrupted() && !left.is_zero() => continue,
+        match connect_one_shot(peer, command, budget, options) {
+            Err(e) if e.is_interrupted() && Instant::now() < budget.0 => continue,
             other => break other?,
         }
     };
     qmp.through_signals = true;
-    qmp.execute_until(command, arguments, None, deadline, limit)
+    qmp.execute_until(command, arguments, None, budget.0, budget.1)
 }
 
-/// qemu-server's checks, then a connection for `command` whose connect and handshake are
-/// bounded by a shorter command timeout too (qemu-server's connect retries and its one mux
-/// timeout are both the command's timeout).
-fn connect_one_shot(
-    peer: &Peer,
+/// The deadline of a one-shot command and the timeout it stands for.
+fn one_shot_budget(
     command: &str,
     timeout: Option<Duration>,
     options: &Options,
+) -> (Instant, Duration) {
+    let limit = timeouts::resolve(command, timeout, options.command_timeout);
+    (Instant::now() + limit, limit)
+}
+
+/// qemu-server's checks, then a connection for `command` whose connect and handshake end
+/// by the command's deadline too.
+fn connect_one_shot(
+    peer: &Peer,
+    command: &str,
+    budget: (Instant, Duration),
+    options: &Options,
 ) -> Result<Qmp> {
     peer.check_reachable(options.style)?;
-    let limit = timeouts::resolve(command, timeout, options.command_timeout);
-    let options = Options {
-        connect_timeout: options.connect_timeout.min(limit),
-        handshake_timeout: options.handshake_timeout.min(limit),
-        ..options.clone()
-    };
-    Qmp::connect_for(peer, &options, command)
+    Qmp::connect_within(peer, options, command, Some(budget))
 }
 
 impl Qmp {
@@ -165,9 +168,22 @@ impl Qmp {
     /// Like [`connect`](Self::connect), naming `command` (the one the connection is made
     /// for) in failures, as qemu-server's queue does.
     pub(crate) fn connect_for(peer: &Peer, options: &Options, command: &str) -> Result<Qmp> {
+        Self::connect_within(peer, options, command, None)
+    }
+
+    /// Like [`connect_for`](Self::connect_for), with the connect and the handshake also
+    /// ending by `budget`'s deadline (the whole operation's, reported as its duration when
+    /// it is what ran out): one budget covers connect, handshake and commands.
+    pub(crate) fn connect_within(
+        peer: &Peer,
+        options: &Options,
+        command: &str,
+        budget: Option<(Instant, Duration)>,
+    ) -> Result<Qmp> {
+        let cap = |own: Instant| budget.map_or(own, |(deadline, _)| own.min(deadline));
         let stream = Stream::connect(
             peer,
-            Instant::now() + options.connect_timeout,
+            cap(Instant::now() + options.connect_timeout),
             command,
             options.style,
         )?;
@@ -192,14 +208,19 @@ impl Qmp {
             through_signals: false,
             owner_pid: std::process::id(),
         };
-        qmp.handshake()?;
+        let own = Instant::now() + options.handshake_timeout;
+        let (deadline, timeout) = match budget {
+            Some((deadline, budget)) if deadline < own => (deadline, budget),
+            _ => (own, options.handshake_timeout),
+        };
+        qmp.handshake(deadline, timeout)?;
         qmp.in_handshake = false;
         Ok(qmp)
     }
 
-    fn handshake(&mut self) -> Result<()> {
-        let timeout = self.options.handshake_timeout;
-        let deadline = Instant::now() + timeout;
+    /// The greeting and `qmp_capabilities` by `deadline`; `timeout` is what a timeout
+    /// error reports.
+    fn handshake(&mut self, deadline: Instant, timeout: Duration) -> Result<()> {
         let greeting = self.read_message(deadline, "greeting", timeout)?;
         self.greeting = match parse_greeting(&greeting) {
             Some(g) => g,
