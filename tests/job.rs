@@ -497,7 +497,7 @@ fn a_signal_during_the_loop_ends_the_job() {
     let mut host = TestHost::new();
     let vm = vm(true, false, &["--rate", "8M"], &mut host);
     let (job, _) = vma_job(&vm, json!({}), None);
-    let signals = repeated_signals(Duration::from_millis(700), &host.signals_seen);
+    let signals = testkit::repeated_signals(Duration::from_millis(700), &host.signals_seen);
     let error = run_vma(Style::Seed, &vm, &job, &host).unwrap_err();
     drop(signals);
     assert!(matches!(error, Error::Signal), "{error:?}");
@@ -527,7 +527,7 @@ fn signals_that_go_on_during_the_abort_do_not_stop_the_cancel() {
     let (vm, job) = slow_pbs_start(&mut host);
     // Every 20 ms from 300 ms on until the job has returned, the abort included.
     let never = Arc::new(AtomicBool::new(false));
-    let signals = repeated_signals(Duration::from_millis(300), &never);
+    let signals = testkit::repeated_signals(Duration::from_millis(300), &never);
     let error = job::run_pbs(&vm.peer(), &options(Style::Current), &job, &host).unwrap_err();
     drop(signals);
     assert!(matches!(error, Error::Signal), "{error:?}");
@@ -555,7 +555,7 @@ fn a_signal_during_the_start_ends_the_job_and_only_today_cancels() {
     for style in [Style::Seed, Style::Current] {
         let mut host = TestHost::new();
         let (vm, job) = slow_pbs_start(&mut host);
-        let signals = repeated_signals(Duration::from_millis(300), &host.signals_seen);
+        let signals = testkit::repeated_signals(Duration::from_millis(300), &host.signals_seen);
         let error = job::run_pbs(&vm.peer(), &options(style), &job, &host).unwrap_err();
         drop(signals);
         assert!(matches!(error, Error::Signal), "{style:?}: {error:?}");
@@ -693,29 +693,4 @@ fn children_named(name: &str) -> usize {
             comm.ends_with(&format!("({name}")) && rest.split(' ').nth(1) == Some(me.as_str())
         })
         .count()
-}
-
-/// SIGUSR1 to this thread every 20 ms from `after` on, until `done` is set or the result is
-/// dropped.
-fn repeated_signals(after: Duration, done: &Arc<AtomicBool>) -> impl Drop {
-    struct Stop(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-            self.1.take().unwrap().join().unwrap();
-        }
-    }
-    testkit::install_sigusr1_handler();
-    // SAFETY: pthread_self is always valid; the thread outlives the sender (joined on drop).
-    let me = unsafe { libc::pthread_self() } as usize;
-    let flag = done.clone();
-    let sender = std::thread::spawn(move || {
-        std::thread::sleep(after);
-        while !flag.load(Ordering::SeqCst) {
-            // SAFETY: the target thread is alive until the flag is set.
-            unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    });
-    Stop(done.clone(), Some(sender))
 }

@@ -491,6 +491,41 @@ pub fn signal_me_after(delay: Duration) -> JoinHandle<()> {
     })
 }
 
+/// SIGUSR1 to this thread every 20 ms from `after` on, until `done` is set or the result is
+/// dropped (which waits for the sender): a signal that lands outside a blocking call is
+/// lost to a no-op handler, so a test that needs one to interrupt a wait sends until it did.
+pub fn repeated_signals(
+    after: Duration,
+    done: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> impl Drop {
+    use std::sync::atomic::Ordering;
+    struct Stop(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        Option<JoinHandle<()>>,
+    );
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+            if let Some(sender) = self.1.take() {
+                sender.join().unwrap();
+            }
+        }
+    }
+    install_sigusr1_handler();
+    // SAFETY: pthread_self is always valid; the thread outlives the sender (joined on drop).
+    let me = unsafe { libc::pthread_self() } as usize;
+    let flag = done.clone();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(after);
+        while !flag.load(Ordering::SeqCst) {
+            // SAFETY: the target thread is alive until the flag is set.
+            unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    Stop(done.clone(), Some(sender))
+}
+
 /// Runs `call` while SIGUSR1 (no-op handler, no SA_RESTART) hits the calling thread after
 /// `delay` ([`signal_me_after`]), and returns its result once the signal was sent.
 pub fn with_signal_after<T>(delay: Duration, call: impl FnOnce() -> T) -> T {
