@@ -35,14 +35,25 @@ static void fail(pTHX_ const char *func, vzdump_qemu_result rc, char *err)
 
 /* ---- handles: blessed references to a scalar carrying our ext magic ---- */
 
+static int peer_free_magic(pTHX_ SV *sv, MAGIC *mg);
 static int conn_free_magic(pTHX_ SV *sv, MAGIC *mg);
 static int poll_free_magic(pTHX_ SV *sv, MAGIC *mg);
 static int comp_free_magic(pTHX_ SV *sv, MAGIC *mg);
 
 /* The magic's identity marks objects made here; freeing the object frees the handle. */
+static const MGVTBL peer_vtbl = { NULL, NULL, NULL, NULL, peer_free_magic, NULL, NULL, NULL };
 static const MGVTBL conn_vtbl = { NULL, NULL, NULL, NULL, conn_free_magic, NULL, NULL, NULL };
 static const MGVTBL poll_vtbl = { NULL, NULL, NULL, NULL, poll_free_magic, NULL, NULL, NULL };
 static const MGVTBL comp_vtbl = { NULL, NULL, NULL, NULL, comp_free_magic, NULL, NULL, NULL };
+
+static int
+peer_free_magic(pTHX_ SV *sv, MAGIC *mg)
+{
+    PERL_UNUSED_ARG(sv);
+    vzdump_qemu_peer_free((vzdump_qemu_peer *)mg->mg_ptr);
+    mg->mg_ptr = NULL;
+    return 0;
+}
 
 static int
 conn_free_magic(pTHX_ SV *sv, MAGIC *mg)
@@ -216,13 +227,16 @@ fail(pTHX_ const char *func, vzdump_qemu_result rc, char *err)
     croak_sv(msg);
 }
 
-/* The peer a target names (the library parses it), worded in `style`; dies on bad input. */
+/* The peer a target names (the library parses it), worded in `style`; dies on bad input.
+ * A mortal owns it: it is freed at the end of the calling statement, also when a later
+ * conversion or call of the XSUB dies. */
 static vzdump_qemu_peer *
 new_peer(pTHX_ const char *func, SV *target, SV *run_dir, SV *style)
 {
     vzdump_qemu_peer *peer = NULL;
     char *err = NULL;
     vzdump_qemu_result rc;
+    SV *owner;
 
     rc = vzdump_qemu_peer_new_target(str_of(aTHX_ target), opt_str_of(aTHX_ run_dir), &peer,
                                      &err);
@@ -232,6 +246,9 @@ new_peer(pTHX_ const char *func, SV *target, SV *run_dir, SV *style)
         vzdump_qemu_peer_free(peer);
         fail(aTHX_ func, rc, err);
     }
+    owner = sv_newmortal();
+    sv_upgrade(owner, SVt_PVMG);
+    sv_magicext(owner, NULL, PERL_MAGIC_ext, &peer_vtbl, (const char *)peer, 0);
     return peer;
 }
 
@@ -406,7 +423,6 @@ _mon_cmd(func, target, run_dir, style, command, args_json, fd, timeout_ms)
     peer = new_peer(aTHX_ func, target, run_dir, style);
     rc = vzdump_qemu_mon_cmd(peer, str_of(aTHX_ command), opt_str_of(aTHX_ args_json),
                              fd_of(aTHX_ fd), uv_of(aTHX_ timeout_ms), &out, &err);
-    vzdump_qemu_peer_free(peer);
     if (rc != VZDUMP_QEMU_OK)
         fail(aTHX_ func, rc, err);
     RETVAL = take_string(aTHX_ out);
@@ -430,7 +446,6 @@ _backup_start_vma(func, target, run_dir, style, fd, params_json, budget_ms)
     peer = new_peer(aTHX_ func, target, run_dir, style);
     rc = vzdump_qemu_backup_start_vma(peer, fd_of(aTHX_ fd), opt_str_of(aTHX_ params_json),
                                       uv_of(aTHX_ budget_ms), &uuid, &err);
-    vzdump_qemu_peer_free(peer);
     if (rc != VZDUMP_QEMU_OK)
         fail(aTHX_ func, rc, err);
     RETVAL = take_string(aTHX_ uuid);
@@ -453,7 +468,6 @@ _backup_start_pbs(func, target, run_dir, style, params_json, timeout_ms)
     peer = new_peer(aTHX_ func, target, run_dir, style);
     rc = vzdump_qemu_backup_start_pbs(peer, str_of(aTHX_ params_json),
                                       uv_of(aTHX_ timeout_ms), &uuid, &err);
-    vzdump_qemu_peer_free(peer);
     if (rc != VZDUMP_QEMU_OK)
         fail(aTHX_ func, rc, err);
     RETVAL = take_string(aTHX_ uuid);
@@ -473,7 +487,6 @@ _backup_query(func, target, run_dir, style)
   CODE:
     peer = new_peer(aTHX_ func, target, run_dir, style);
     rc = vzdump_qemu_backup_query(peer, &out, &err);
-    vzdump_qemu_peer_free(peer);
     if (rc != VZDUMP_QEMU_OK)
         fail(aTHX_ func, rc, err);
     RETVAL = take_string(aTHX_ out);
@@ -493,7 +506,6 @@ _backup_cancel(func, target, run_dir, style)
   CODE:
     peer = new_peer(aTHX_ func, target, run_dir, style);
     rc = vzdump_qemu_backup_cancel(peer, &err);
-    vzdump_qemu_peer_free(peer);
     if (rc != VZDUMP_QEMU_OK)
         fail(aTHX_ func, rc, err);
 
@@ -515,7 +527,6 @@ _qga_fs_freeze(func, target, run_dir, style, log_cb)
     init_callbacks(aTHX_ &cbs, log_cb);
     rc = vzdump_qemu_qga_fs_freeze(peer, log_trampoline, cancel_trampoline, &cbs, &frozen,
                                    &err);
-    vzdump_qemu_peer_free(peer);
     finish(aTHX_ func, &cbs, rc, err);
     /* The seed's values: 1 when a thaw is due, else undef. */
     RETVAL = frozen ? newSViv(1) : newSV(0);
@@ -538,7 +549,6 @@ _qga_fs_thaw(func, target, run_dir, style, log_cb)
     peer = new_peer(aTHX_ func, target, run_dir, style);
     init_callbacks(aTHX_ &cbs, log_cb);
     rc = vzdump_qemu_qga_fs_thaw(peer, log_trampoline, &cbs, &err);
-    vzdump_qemu_peer_free(peer);
     finish(aTHX_ func, &cbs, rc, err);
 
 SV *
@@ -563,7 +573,6 @@ _archive_job(func, format, target, run_dir, style, job_json, log_cb, start_cb, s
     rc = strEQ(format, "pbs")
         ? vzdump_qemu_job_new_pbs(peer, str_of(aTHX_ job_json), &job, &err)
         : vzdump_qemu_job_new_vma(peer, str_of(aTHX_ job_json), &job, &err);
-    vzdump_qemu_peer_free(peer);
     if (rc != VZDUMP_QEMU_OK)
         fail(aTHX_ func, rc, err);
     init_callbacks(aTHX_ &cbs.base, log_cb);
@@ -601,7 +610,6 @@ _power_step(func, step, target, run_dir, style, state_json, log_cb, start_cb, st
   CODE:
     peer = new_peer(aTHX_ func, target, run_dir, style);
     rc = vzdump_qemu_power_new(peer, str_of(aTHX_ state_json), &power, &err);
-    vzdump_qemu_peer_free(peer);
     if (rc != VZDUMP_QEMU_OK)
         fail(aTHX_ func, rc, err);
     init_callbacks(aTHX_ &cbs.base, log_cb);
@@ -644,7 +652,6 @@ _backup_abort(func, target, run_dir, style, log_cb)
     peer = new_peer(aTHX_ func, target, run_dir, style);
     init_callbacks(aTHX_ &cbs, log_cb);
     rc = vzdump_qemu_backup_abort(peer, log_trampoline, &cbs, &err);
-    vzdump_qemu_peer_free(peer);
     finish(aTHX_ func, &cbs, rc, err);
 
 MODULE = PVE::RS::VZDump::Qemu    PACKAGE = PVE::RS::VZDump::Qemu::Conn
@@ -664,7 +671,6 @@ _open(func, class, target, run_dir, style)
   CODE:
     peer = new_peer(aTHX_ func, target, run_dir, style);
     rc = vzdump_qemu_conn_open(peer, &conn, &err);
-    vzdump_qemu_peer_free(peer);
     if (rc != VZDUMP_QEMU_OK)
         fail(aTHX_ func, rc, err);
     RETVAL = new_handle(aTHX_ class, CONN_CLASS, &conn_vtbl, conn);
@@ -752,7 +758,6 @@ _new(func, class, target, run_dir, job_uuid, style, interval_ms)
     peer = new_peer(aTHX_ func, target, run_dir, style);
     rc = vzdump_qemu_poll_new(peer, str_of(aTHX_ job_uuid), style_of(aTHX_ style),
                               uv_of(aTHX_ interval_ms), &poll, &err);
-    vzdump_qemu_peer_free(peer);
     if (rc != VZDUMP_QEMU_OK)
         fail(aTHX_ func, rc, err);
     RETVAL = new_handle(aTHX_ class, POLL_CLASS, &poll_vtbl, poll);
