@@ -92,6 +92,18 @@ impl Stream {
         }
     }
 
+    /// Whether something (data, an end or an error) can be read before `deadline`.
+    pub(crate) fn wait_readable(
+        &self,
+        deadline: Instant,
+    ) -> std::result::Result<bool, StreamError> {
+        match self.wait(libc::POLLIN, deadline) {
+            Ok(()) => Ok(true),
+            Err(StreamError::TimedOut) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Waits until the socket is ready for `events` or `deadline`.
     fn wait(
         &self,

@@ -716,3 +716,29 @@ fn poll_or_cancel_cancels_a_failed_job() {
         "{requests}"
     );
 }
+
+/// A `query-backup` that never answers: the loop's cancel check is still asked while it
+/// waits (qemu-server's query timeout is 10 minutes), and a stop ends the loop at once
+/// with `Cancelled`.
+#[test]
+fn the_cancel_check_is_asked_while_a_query_hangs() {
+    let p = testkit::FakePeer::on_first_command(|mut s, req| {
+        assert_eq!(req["execute"], "query-backup");
+        // Never answers; holds the connection until the client goes (at most 3 s, so that
+        // a loop that does not ask fails on the closed connection instead of hanging).
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 64];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let peer = Peer::path(&p.socket);
+    let mut poller = Poller::new(&peer, &Options::default(), "u", Style::Seed, None);
+    let asked = std::cell::Cell::new(0u32);
+    let outcome = poller.run(&mut |_, _| {}, &mut || {
+        asked.set(asked.get() + 1);
+        // Stop once asked during the query (the first ask is before it).
+        asked.get() > 3
+    });
+    assert!(matches!(outcome, Err(Error::Cancelled)), "{outcome:?}");
+    drop(poller);
+    p.join();
+}

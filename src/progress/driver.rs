@@ -16,8 +16,8 @@ pub const CANCEL_CHECK: Duration = Duration::from_millis(100);
 pub trait StatusSource {
     /// Why a query failed.
     type Error;
-    /// One `query-backup` reply.
-    fn query(&mut self) -> Result<BackupStatus, Self::Error>;
+    /// One `query-backup` reply; `cancelled` is to be asked while the reply takes long.
+    fn query(&mut self, cancelled: &mut dyn FnMut() -> bool) -> Result<BackupStatus, Self::Error>;
     /// True if `error` is a signal interrupting the query (nothing else went wrong).
     fn interrupted(_error: &Self::Error) -> bool {
         false
@@ -171,7 +171,7 @@ where
         if cancelled() {
             return Err(LoopError::Cancelled);
         }
-        let status = match source.query() {
+        let status = match source.query(&mut cancelled) {
             Ok(status) => status,
             Err(e) if S::interrupted(&e) => {
                 // Query again, but not at once.
@@ -326,7 +326,7 @@ mod tests {
     impl StatusSource for Synthetic {
         type Error = Gone;
 
-        fn query(&mut self) -> Result<BackupStatus, Gone> {
+        fn query(&mut self, _: &mut dyn FnMut() -> bool) -> Result<BackupStatus, Gone> {
             self.queries += 1;
             if self.fail_at == Some(self.queries) {
                 return Err(Gone);

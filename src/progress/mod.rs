@@ -97,5 +97,5 @@ pub use driver::{
 pub use format::{render_bytes, render_duration};
 pub use poller::{poll_or_cancel, Poller};
 pub use schedule::{Sample, Scheduler, BURST, DEFAULT_INTERVAL, MAX_INTERVAL, MIN_DELAY};
-pub use status::{query, BackupStatus};
+pub use status::{query, query_watched, BackupStatus};
 pub use status_loop::{Observation, PollError, Progress, StatusLoop, Step, Style, Totals};

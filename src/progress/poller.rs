@@ -21,8 +21,8 @@ struct Query<'a> {
 
 impl progress::StatusSource for Query<'_> {
     type Error = Error;
-    fn query(&mut self) -> Result<BackupStatus> {
-        progress::query(self.peer, self.options)
+    fn query(&mut self, cancelled: &mut dyn FnMut() -> bool) -> Result<BackupStatus> {
+        progress::query_watched(self.peer, self.options, cancelled)
     }
     fn interrupted(error: &Error) -> bool {
         error.is_interrupted()

@@ -40,7 +40,18 @@ pub struct BackupStatus {
 
 /// `query-backup` on its own connection (10 min timeout, as qemu-server).
 pub fn query(peer: &Peer, options: &Options) -> Result<BackupStatus> {
-    let reply = crate::backup::query_raw(peer, options)?;
+    query_watched(peer, options, &mut || false)
+}
+
+/// [`query`], asking `cancelled` at least every 100 ms while the reply is awaited (it may
+/// take the whole 10 minutes): when it says stop, the query fails with
+/// [`Error::Cancelled`].
+pub fn query_watched(
+    peer: &Peer,
+    options: &Options,
+    cancelled: &mut dyn FnMut() -> bool,
+) -> Result<BackupStatus> {
+    let reply = crate::qmp::command_watched(peer, "query-backup", None, None, options, cancelled)?;
     serde_json::from_value(reply.clone()).map_err(|e| {
         Error::from(CommandError {
             peer: peer.clone(),

@@ -135,6 +135,32 @@ pub fn command_to_the_end(
     qmp.execute_until(command, arguments, None, budget.0, budget.1)
 }
 
+/// Like [`command`], asking `cancelled` at least every [`CANCEL_CHECK`] while the reply
+/// is awaited (a `query-backup` may take qemu-server's 10 minutes): when it says stop, the
+/// call fails with [`Error::Cancelled`] and the connection is closed.
+pub fn command_watched(
+    peer: &Peer,
+    command: &str,
+    arguments: Option<Value>,
+    timeout: Option<Duration>,
+    options: &Options,
+    cancelled: &mut dyn FnMut() -> bool,
+) -> Result<Value> {
+    let budget = one_shot_budget(command, timeout, options);
+    let mut qmp = connect_one_shot(peer, command, budget, options)?;
+    qmp.execute_watched(
+        command,
+        arguments,
+        None,
+        budget.0,
+        budget.1,
+        Some(cancelled),
+    )
+}
+
+/// The longest a watched command waits between two cancel checks.
+pub const CANCEL_CHECK: Duration = Duration::from_millis(100);
+
 /// The deadline of a one-shot command and the timeout it stands for.
 fn one_shot_budget(
     command: &str,
@@ -337,6 +363,21 @@ impl Qmp {
         deadline: Instant,
         budget: Duration,
     ) -> Result<Value> {
+        self.execute_watched(command, arguments, fd, deadline, budget, None)
+    }
+
+    /// [`execute_until`](Self::execute_until) asking `cancelled` (if any) at least every
+    /// [`CANCEL_CHECK`] while the reply is awaited: when it says stop, the reply is
+    /// abandoned (dropped by id if it comes) and the call fails with [`Error::Cancelled`].
+    fn execute_watched(
+        &mut self,
+        command: &str,
+        arguments: Option<Value>,
+        fd: Option<BorrowedFd<'_>>,
+        deadline: Instant,
+        budget: Duration,
+        mut cancelled: Option<&mut dyn FnMut() -> bool>,
+    ) -> Result<Value> {
         self.usable(command)?;
         let id = format!(
             "{}:{}",
@@ -351,6 +392,29 @@ impl Qmp {
             }
         }
         loop {
+            if let Some(cancelled) = cancelled.as_mut() {
+                // Nothing buffered but the separators: wait in slices, asking between them.
+                if self.splitter.pending().iter().all(u8::is_ascii_whitespace) {
+                    let slice = deadline.min(Instant::now() + CANCEL_CHECK);
+                    match self.stream.wait_readable(slice) {
+                        Ok(false) if Instant::now() < deadline => {
+                            if cancelled() {
+                                self.abandon(&id);
+                                return Err(Error::Cancelled);
+                            }
+                            continue;
+                        }
+                        // Ready, or the deadline: the read below reports it.
+                        Ok(_) => {}
+                        Err(e) => {
+                            if e == StreamError::Interrupted {
+                                self.abandon(&id);
+                            }
+                            return Err(self.stream_failure(command, budget, e));
+                        }
+                    }
+                }
+            }
             let message = match self.read_message(deadline, command, budget) {
                 Err(e) if e.is_interrupted() && self.through_signals => continue,
                 Err(e) if e.is_interrupted() => {

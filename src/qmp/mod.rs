@@ -24,7 +24,10 @@ pub mod timeouts;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use client::{command, command_to_the_end, command_with_fd, Event, Greeting, Qmp};
+pub use client::{
+    command, command_to_the_end, command_watched, command_with_fd, Event, Greeting, Qmp,
+    CANCEL_CHECK,
+};
 
 use crate::error::{Error, Result};
 use crate::style::Style;
