@@ -756,7 +756,8 @@ clears C<< $task->{vmstoptime} >>) and C<cont>, if the VM was running;
 =item 11. the status loop;
 
 =item 12. on an error in 3 to 11: C<logerr>, and C<aborting backup job> with
-C<backup-cancel> if the job started;
+C<backup-cancel> if the job started (today always, then the VM resumed again); once
+decided, the cancel runs to its end whatever signals arrive meanwhile;
 
 =item 13. the power state: a VM started in 2 and still in C<prelaunch> is stopped
 (C<stopping kvm after backup task>, C<stop_vm>), else C<kvm status changed after backup
