@@ -19,6 +19,7 @@ pub mod backup;
 pub mod compressor;
 pub mod error;
 pub mod ffi;
+mod forksafe;
 pub mod job;
 pub mod log;
 pub mod loose;

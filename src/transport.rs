@@ -11,6 +11,7 @@
 //! are [`StreamError::Closed`] with what was seen; end of file is [`StreamError::Eof`].
 
 use std::io::IoSlice;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,21 @@ pub(crate) enum StreamError {
 /// A connected, non-blocking, close-on-exec unix stream socket.
 #[derive(Debug)]
 pub(crate) struct Stream {
-    fd: OwnedFd,
+    /// Closed on drop only in the process that connected.
+    fd: ManuallyDrop<OwnedFd>,
+    /// The process that connected: a forked child closed its copy at the fork.
+    owner_pid: u32,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if std::process::id() == self.owner_pid {
+            crate::forksafe::unregister(self.fd.as_raw_fd());
+            // SAFETY: dropped once, here; the field is not used afterwards.
+            unsafe { ManuallyDrop::drop(&mut self.fd) };
+        }
+        // Else the fork handler closed it; the number may be another file's by now.
+    }
 }
 
 impl Stream {
@@ -80,7 +95,13 @@ impl Stream {
             )
             .map_err(|e| failed(Cause::Connect { errno: e as i32 }))?;
             match socket::connect(fd.as_raw_fd(), &addr) {
-                Ok(()) => return Ok(Stream { fd }),
+                Ok(()) => {
+                    crate::forksafe::register(fd.as_raw_fd());
+                    return Ok(Stream {
+                        fd: ManuallyDrop::new(fd),
+                        owner_pid: std::process::id(),
+                    });
+                }
                 Err(Errno::EAGAIN) if Instant::now() < deadline => {
                     let next = (Instant::now() + Duration::from_millis(10)).min(deadline);
                     crate::wait::sleep_until(next).map_err(|_| interrupted())?;
@@ -167,7 +188,7 @@ impl Stream {
     ) -> std::result::Result<usize, StreamError> {
         loop {
             self.wait(libc::POLLIN, deadline)?;
-            match nix::unistd::read(&self.fd, buf) {
+            match nix::unistd::read(&*self.fd, buf) {
                 Ok(0) => return Err(StreamError::Eof),
                 Ok(n) => return Ok(n),
                 Err(Errno::EAGAIN) => {}
