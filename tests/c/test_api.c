@@ -155,6 +155,30 @@ static void test_bad_input(void)
                "missing compressor");
         CHECK(comp == NULL && wfd == -1, "outputs untouched on failure");
     }
+    /* A forked child may neither wait for nor kill the parent's compressor, and its wait
+     * does not make the handle look reaped: its kill still names the other process. */
+    err = NULL;
+    expect(vzdump_qemu_compressor_spawn("cat", out, 0, &comp, &wfd, &err), VZDUMP_QEMU_OK,
+           &err, NULL, "compressor for fork");
+    pid_t forked = fork();
+    if (forked == 0) {
+        char *e1 = NULL, *e2 = NULL;
+        vzdump_qemu_result w = vzdump_qemu_compressor_wait(comp, 10, NULL, NULL, &e1);
+        vzdump_qemu_result k = vzdump_qemu_compressor_kill(comp, &e2);
+        int ok = w != VZDUMP_QEMU_OK && k != VZDUMP_QEMU_OK && e2 &&
+                 !strstr(e2, "already waited") && strstr(e2, "process");
+        _exit(ok ? 0 : 1);
+    }
+    int forked_status = 0;
+    waitpid(forked, &forked_status, 0);
+    CHECK(WIFEXITED(forked_status) && WEXITSTATUS(forked_status) == 0,
+          "forked child: wait and kill refused, the handle not taken for reaped");
+    close(wfd);
+    expect(vzdump_qemu_compressor_wait(comp, 5000, NULL, NULL, &err), VZDUMP_QEMU_OK, &err,
+           NULL, "the parent waits for its compressor");
+    vzdump_qemu_compressor_free(comp);
+    comp = NULL;
+    wfd = -1;
     /* A failing compressor reports the seed's text. */
     err = NULL;
     expect(vzdump_qemu_compressor_spawn("sh -c 'exit 3'", out, 0, &comp, &wfd, &err),
