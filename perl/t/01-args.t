@@ -185,4 +185,15 @@ for my $call (
     unlike($@, qr/hunter2/, 'a wrong string: never echoed');
 }
 
+# A value JSON cannot carry: the function and the argument named, not JSON's own words.
+{
+    eval { PVE::RS::VZDump::Qemu::mon_cmd(100, 'query-status', what => sub {}) };
+    like($@, qr/^mon_cmd: the command arguments cannot be passed as JSON \(.*\)\n\z/,
+        'mon_cmd: a code reference argument');
+    eval { PVE::RS::VZDump::Qemu::backup_start_pbs(100, { password => \*STDOUT }) };
+    like($@, qr/^backup_start_pbs: the parameters cannot be passed as JSON/,
+        'backup_start_pbs: a glob reference');
+    unlike($@, qr/ at \S+ line \d+/, 'no Perl location in the message');
+}
+
 done_testing();

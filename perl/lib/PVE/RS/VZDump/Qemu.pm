@@ -153,9 +153,19 @@ sub _log_sink {
         $log);
 }
 
+# $value as JSON for the library; a value JSON cannot carry (a code or glob reference, an
+# object) dies naming the function and the argument, never with JSON's own words.
+sub _encode {
+    my ($func, $what, $value) = @_;
+    my $json = eval { $JSON->encode($value) };
+    return $json if defined($json);
+    die "$func: $what cannot be passed as JSON (only strings, numbers, booleans, arrays and"
+        . " hashes of them can)\n";
+}
+
 sub _json_args {
-    my (%args) = @_;
-    return %args ? $JSON->encode(\%args) : undef;
+    my ($func, %args) = @_;
+    return %args ? _encode($func, 'the command arguments', \%args) : undef;
 }
 
 sub mon_cmd {
@@ -169,7 +179,7 @@ sub mon_cmd {
     my $fd = $FD_COMMANDS{$command} && defined($args{fd})
         ? _fileno($func, 'fd', delete $args{fd})
         : undef;
-    return $JSON->decode(_mon_cmd($func, @peer, $command, _json_args(%args), $fd, $ms));
+    return $JSON->decode(_mon_cmd($func, @peer, $command, _json_args($func, %args), $fd, $ms));
 }
 
 # Runs a command on a connection; `fd` of getfd/add-fd goes by SCM_RIGHTS.
@@ -179,7 +189,7 @@ sub _conn_execute {
     my $fd;
     $fd = _fileno($func, 'fd', delete $args{fd}) if $FD_COMMANDS{$command};
     return $JSON->decode(PVE::RS::VZDump::Qemu::Conn::_execute(
-        $func, $conn, $command, _json_args(%args), $fd, $ms,
+        $func, $conn, $command, _json_args($func, %args), $fd, $ms,
     ));
 }
 
@@ -191,7 +201,8 @@ sub backup_start_vma {
     $params = _check_hash($func, 'the parameters', $params);
     $fd = _fileno($func, 'the output', $fd);
     my $ms = _ms($func, 'timeout', $opts{timeout});
-    return _backup_start_vma($func, _peer($func, $target), $fd, $JSON->encode($params), $ms);
+    return _backup_start_vma($func, _peer($func, $target), $fd,
+        _encode($func, 'the parameters', $params), $ms);
 }
 
 sub backup_start_pbs {
@@ -201,7 +212,8 @@ sub backup_start_pbs {
     _check_opts($func, \%opts, 'timeout');
     _bad($func, 'the parameters', 'a hash reference', $params) if ref($params) ne 'HASH';
     my $ms = _ms($func, 'timeout', $opts{timeout});
-    return _backup_start_pbs($func, _peer($func, $target), $JSON->encode($params), $ms);
+    return _backup_start_pbs($func, _peer($func, $target),
+        _encode($func, 'the parameters', $params), $ms);
 }
 
 sub backup_cancel {
@@ -230,7 +242,7 @@ sub query_backup_status_loop {
     if (defined($opts{qemu_support})) {
         my $support = _check_hash($func, 'qemu_support', $opts{qemu_support});
         PVE::RS::VZDump::Qemu::Poll::_set_qemu_support(
-            $func, $poll, $JSON->encode($support), $opts{is_template},
+            $func, $poll, _encode($func, 'qemu_support', $support), $opts{is_template},
         );
     }
     my $progress = PVE::RS::VZDump::Qemu::Poll::_run($func, $poll, $sink, $opts{cancel_on_error});
@@ -494,7 +506,8 @@ sub _archive {
     my ($target, $run_dir) = _peer($func, $vmid);
     local @SIG{qw(INT TERM QUIT HUP PIPE)} = (sub { die "interrupted by signal\n" }) x 5;
     my $record = PVE::RS::VZDump::Qemu::_archive_job(
-        $func, $format, $target, $run_dir, $style, $JSON->encode($job), $log, $start, $stop,
+        $func, $format, $target, $run_dir, $style, _encode($func, 'the job', $job), $log, $start,
+        $stop,
     );
     return $JSON->decode($record);
 }
