@@ -742,3 +742,26 @@ fn the_cancel_check_is_asked_while_a_query_hangs() {
     drop(poller);
     p.join();
 }
+
+/// A PBS start a signal interrupts while QEMU still works on it: the start's outcome is
+/// unknown, so the job QEMU may have started is cancelled before the error comes back.
+#[test]
+fn an_interrupted_start_cancels_the_job_it_may_have_started() {
+    // 4 s of backup once it started: still active when the test looks, unless cancelled.
+    let sim = Sim::start(&[
+        "--gen-disk",
+        "drive-scsi0=16M",
+        "--rate",
+        "4M",
+        "--pbs-connect-delay-ms",
+        "1500",
+    ]);
+    let params = pbs_job("root@pam@h:s", "1", 1, Some("x"));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signals = testkit::repeated_signals(Duration::from_millis(300), &done);
+    let err = backup::start_pbs(&peer(&sim), &Options::default(), &params, None).unwrap_err();
+    drop(signals);
+    assert!(err.is_interrupted(), "{err}");
+    let status = backup::query_raw(&peer(&sim), &Options::default()).unwrap();
+    assert_ne!(status["status"], "active", "{status}");
+}

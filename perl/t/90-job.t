@@ -271,7 +271,8 @@ for my $style (qw(seed current)) {
 }
 
 # SIGTERM while QEMU still works on a PBS start (3 s to its server): the seed knows no
-# uuid and cancels nothing; today's archive_pbs cancels and resumes.
+# uuid and logs nothing more, today's archive_pbs cancels and resumes; in both the start
+# left unknown is settled by cancelling the job QEMU may have started.
 for my $style (qw(seed current)) {
     my ($dir, $sim, $task) = vm(1, '--pbs-connect-delay-ms', '3000', '--record', 'REC');
     local $PVE::RS::VZDump::Qemu::RUN_DIR = $dir;
@@ -292,8 +293,7 @@ for my $style (qw(seed current)) {
         : ('ERROR: interrupted by signal', 'INFO: aborting backup job', 'INFO: resuming VM again');
     is_deeply(flow($plugin), \@want, "$style: signal during the start: the lines");
     my @commands = map { $_->{execute} } records($dir);
-    is(!!grep({ $_ eq 'backup-cancel' } @commands), $style eq 'current',
-        "$style: signal during the start: cancelled only today");
+    ok(grep({ $_ eq 'backup-cancel' } @commands), "$style: signal during the start: cancelled");
     stop_peer($sim);
 }
 

@@ -74,7 +74,7 @@ pub fn start_vma(
         }
         job_uuid(reply?)
     };
-    start().map_err(Error::bare)
+    settle_unknown_start(peer, options, budget, start()).map_err(Error::bare)
 }
 
 /// Starts a backup to a Proxmox Backup Server. `timeout` defaults to
@@ -94,7 +94,31 @@ pub fn start_pbs(
         Some(timeout),
         options,
     );
-    job_uuid(reply?)
+    settle_unknown_start(peer, options, timeout, reply.and_then(job_uuid))
+}
+
+/// A start whose outcome is unknown -- a signal, or a timeout once `backup` was sent -- may
+/// have left QEMU running a job nobody polls (qemu-server's seed does exactly that): it is
+/// cancelled, to its end whatever signals arrive and within the start's own `timeout`,
+/// before the start's error is returned unchanged.
+fn settle_unknown_start(
+    peer: &Peer,
+    options: &Options,
+    timeout: Duration,
+    outcome: Result<String>,
+) -> Result<String> {
+    let unknown = match &outcome {
+        Err(Error::Command(c)) => {
+            matches!(c.cause, crate::error::Cause::Timeout { .. })
+                && c.stage == crate::error::Stage::Command
+        }
+        Err(e) => e.is_interrupted(),
+        Ok(_) => false,
+    };
+    if unknown {
+        let _ = qmp::command_to_the_end(peer, "backup-cancel", None, Some(timeout), options);
+    }
+    outcome
 }
 
 /// `query-backup` on its own connection, QEMU's reply object as it came.
