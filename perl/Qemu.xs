@@ -40,11 +40,27 @@ static int conn_free_magic(pTHX_ SV *sv, MAGIC *mg);
 static int poll_free_magic(pTHX_ SV *sv, MAGIC *mg);
 static int comp_free_magic(pTHX_ SV *sv, MAGIC *mg);
 
+#ifdef USE_ITHREADS
+/* A copy made for a new interpreter thread holds no handle (the original thread's object
+ * owns it and frees it once): marked, so that its use dies saying why. */
+static int
+thread_copy_magic(pTHX_ MAGIC *mg, CLONE_PARAMS *param)
+{
+    PERL_UNUSED_ARG(param);
+    mg->mg_ptr = NULL;
+    mg->mg_private = 1;
+    return 0;
+}
+#define THREAD_COPY thread_copy_magic
+#else
+#define THREAD_COPY NULL
+#endif
+
 /* The magic's identity marks objects made here; freeing the object frees the handle. */
-static const MGVTBL peer_vtbl = { NULL, NULL, NULL, NULL, peer_free_magic, NULL, NULL, NULL };
-static const MGVTBL conn_vtbl = { NULL, NULL, NULL, NULL, conn_free_magic, NULL, NULL, NULL };
-static const MGVTBL poll_vtbl = { NULL, NULL, NULL, NULL, poll_free_magic, NULL, NULL, NULL };
-static const MGVTBL comp_vtbl = { NULL, NULL, NULL, NULL, comp_free_magic, NULL, NULL, NULL };
+static const MGVTBL peer_vtbl = { NULL, NULL, NULL, NULL, peer_free_magic, NULL, THREAD_COPY, NULL };
+static const MGVTBL conn_vtbl = { NULL, NULL, NULL, NULL, conn_free_magic, NULL, THREAD_COPY, NULL };
+static const MGVTBL poll_vtbl = { NULL, NULL, NULL, NULL, poll_free_magic, NULL, THREAD_COPY, NULL };
+static const MGVTBL comp_vtbl = { NULL, NULL, NULL, NULL, comp_free_magic, NULL, THREAD_COPY, NULL };
 
 static int
 peer_free_magic(pTHX_ SV *sv, MAGIC *mg)
@@ -90,7 +106,9 @@ new_handle(pTHX_ SV *class, const char *fallback, const MGVTBL *vtbl, void *ptr)
     SV *obj = newSV_type(SVt_PVMG);
     const char *name = (SvOK(class) && !SvROK(class)) ? SvPV_nolen(class) : fallback;
 
-    sv_magicext(obj, NULL, PERL_MAGIC_ext, vtbl, (const char *)ptr, 0);
+    MAGIC *mg = sv_magicext(obj, NULL, PERL_MAGIC_ext, vtbl, (const char *)ptr, 0);
+
+    mg->mg_flags |= MGf_DUP;
     return sv_bless(newRV_noinc(obj), gv_stashpv(name, GV_ADD));
 }
 
@@ -112,6 +130,8 @@ handle_ptr(pTHX_ SV *sv, const MGVTBL *vtbl, const char *class, const char *what
 
     if (!mg)
         croak("the handle is not a %s object made by this module\n", class);
+    if (!mg->mg_ptr && mg->mg_private)
+        croak("the %s handle belongs to another interpreter thread\n", what);
     if (!mg->mg_ptr)
         croak("the %s handle is closed\n", what);
     return mg->mg_ptr;
@@ -248,7 +268,8 @@ new_peer(pTHX_ const char *func, SV *target, SV *run_dir, SV *style)
     }
     owner = sv_newmortal();
     sv_upgrade(owner, SVt_PVMG);
-    sv_magicext(owner, NULL, PERL_MAGIC_ext, &peer_vtbl, (const char *)peer, 0);
+    sv_magicext(owner, NULL, PERL_MAGIC_ext, &peer_vtbl, (const char *)peer, 0)->mg_flags |=
+        MGf_DUP;
     return peer;
 }
 

@@ -16,8 +16,6 @@ like(PVE::RS::VZDump::Qemu::version(), qr/^vzdump-qemu \d+\.\d+\.\d+/, 'library 
 no warnings 'once';
 is($PVE::RS::VZDump::Qemu::RUN_DIR, '/var/run/qemu-server', 'default run directory');
 
-for my $class (qw(Conn Poll Compressor)) {
-    ok("PVE::RS::VZDump::Qemu::$class"->CLONE_SKIP, "$class handles are not cloned into threads");
-}
+# Handles in new interpreter threads: t/61-threads.t.
 
 done_testing();

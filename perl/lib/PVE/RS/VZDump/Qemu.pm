@@ -548,9 +548,6 @@ use warnings;
 
 use Scalar::Util qw(blessed);
 
-# A copy in a new interpreter thread would free the same handle twice.
-sub CLONE_SKIP { return 1; }
-
 # Dies unless $self is a connection object, naming the method.
 sub _self {
     my ($method, $self) = @_;
@@ -593,14 +590,6 @@ sub close {
     _close(_self('close', $self));
     return;
 }
-
-package PVE::RS::VZDump::Qemu::Poll;
-
-sub CLONE_SKIP { return 1; }
-
-package PVE::RS::VZDump::Qemu::Compressor;
-
-sub CLONE_SKIP { return 1; }
 
 1;
 
