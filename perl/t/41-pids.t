@@ -3,7 +3,7 @@
 # after wait_compressor reaped it (the pid may be another process's by then), and a
 # process that is not this one's child. kill is neutralised for this file (every call
 # recorded, none made), since as root kill(-1) would end every process on the machine;
-# the test's own children are ended with CORE::kill.
+# the test's own children end by themselves.
 use strict;
 use warnings;
 
@@ -41,23 +41,30 @@ for my $bad ('18446744073709551615', '1e300', 'inf', '4294967295', '0.5', 'nan',
     is_deeply(\@KILLS, [], 'after wait_compressor: kill_compressor signals nothing');
 }
 
-# A process that is not our child (our child's child): refused, not signalled.
+# A process that is not our child (our child's child): refused, not signalled. Both
+# processes end by themselves when the test closes the pipe they wait on (the child reaps
+# its own child), so the test never signals a pid itself.
 {
     pipe(my $r, my $w) or die $!;
+    pipe(my $go_r, my $go_w) or die $!;
     my $child = fork() // die "fork - $!";
     if ($child == 0) {
         close($r);
+        close($go_w);
         my $grandchild = fork() // POSIX::_exit(1);
         if ($grandchild == 0) {
-            sleep(30);
+            close($w);
+            sysread($go_r, my $buf, 1);
             POSIX::_exit(0);
         }
         print $w "$grandchild\n";
         close($w);
-        sleep(30);
+        sysread($go_r, my $buf, 1);
+        waitpid($grandchild, 0);
         POSIX::_exit(0);
     }
     close($w);
+    close($go_r);
     chomp(my $grandchild = <$r>);
     @KILLS = ();
     eval { kill_compressor($grandchild) };
@@ -65,12 +72,13 @@ for my $bad ('18446744073709551615', '1e300', 'inf', '4294967295', '0.5', 'nan',
         'a pid that is not our child: refused');
     is(scalar(@KILLS), 0, 'a pid that is not our child: nothing signalled');
 
-    # Our own child (the seed forks its compressor itself): killed and reaped, as the seed.
+    # Our own child (the seed forks its compressor itself): killed and reaped, as the seed
+    # does; with kill neutralised it ends by itself once the pipe is closed.
+    close($go_w);
     @KILLS = ();
     kill_compressor($child);
     is_deeply(\@KILLS, [[9, $child]], 'our own child: SIGKILL as the seed sends it');
-    CORE::kill('KILL', $grandchild, $child);
-    waitpid($child, 0);
+    is(waitpid($child, 0), -1, 'our own child: reaped by kill_compressor');
 }
 
 done_testing();
