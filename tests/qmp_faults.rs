@@ -473,42 +473,23 @@ fn connection_is_refused_after_fork() {
 fn a_start_budget_bounds_the_handshake() {
     use vzdump_qemu::backup::{self, PbsParams, VmaParams};
     let budget = Duration::from_millis(400);
-    let silent = || FakePeer::start(|_s| std::thread::sleep(Duration::from_millis(800)));
-
-    let p = silent();
+    // Each start against its own peer that never greets: the budget's timeout.
+    let check = |start: &dyn Fn(&Peer) -> vzdump_qemu::Result<String>| {
+        let p = FakePeer::start(|_s| std::thread::sleep(Duration::from_millis(800)));
+        let err = start(&Peer::path(&p.socket)).unwrap_err();
+        assert_eq!(
+            cause_of(&err),
+            (Cause::Timeout { after: budget }, Stage::Handshake),
+            "{err}"
+        );
+        p.join();
+    };
     let null = std::fs::File::create("/dev/null").unwrap();
-    let params = VmaParams::default();
-    let err = backup::start_vma(
-        &Peer::path(&p.socket),
-        &Options::default(),
-        null.as_fd(),
-        &params,
-        Some(budget),
-    )
-    .unwrap_err();
-    assert_eq!(
-        cause_of(&err),
-        (Cause::Timeout { after: budget }, Stage::Handshake),
-        "{err}"
-    );
-    p.join();
-
-    let p = silent();
-    let params: PbsParams = vzdump_qemu::loose::from_json(json!({
+    let vma = VmaParams::default();
+    check(&|peer| backup::start_vma(peer, &Options::default(), null.as_fd(), &vma, Some(budget)));
+    let pbs: PbsParams = vzdump_qemu::loose::from_json(json!({
         "backup-file": "r@pbs:s", "backup-id": "1", "backup-time": 1
     }))
     .unwrap();
-    let err = backup::start_pbs(
-        &Peer::path(&p.socket),
-        &Options::default(),
-        &params,
-        Some(budget),
-    )
-    .unwrap_err();
-    assert_eq!(
-        cause_of(&err),
-        (Cause::Timeout { after: budget }, Stage::Handshake),
-        "{err}"
-    );
-    p.join();
+    check(&|peer| backup::start_pbs(peer, &Options::default(), &pbs, Some(budget)));
 }

@@ -259,11 +259,13 @@ mod tests {
     /// Simulated time, shared by the clock and the source.
     type Elapsed = Rc<Cell<Duration>>;
 
-    /// A clock whose sleeps advance simulated time; optionally interrupted once.
+    /// A clock whose sleeps advance simulated time; optionally interrupted once, or (with
+    /// `flood`) every sleep cut short by a signal after that long.
     struct FakeClock {
         base: Instant,
         elapsed: Elapsed,
         interrupt_at: Option<Duration>,
+        flood: Option<Duration>,
         slices: Vec<Duration>,
     }
 
@@ -273,6 +275,7 @@ mod tests {
                 base: Instant::now(),
                 elapsed: elapsed.clone(),
                 interrupt_at: None,
+                flood: None,
                 slices: Vec::new(),
             }
         }
@@ -294,6 +297,12 @@ mod tests {
                 self.interrupt_at = None;
                 self.elapsed.set(at);
                 return Err(Interrupted);
+            }
+            if let Some(cut) = self.flood.map(|f| self.elapsed.get() + f) {
+                if cut < target {
+                    self.elapsed.set(cut);
+                    return Err(Interrupted);
+                }
             }
             self.elapsed.set(target);
             Ok(())
@@ -536,41 +545,12 @@ mod tests {
         assert!(clock.now_secs() > EPOCH);
     }
 
-    /// A clock every sleep of which a signal cuts short after 10 ms (a no-op handler
-    /// signalled every 10 ms).
-    struct FloodedClock {
-        base: Instant,
-        elapsed: Elapsed,
-    }
-
-    impl Clock for FloodedClock {
-        fn now_secs(&self) -> i64 {
-            EPOCH + self.elapsed.get().as_secs() as i64
-        }
-
-        fn now(&self) -> Instant {
-            self.base + self.elapsed.get()
-        }
-
-        fn sleep_until(&mut self, deadline: Instant) -> Result<(), Interrupted> {
-            let target = deadline - self.base;
-            let flood = self.elapsed.get() + Duration::from_millis(10);
-            if flood < target {
-                self.elapsed.set(flood);
-                return Err(Interrupted);
-            }
-            self.elapsed.set(target);
-            Ok(())
-        }
-    }
-
     #[test]
     fn a_loop_resumed_after_each_signal_keeps_its_pace() {
+        // A no-op handler signalled every 10 ms.
         let elapsed: Elapsed = Rc::new(Cell::new(Duration::ZERO));
-        let mut clock = FloodedClock {
-            base: Instant::now(),
-            elapsed: elapsed.clone(),
-        };
+        let mut clock = FakeClock::new(&elapsed);
+        clock.flood = Some(Duration::from_millis(10));
         let mut source = Synthetic::new(&elapsed);
         let mut state = StatusLoop::new(Style::Seed, UUID, EPOCH, None);
         let mut pacing = Pacing::new(DEFAULT_INTERVAL);

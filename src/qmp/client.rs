@@ -91,9 +91,7 @@ pub fn command(
     timeout: Option<Duration>,
     options: &Options,
 ) -> Result<Value> {
-    let budget = one_shot_budget(command, timeout, options);
-    let mut qmp = connect_one_shot(peer, command, budget, options)?;
-    qmp.execute_until(command, arguments, None, budget.0, budget.1)
+    one_shot(peer, command, arguments, None, timeout, options)
 }
 
 /// Like [`command`], with `fd` passed by SCM_RIGHTS in the command's own `sendmsg` (for
@@ -107,9 +105,22 @@ pub fn command_with_fd(
     timeout: Option<Duration>,
     options: &Options,
 ) -> Result<Value> {
+    one_shot(peer, command, arguments, Some(fd), timeout, options)
+}
+
+/// [`command`] and [`command_with_fd`]: connect, negotiate, execute, close, within the
+/// command's one deadline.
+fn one_shot(
+    peer: &Peer,
+    command: &str,
+    arguments: Option<Value>,
+    fd: Option<BorrowedFd<'_>>,
+    timeout: Option<Duration>,
+    options: &Options,
+) -> Result<Value> {
     let budget = one_shot_budget(command, timeout, options);
     let mut qmp = connect_one_shot(peer, command, budget, options)?;
-    qmp.execute_until(command, arguments, Some(fd), budget.0, budget.1)
+    qmp.execute_until(command, arguments, fd, budget.0, budget.1)
 }
 
 /// Like [`command`], for a step that must run to its end once decided (the cancel, resume
