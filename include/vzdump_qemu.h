@@ -725,6 +725,25 @@ vzdump_qemu_result vzdump_qemu_peer_set_style(struct vzdump_qemu_peer *peer,
                                               char **error);
 
 /**
+ * Sets what the peer's calls do when a signal interrupts one of their waits on its
+ * sockets (connect, send, reply; the agent's too): `check` (`userdata` first) returns true
+ * to end the call with `VZDUMP_QEMU_INTERRUPTED`, false to let it go on to the same
+ * deadline, e.g. after a handler for an unrelated `SIGCHLD` ran. NULL, the default: every
+ * signal ends the call. Connections opened from the peer keep the check it had then. A
+ * call that also takes a cancel check asks that one when a signal ended a wait. A cancel
+ * after a failure runs to its end whatever `check` says.
+ *
+ * # Safety
+ * `peer` is NULL or a live peer handle not used by another thread; `check` is NULL or
+ * valid with `userdata` for as long as the peer and its connections live, from whichever
+ * thread runs their calls.
+ */
+vzdump_qemu_result vzdump_qemu_peer_set_signal_check(struct vzdump_qemu_peer *peer,
+                                                     vzdump_qemu_cancel_callback check,
+                                                     void *userdata,
+                                                     char **error);
+
+/**
  * Sets the guest agent's socket of a peer given by path (a VM peer has
  * `<run_dir>/<vmid>.qga` already).
  *

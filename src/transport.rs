@@ -4,11 +4,13 @@
 //! ([`crate::qga`]) keep only their protocols on top (greeting and negotiation; the 0xFF
 //! flush and `guest-sync-delimited`).
 //!
-//! Policy: a signal during a wait, or during a send before anything was sent, ends the
-//! call with [`StreamError::Interrupted`] (nothing is lost); a signal after part of a
-//! message went out leaves the stream unusable ([`StreamError::Closed`]), since the message
-//! cannot be completed in a way the peer could parse. A reset and any other socket error
-//! are [`StreamError::Closed`] with what was seen; end of file is [`StreamError::Eof`].
+//! Policy: a signal during a wait, or during a send before anything was sent, asks the
+//! stream's [`SignalCheck`]; without one, or when it says stop, the call ends with
+//! [`StreamError::Interrupted`] (nothing is lost), else it goes on to the same deadline. A
+//! signal that ends a send after part of the message went out leaves the stream unusable
+//! ([`StreamError::Closed`]), since the peer could not parse the rest. A reset and any other
+//! socket error are [`StreamError::Closed`] with what was seen; end of file is
+//! [`StreamError::Eof`].
 
 use std::io::IoSlice;
 use std::mem::ManuallyDrop;
@@ -21,7 +23,7 @@ use nix::sys::socket::{self, ControlMessage, MsgFlags, UnixAddr};
 use crate::error::{Cause, CommandError, Error, Result, Stage};
 use crate::qmp::Peer;
 use crate::style::Style;
-use crate::wait::{poll_fd, Readiness, WaitError};
+use crate::wait::{ends_wait, poll_fd, Readiness, SignalCheck, WaitError};
 
 /// Why a send or read on an open stream failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +47,8 @@ pub(crate) struct Stream {
     fd: ManuallyDrop<OwnedFd>,
     /// The process that connected: a forked child closed its copy at the fork.
     owner_pid: u32,
+    /// Asked when a signal interrupts a wait.
+    on_signal: Option<SignalCheck>,
 }
 
 impl Drop for Stream {
@@ -62,12 +66,14 @@ impl Stream {
     /// Connects to `peer`'s socket, retrying while the listen backlog is full (EAGAIN) until
     /// `deadline` (qemu-server retries every 100 ms; we retry every 10 ms). Any other error
     /// fails at once, e.g. ECONNREFUSED: nobody serves the socket. Failures are reported for
-    /// `command`, the command the connection is made for.
+    /// `command`, the command the connection is made for. `on_signal` governs every wait
+    /// of the stream, this one's included.
     pub(crate) fn connect(
         peer: &Peer,
         deadline: Instant,
         command: &str,
         style: Style,
+        on_signal: Option<SignalCheck>,
     ) -> Result<Stream> {
         let failed = |cause: Cause| {
             Error::from(CommandError {
@@ -100,14 +106,21 @@ impl Stream {
                     return Ok(Stream {
                         fd: ManuallyDrop::new(fd),
                         owner_pid: std::process::id(),
+                        on_signal,
                     });
                 }
                 Err(Errno::EAGAIN) if Instant::now() < deadline => {
                     let next = (Instant::now() + Duration::from_millis(10)).min(deadline);
-                    crate::wait::sleep_until(next).map_err(|_| interrupted())?;
+                    while crate::wait::sleep_until(next).is_err() {
+                        if ends_wait(on_signal.as_ref()) {
+                            return Err(interrupted());
+                        }
+                    }
                 }
                 Err(Errno::EAGAIN) => return Err(failed(Cause::ConnectTimeout { attempts })),
-                Err(Errno::EINTR) => return Err(interrupted()),
+                Err(Errno::EINTR) if ends_wait(on_signal.as_ref()) => return Err(interrupted()),
+                // A signal the check lets pass: try again (the socket is new each time).
+                Err(Errno::EINTR) => {}
                 Err(e) => return Err(failed(Cause::Connect { errno: e as i32 })),
             }
         }
@@ -131,12 +144,20 @@ impl Stream {
         events: libc::c_short,
         deadline: Instant,
     ) -> std::result::Result<(), StreamError> {
-        match poll_fd(self.fd.as_fd(), events, deadline) {
-            Ok(Readiness::Ready) => Ok(()),
-            Ok(Readiness::TimedOut) => Err(StreamError::TimedOut),
-            Err(WaitError::Interrupted) => Err(StreamError::Interrupted),
-            Err(WaitError::Io(e)) => Err(StreamError::Closed(format!("poll failed: {e}"))),
+        loop {
+            return match poll_fd(self.fd.as_fd(), events, deadline) {
+                Ok(Readiness::Ready) => Ok(()),
+                Ok(Readiness::TimedOut) => Err(StreamError::TimedOut),
+                Err(WaitError::Interrupted) if !self.ends_at_signal() => continue,
+                Err(WaitError::Interrupted) => Err(StreamError::Interrupted),
+                Err(WaitError::Io(e)) => Err(StreamError::Closed(format!("poll failed: {e}"))),
+            };
         }
+    }
+
+    /// Whether a signal that interrupted a wait ends the call (see the module docs).
+    fn ends_at_signal(&self) -> bool {
+        ends_wait(self.on_signal.as_ref())
     }
 
     /// Sends all of `bytes` by `deadline`, with `fd` (if any) attached by SCM_RIGHTS to the
@@ -171,7 +192,9 @@ impl Stream {
                 Err(Errno::EAGAIN) => self
                     .wait(libc::POLLOUT, deadline)
                     .map_err(|e| half_sent(e, sent))?,
-                Err(Errno::EINTR) if sent == 0 => return Err(StreamError::Interrupted),
+                Err(Errno::EINTR) if sent == 0 && self.ends_at_signal() => {
+                    return Err(StreamError::Interrupted)
+                }
                 Err(Errno::EINTR) => {}
                 Err(Errno::EBADF) if fd.is_some() && sent == 0 => return Err(StreamError::BadFd),
                 Err(e) => return Err(StreamError::Closed(format!("send failed: {}", e.desc()))),
@@ -192,7 +215,8 @@ impl Stream {
                 Ok(0) => return Err(StreamError::Eof),
                 Ok(n) => return Ok(n),
                 Err(Errno::EAGAIN) => {}
-                Err(Errno::EINTR) => return Err(StreamError::Interrupted),
+                Err(Errno::EINTR) if self.ends_at_signal() => return Err(StreamError::Interrupted),
+                Err(Errno::EINTR) => {}
                 Err(Errno::ECONNRESET) => {
                     return Err(StreamError::Closed("connection reset".into()))
                 }

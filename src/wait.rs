@@ -6,7 +6,44 @@
 //! back to run its own signal handlers.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What an operation asks when a signal interrupts one of its waits: `true` ends the
+/// operation with [`Error::Interrupted`](crate::Error::Interrupted), `false` lets it go on
+/// to the same deadline. Without one, every signal ends the wait, so that the caller can run
+/// its handlers. The Perl shim's runs the pending Perl handlers and stops only when one
+/// died, as Perl's own I/O goes on after a handler that returns.
+#[derive(Clone)]
+pub struct SignalCheck(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl SignalCheck {
+    /// A check that calls `stops`.
+    pub fn new(stops: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        SignalCheck(Arc::new(stops))
+    }
+
+    /// Signals never end the wait: for a step that must run to its end once decided.
+    pub fn never() -> Self {
+        SignalCheck::new(|| false)
+    }
+
+    /// Whether the signal that just came ends the operation.
+    pub fn stops(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for SignalCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignalCheck")
+    }
+}
+
+/// Whether a wait that `check` (if any) governs ends at a signal.
+pub(crate) fn ends_wait(check: Option<&SignalCheck>) -> bool {
+    check.is_none_or(SignalCheck::stops)
+}
 
 /// A wait ended early because a signal arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -411,6 +411,37 @@ fn signal_during_wait_is_interrupted() {
 }
 
 #[test]
+fn a_signal_check_that_lets_signals_pass_gets_the_late_reply() {
+    let p = agent_answering(|mut s, req| {
+        std::thread::sleep(Duration::from_millis(800));
+        s.write_all(
+            format!("{}\n", json!({"return": {"version": "9"}, "id": req["id"]})).as_bytes(),
+        )
+        .unwrap();
+        drain(s);
+    });
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let options = Options {
+        on_signal: Some(vzdump_qemu::wait::SignalCheck::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            false
+        })),
+        ..opts()
+    };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signals = testkit::repeated_signals(Duration::from_millis(100), &done);
+    let reply = qga::command(&fake_peer(&p), "guest-info", None, None, &options);
+    drop(signals);
+    assert_eq!(reply.unwrap(), json!({"version": "9"}));
+    assert!(
+        asked.load(std::sync::atomic::Ordering::SeqCst) >= 10,
+        "{asked:?}"
+    );
+    p.join();
+}
+
+#[test]
 fn garbage_after_the_sentinel_is_a_protocol_error() {
     let p = FakePeer::start(|mut s| {
         read_sync(&mut s);

@@ -6,6 +6,7 @@ use std::ffi::{c_char, c_void, CString};
 
 use crate::job::Host;
 use crate::log::Level;
+use crate::wait::SignalCheck;
 
 /// Log level of an informational line (`INFO:` in a vzdump task log).
 pub const VZDUMP_QEMU_LOG_INFO: u32 = 0;
@@ -33,6 +34,33 @@ pub type vzdump_qemu_cancel_callback = Option<unsafe extern "C" fn(userdata: *mu
 pub type vzdump_qemu_vm_callback = Option<
     unsafe extern "C" fn(userdata: *mut c_void, error_buf: *mut c_char, error_len: usize) -> u32,
 >;
+
+/// A caller's signal check (`vzdump_qemu_peer_set_signal_check`) as the library's.
+///
+/// # Safety
+/// `check` is valid with `userdata`, from any thread that runs a call of the peer it is
+/// set on, for as long as that peer and the connections opened from it live.
+pub(crate) unsafe fn signal_check(
+    check: unsafe extern "C" fn(userdata: *mut c_void) -> bool,
+    userdata: *mut c_void,
+) -> SignalCheck {
+    struct Caller {
+        check: unsafe extern "C" fn(userdata: *mut c_void) -> bool,
+        userdata: *mut c_void,
+    }
+    impl Caller {
+        fn stops(&self) -> bool {
+            // SAFETY: the contract of `signal_check`.
+            unsafe { (self.check)(self.userdata) }
+        }
+    }
+    // SAFETY: the contract of `signal_check` makes the pair usable from the calling threads.
+    unsafe impl Send for Caller {}
+    // SAFETY: as for Send; the library calls it from one thread at a time per call.
+    unsafe impl Sync for Caller {}
+    let caller = Caller { check, userdata };
+    SignalCheck::new(move || caller.stops())
+}
 
 /// Room for a VM callback's message.
 const VM_ERROR_LEN: usize = 1024;

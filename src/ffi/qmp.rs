@@ -1,11 +1,12 @@
 //! QMP peers, one-shot commands and open connections.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::path::Path;
 
 use serde_json::Value;
 
 use super::args::{invalid, millis};
+use super::callbacks::{signal_check, vzdump_qemu_cancel_callback};
 use super::result::*;
 use super::{boundary, free_handle};
 use crate::qmp::{self, Options, Peer, Qmp};
@@ -140,6 +141,32 @@ pub unsafe extern "C" fn vzdump_qemu_peer_set_style(
 ) -> vzdump_qemu_result {
     boundary(error, || {
         arg_mut!(peer).options.style = super::poll::style_arg(style)?;
+        Ok(())
+    })
+}
+
+/// Sets what the peer's calls do when a signal interrupts one of their waits on its
+/// sockets (connect, send, reply; the agent's too): `check` (`userdata` first) returns true
+/// to end the call with `VZDUMP_QEMU_INTERRUPTED`, false to let it go on to the same
+/// deadline, e.g. after a handler for an unrelated `SIGCHLD` ran. NULL, the default: every
+/// signal ends the call. Connections opened from the peer keep the check it had then. A
+/// call that also takes a cancel check asks that one when a signal ended a wait. A cancel
+/// after a failure runs to its end whatever `check` says.
+///
+/// # Safety
+/// `peer` is NULL or a live peer handle not used by another thread; `check` is NULL or
+/// valid with `userdata` for as long as the peer and its connections live, from whichever
+/// thread runs their calls.
+#[no_mangle]
+pub unsafe extern "C" fn vzdump_qemu_peer_set_signal_check(
+    peer: *mut vzdump_qemu_peer,
+    check: vzdump_qemu_cancel_callback,
+    userdata: *mut c_void,
+    error: *mut *mut c_char,
+) -> vzdump_qemu_result {
+    boundary(error, || {
+        // SAFETY: the caller's contract, as documented.
+        arg_mut!(peer).options.on_signal = check.map(|f| unsafe { signal_check(f, userdata) });
         Ok(())
     })
 }

@@ -111,7 +111,13 @@ impl<'a> Session<'a> {
         let deadline = Instant::now() + timeout;
         let connect_deadline = deadline.min(Instant::now() + options.connect_timeout);
         Ok(Session {
-            stream: Stream::connect(peer, connect_deadline, command, options.style)?,
+            stream: Stream::connect(
+                peer,
+                connect_deadline,
+                command,
+                options.style,
+                options.on_signal.clone(),
+            )?,
             peer,
             command,
             deadline,

@@ -43,6 +43,8 @@ pub struct Options {
     pub max_message_size: usize,
     /// Whose failure texts to print (default: the seed's).
     pub style: crate::style::Style,
+    /// Asked when a signal interrupts a wait, as [`crate::qmp::Options::on_signal`].
+    pub on_signal: Option<crate::wait::SignalCheck>,
 }
 
 impl Options {
@@ -52,6 +54,7 @@ impl Options {
         Options {
             connect_timeout: monitor.connect_timeout,
             style: monitor.style,
+            on_signal: monitor.on_signal.clone(),
             ..Options::default()
         }
     }
@@ -65,6 +68,7 @@ impl Default for Options {
             command_timeout: None,
             max_message_size: 16 * 1024 * 1024,
             style: crate::style::Style::default(),
+            on_signal: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use super::framing::{self, excerpt, JsonSplitter};
 use super::{timeouts, ErrorClass, Options, Peer};
 use crate::error::{Cause, CommandError, Error, Result, Stage};
 use crate::transport::{Stream, StreamError};
+use crate::wait::SignalCheck;
 
 /// How many ids of interrupted commands a connection remembers, to drop their late
 /// replies; older ones count as wrong ids.
@@ -63,9 +64,6 @@ pub struct Qmp {
     in_handshake: bool,
     /// The caller's command while connecting for it, named in handshake failures.
     for_command: String,
-    /// Set for [`command_to_the_end`]: a signal neither stops a send that has not begun
-    /// nor cuts a wait short; the wait goes on until the deadline.
-    through_signals: bool,
     owner_pid: u32,
 }
 
@@ -125,9 +123,9 @@ fn one_shot(
 
 /// Like [`command`], for a step that must run to its end once decided (the cancel, resume
 /// and power-state check after a failed backup): signals that arrive meanwhile neither
-/// stop it nor cut its waits short, and a connection attempt a signal ended is made again;
-/// the command's timeout bounds it all. The caller's handlers have run when the signals
-/// came; their effect is for after this call.
+/// stop it nor cut its waits short ([`SignalCheck::never`]); the command's timeout bounds it
+/// all. A C caller's handlers ran when the signals came, Perl's deferred ones run after the
+/// call: their effect is for after it.
 pub fn command_to_the_end(
     peer: &Peer,
     command: &str,
@@ -135,15 +133,11 @@ pub fn command_to_the_end(
     timeout: Option<Duration>,
     options: &Options,
 ) -> Result<Value> {
-    let budget = one_shot_budget(command, timeout, options);
-    let mut qmp = loop {
-        match connect_one_shot(peer, command, budget, options) {
-            Err(e) if e.is_interrupted() && Instant::now() < budget.0 => continue,
-            other => break other?,
-        }
+    let options = Options {
+        on_signal: Some(SignalCheck::never()),
+        ..options.clone()
     };
-    qmp.through_signals = true;
-    qmp.execute_until(command, arguments, None, budget.0, budget.1)
+    one_shot(peer, command, arguments, None, timeout, &options)
 }
 
 /// Like [`command`], asking `cancelled` at least every [`CANCEL_CHECK`] while the reply
@@ -223,6 +217,7 @@ impl Qmp {
             cap(Instant::now() + options.connect_timeout),
             command,
             options.style,
+            options.on_signal.clone(),
         )?;
         let mut qmp = Qmp {
             stream,
@@ -242,7 +237,6 @@ impl Qmp {
             dead: None,
             in_handshake: true,
             for_command: command.to_string(),
-            through_signals: false,
             owner_pid: std::process::id(),
         };
         let own = Instant::now() + options.handshake_timeout;
@@ -396,12 +390,7 @@ impl Qmp {
             NEXT_ID.fetch_add(1, Ordering::Relaxed)
         );
         let bytes = framing::request("QMP", command, arguments, Some(&id), b"\r\n")?;
-        loop {
-            match self.send(&bytes, fd, deadline, command, budget) {
-                Err(e) if e.is_interrupted() && self.through_signals => continue,
-                other => break other?,
-            }
-        }
+        self.send(&bytes, fd, deadline, command, budget)?;
         loop {
             if let Some(cancelled) = cancelled.as_mut() {
                 // Nothing buffered but the separators: wait in slices, asking between them.
@@ -427,7 +416,6 @@ impl Qmp {
                 }
             }
             let message = match self.read_message(deadline, command, budget) {
-                Err(e) if e.is_interrupted() && self.through_signals => continue,
                 Err(e) if e.is_interrupted() => {
                     self.abandon(&id);
                     return Err(e);

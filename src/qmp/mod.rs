@@ -277,6 +277,9 @@ pub struct Options {
     pub command_timeout: Option<std::time::Duration>,
     /// Whose failure texts to print (default: the seed's).
     pub style: Style,
+    /// Asked when a signal interrupts a wait (connect, send, reply); `None` (the default):
+    /// every signal ends the call with [`Error::Interrupted`](crate::Error::Interrupted).
+    pub on_signal: Option<crate::wait::SignalCheck>,
 }
 
 impl Default for Options {
@@ -289,6 +292,7 @@ impl Default for Options {
             event_bytes: 16 * 1024 * 1024,
             command_timeout: None,
             style: Style::default(),
+            on_signal: None,
         }
     }
 }
