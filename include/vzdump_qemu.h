@@ -103,7 +103,8 @@ typedef uint32_t (*vzdump_qemu_log_callback)(void *userdata, uint32_t level, con
  * The cancel check: return true to stop the call (`VZDUMP_QEMU_CANCELLED`). Asked at least
  * every 100 ms while a call waits long, and at once when a signal interrupts a wait (the
  * call then goes on unless it returns true; a call given no cancel check returns
- * `VZDUMP_QEMU_INTERRUPTED` instead).
+ * `VZDUMP_QEMU_INTERRUPTED` instead). Also the type of a peer's signal check
+ * (`vzdump_qemu_peer_set_signal_check`), which one-shot calls ask.
  */
 typedef bool (*vzdump_qemu_cancel_callback)(void *userdata);
 

@@ -9,9 +9,10 @@
  * - croak only from an XSUB's own frame, after the library strings and handles of the call
  *   are freed; never while library frames are on the stack (a longjmp across Rust frames is
  *   undefined behaviour);
- * - Perl code run from inside the library (the log sink, the cancel check that runs
- *   pending signal handlers) runs under G_EVAL; its error is kept, stops the library call,
- *   and is rethrown once the call returned;
+ * - Perl code run from inside the library (the log sink, the VM callbacks, the cancel and
+ *   signal checks that run pending signal handlers) runs under G_EVAL and a jump catcher
+ *   of its own (call_caught); its error, or its exit, is kept, stops the library call, and
+ *   is rethrown or carried on by settle() once the call returned;
  * - every message ends in "\n", so Perl appends no " at FILE line N" (PVE style).
  */
 #define PERL_NO_GET_CONTEXT
@@ -29,6 +30,16 @@
 
 /* Perl sub run under G_EVAL to dispatch pending ("safe") signal handlers. */
 #define DISPATCH_SUB "PVE::RS::VZDump::Qemu::_dispatch_signals"
+
+/* Per-interpreter state in PL_modglobal, for what Perl code run inside a library call
+ * leaves behind: the error a signal handler died with, and the jump (Perl's exit) it made.
+ * settle() takes both once the library returned. */
+#define SIGNAL_ERROR_KEY "PVE::RS::VZDump::Qemu/signal_error"
+#define JUMP_KEY "PVE::RS::VZDump::Qemu/jump"
+/* How many library calls run Perl code at the moment (call_caught), and the frames
+ * released meanwhile (frame_release). */
+#define INSIDE_KEY "PVE::RS::VZDump::Qemu/inside"
+#define DEFERRED_KEY "PVE::RS::VZDump::Qemu/deferred"
 
 static void fail(pTHX_ const char *func, vzdump_qemu_result rc, char *err)
     __attribute__noreturn__;
@@ -137,25 +148,95 @@ handle_ptr(pTHX_ SV *sv, const MGVTBL *vtbl, const char *class, const char *what
     return mg->mg_ptr;
 }
 
-/* ---- values: the Perl side has checked them ---- */
+/* The interpreter's own value under `key` in PL_modglobal (created undef). */
+static SV *
+global_slot(pTHX_ const char *key)
+{
+    return *hv_fetch(PL_modglobal, key, (I32)strlen(key), TRUE);
+}
 
-/* A string as UTF-8 bytes (valid until the statement ends). */
+/* How many library calls run Perl code at the moment (call_caught). */
+static IV
+inside_count(pTHX)
+{
+    SV *slot = global_slot(aTHX_ INSIDE_KEY);
+
+    return SvOK(slot) ? SvIV(slot) : 0;
+}
+
+/* The frames released while Perl code ran inside the library (frame_release). */
+static AV *
+deferred_frames(pTHX)
+{
+    SV *slot = global_slot(aTHX_ DEFERRED_KEY);
+
+    if (!SvROK(slot))
+        sv_setsv(slot, sv_2mortal(newRV_noinc((SV *)newAV())));
+    return (AV *)SvRV(slot);
+}
+
+/* Frees the deferred frames once no library call runs Perl code any more. */
+static void
+free_deferred(pTHX)
+{
+    if (inside_count(aTHX) <= 0)
+        av_clear(deferred_frames(aTHX));
+}
+
+/* ---- the values of one library call ---- */
+
+/*
+ * A library call's frame: an array holding what the call hands the library from Perl (the
+ * copies of its strings, the owner of its peer, its handle arguments) by references of its
+ * own, not by mortals, released with the scope of the calling statement. If Perl code run
+ * inside the library exits, Perl unwinds every scope and frees every temporary before the
+ * library returns: a frame released while Perl code runs inside the library (call_caught)
+ * is deferred instead, and freed once no library call runs Perl code any more (settle()).
+ */
+static void
+frame_release(pTHX_ void *ptr)
+{
+    if (inside_count(aTHX) > 0)
+        av_push(deferred_frames(aTHX), (SV *)ptr);
+    else
+        SvREFCNT_dec((SV *)ptr);
+}
+
+/* A new frame, released with the scope of the calling statement. */
+static AV *
+frame_new(pTHX)
+{
+    AV *frame = newAV();
+
+    SAVEDESTRUCTOR_X(frame_release, frame);
+    return frame;
+}
+
+/* Holds `sv` (a handle argument) in `frame`. */
+static void
+hold(pTHX_ AV *frame, SV *sv)
+{
+    av_push(frame, SvREFCNT_inc_simple_NN(sv));
+}
+
+/* A string as UTF-8 bytes, valid as long as `frame`. */
 static const char *
-str_of(pTHX_ SV *sv)
+str_of(pTHX_ AV *frame, SV *sv)
 {
     /* A copy, so the caller's value is not upgraded to UTF-8; one that does not take
      * over a temporary's buffer (a value may be read twice), made once (the macro reads
      * its argument more than once). */
-    SV *copy = sv_mortalcopy_flags(sv, SV_GMAGIC | SV_NOSTEAL);
+    SV *copy = newSVsv_flags(sv, SV_GMAGIC | SV_NOSTEAL);
 
+    av_push(frame, copy);
     return SvPVutf8_nolen(copy);
 }
 
 /* Like str_of, undef meaning NULL. */
 static const char *
-opt_str_of(pTHX_ SV *sv)
+opt_str_of(pTHX_ AV *frame, SV *sv)
 {
-    return SvOK(sv) ? str_of(aTHX_ sv) : NULL;
+    return SvOK(sv) ? str_of(aTHX_ frame, sv) : NULL;
 }
 
 /* A count of milliseconds or bytes; undef is 0 (the library's default). */
@@ -176,7 +257,7 @@ fd_of(pTHX_ SV *sv)
 static uint32_t
 style_of(pTHX_ SV *sv)
 {
-    return strEQ(str_of(aTHX_ sv), "current") ? VZDUMP_QEMU_STYLE_CURRENT
+    return SvOK(sv) && strEQ(SvPV_nolen(sv), "current") ? VZDUMP_QEMU_STYLE_CURRENT
                                               : VZDUMP_QEMU_STYLE_SEED;
 }
 
@@ -193,84 +274,6 @@ take_string(pTHX_ char *s)
     sv = newSVpv(s, 0);
     vzdump_qemu_string_free(s);
     return sv;
-}
-
-/*
- * Runs the handlers of signals that arrived while the library waited (Perl defers them
- * to its run loop), inside an eval. Returns the error a handler died with (a new SV the
- * caller owns), or NULL.
- */
-static SV *
-dispatch_signals(pTHX)
-{
-    dSP;
-    SV *err = NULL;
-
-    if (!PL_sig_pending)
-        return NULL;
-    ENTER;
-    SAVETMPS;
-    PUSHMARK(SP);
-    call_pv(DISPATCH_SUB, G_EVAL | G_DISCARD | G_NOARGS);
-    if (SvTRUE(ERRSV))
-        err = newSVsv(ERRSV);
-    FREETMPS;
-    LEAVE;
-    return err;
-}
-
-/*
- * Dies with the library's message + "\n" after freeing it; argument errors name the Perl
- * function ("func: message"). On INTERRUPTED the pending signal handlers run first; if
- * one dies (the seed's "interrupted by signal"), that is the error, as with Perl's waits.
- */
-static void
-fail(pTHX_ const char *func, vzdump_qemu_result rc, char *err)
-{
-    SV *msg;
-    bool argument = rc == VZDUMP_QEMU_INVALID_PARAMETER || rc == VZDUMP_QEMU_NULL_PARAMETER;
-
-    if (rc == VZDUMP_QEMU_INTERRUPTED) {
-        SV *handler_err = dispatch_signals(aTHX);
-        if (handler_err) {
-            vzdump_qemu_string_free(err);
-            croak_sv(sv_2mortal(handler_err));
-        }
-    }
-    if (err)
-        msg = sv_2mortal(newSVpvf("%s%s%s\n", argument ? func : "", argument ? ": " : "", err));
-    else
-        msg = sv_2mortal(newSVpvf("%s: vzdump-qemu call failed with code %u\n", func,
-                                  (unsigned)rc));
-    vzdump_qemu_string_free(err);
-    sv_utf8_decode(msg);
-    croak_sv(msg);
-}
-
-/* The peer a target names (the library parses it), worded in `style`; dies on bad input.
- * A mortal owns it: it is freed at the end of the calling statement, also when a later
- * conversion or call of the XSUB dies. */
-static vzdump_qemu_peer *
-new_peer(pTHX_ const char *func, SV *target, SV *run_dir, SV *style)
-{
-    vzdump_qemu_peer *peer = NULL;
-    char *err = NULL;
-    vzdump_qemu_result rc;
-    SV *owner;
-
-    rc = vzdump_qemu_peer_new_target(str_of(aTHX_ target), opt_str_of(aTHX_ run_dir), &peer,
-                                     &err);
-    if (rc == VZDUMP_QEMU_OK)
-        rc = vzdump_qemu_peer_set_style(peer, style_of(aTHX_ style), &err);
-    if (rc != VZDUMP_QEMU_OK) {
-        vzdump_qemu_peer_free(peer);
-        fail(aTHX_ func, rc, err);
-    }
-    owner = sv_newmortal();
-    sv_upgrade(owner, SVt_PVMG);
-    sv_magicext(owner, NULL, PERL_MAGIC_ext, &peer_vtbl, (const char *)peer, 0)->mg_flags |=
-        MGf_DUP;
-    return peer;
 }
 
 /* ---- the callbacks the library calls ---- */
@@ -299,48 +302,250 @@ keep_error(pTHX_ callbacks *cbs, SV *err)
         SvREFCNT_dec(err);
 }
 
+/* The jump Perl code run from the library made (non-zero: JMPENV's code, 2 for exit). Once
+ * set, nothing calls Perl again until settle() carries the jump on. */
+static int
+pending_jump(pTHX)
+{
+    SV *slot = global_slot(aTHX_ JUMP_KEY);
+    return SvOK(slot) ? (int)SvIV(slot) : 0;
+}
+
+/* Continues a jump Perl code made inside the library call, now that the library's frames
+ * are gone: Perl had unwound its own stacks before the jump was caught. */
+static void
+carry_on_jump(pTHX)
+{
+    SV *slot = global_slot(aTHX_ JUMP_KEY);
+    int jump = SvOK(slot) ? (int)SvIV(slot) : 0;
+
+    if (jump) {
+        sv_setsv(slot, &PL_sv_undef);
+        JMPENV_JUMP(jump);
+    }
+}
+
+/* Keeps the first error a signal handler died with inside a library call (takes `err`). */
+static void
+keep_signal_error(pTHX_ SV *err)
+{
+    SV *slot = global_slot(aTHX_ SIGNAL_ERROR_KEY);
+
+    if (!SvOK(slot))
+        sv_setsv(slot, err);
+    SvREFCNT_dec(err);
+}
+
+/* The kept signal-handler error (a new SV the caller owns), or NULL; clears it. */
+static SV *
+take_signal_error(pTHX)
+{
+    SV *slot = global_slot(aTHX_ SIGNAL_ERROR_KEY);
+    SV *err;
+
+    if (!SvOK(slot))
+        return NULL;
+    err = newSVsv(slot);
+    sv_setsv(slot, &PL_sv_undef);
+    return err;
+}
+
 /*
- * Log sink: calls the Perl callback under G_EVAL; a die asks the library to stop. Pending
- * signal handlers run first: Perl would run them inside the callback, where a handler's
- * die would cost the line (e.g. the error of the wait the signal interrupted).
+ * Calls the code reference `cv`, or the sub `name` when `cv` is NULL, with the arguments
+ * `level` and `line` if `level` is given, under G_EVAL and a jump catcher of its own:
+ * Perl's exit (or any other jump out of the call) must not unwind through the library's
+ * frames. A jump is kept (pending_jump); Perl has already unwound its own stacks then.
+ * Returns the error the code died with (a new SV the caller owns), or NULL.
+ */
+static SV *
+call_caught(pTHX_ SV *cv, const char *name, const char *level, const char *line)
+{
+    dJMPENV;
+    int ret;
+    SV *volatile err = NULL;
+
+    sv_setiv(global_slot(aTHX_ INSIDE_KEY), inside_count(aTHX) + 1);
+    JMPENV_PUSH(ret);
+    if (ret == 0) {
+        dSP;
+        ENTER;
+        SAVETMPS;
+        PUSHMARK(SP);
+        if (level) {
+            SV *text = sv_2mortal(newSVpv(line ? line : "", 0));
+            sv_utf8_decode(text);
+            EXTEND(SP, 2);
+            PUSHs(sv_2mortal(newSVpv(level, 0)));
+            PUSHs(text);
+        }
+        PUTBACK;
+        if (cv)
+            call_sv(cv, G_EVAL | G_DISCARD);
+        else
+            call_pv(name, G_EVAL | G_DISCARD | G_NOARGS);
+        if (SvTRUE(ERRSV))
+            err = newSVsv(ERRSV);
+        FREETMPS;
+        LEAVE;
+    }
+    else
+        sv_setiv(global_slot(aTHX_ JUMP_KEY), ret);
+    JMPENV_POP;
+    sv_setiv(global_slot(aTHX_ INSIDE_KEY), inside_count(aTHX) - 1);
+    if (!pending_jump(aTHX))
+        free_deferred(aTHX);
+    return err;
+}
+
+/*
+ * Runs the handlers of signals that arrived while the library waited (Perl defers them
+ * to its run loop), through call_caught. Returns the error a handler died with (a new SV
+ * the caller owns), or NULL.
+ */
+static SV *
+dispatch_signals(pTHX)
+{
+    if (!PL_sig_pending || pending_jump(aTHX))
+        return NULL;
+    return call_caught(aTHX_ NULL, DISPATCH_SUB, NULL, NULL);
+}
+
+/*
+ * Dies with the library's message + "\n" after freeing it; argument errors name the Perl
+ * function ("func: message"). On INTERRUPTED the pending signal handlers run first; if
+ * one dies (the seed's "interrupted by signal"), that is the error, as with Perl's waits,
+ * and if one exits, the exit goes on.
+ */
+static void
+fail(pTHX_ const char *func, vzdump_qemu_result rc, char *err)
+{
+    SV *msg;
+    bool argument = rc == VZDUMP_QEMU_INVALID_PARAMETER || rc == VZDUMP_QEMU_NULL_PARAMETER;
+
+    if (err)
+        msg = sv_2mortal(newSVpvf("%s%s%s\n", argument ? func : "", argument ? ": " : "", err));
+    else
+        msg = sv_2mortal(newSVpvf("%s: vzdump-qemu call failed with code %u\n", func,
+                                  (unsigned)rc));
+    vzdump_qemu_string_free(err);
+    sv_utf8_decode(msg);
+    if (rc == VZDUMP_QEMU_INTERRUPTED) {
+        SV *handler_err = dispatch_signals(aTHX);
+        carry_on_jump(aTHX);
+        if (handler_err)
+            croak_sv(sv_2mortal(handler_err));
+    }
+    croak_sv(msg);
+}
+
+/*
+ * After every library call: carries on an exit that Perl code run inside it made, else
+ * rethrows the first error of that code (a callback's, then a signal handler's), else
+ * fails on rc. `out` (a library string or NULL) is freed when the call does not return.
+ */
+static void
+settle(pTHX_ const char *func, callbacks *cbs, vzdump_qemu_result rc, char *err, char *out)
+{
+    SV *callback_err = cbs ? cbs->error : NULL;
+    SV *signal_err = take_signal_error(aTHX);
+
+    if (pending_jump(aTHX) || callback_err || signal_err || rc != VZDUMP_QEMU_OK)
+        vzdump_qemu_string_free(out);
+    if (pending_jump(aTHX)) {
+        vzdump_qemu_string_free(err);
+        SvREFCNT_dec(callback_err);
+        SvREFCNT_dec(signal_err);
+        /* The library is done with the frames the exit released. */
+        free_deferred(aTHX);
+        carry_on_jump(aTHX);
+    }
+    if (callback_err || signal_err) {
+        vzdump_qemu_string_free(err);
+        if (callback_err)
+            SvREFCNT_dec(signal_err);
+        croak_sv(sv_2mortal(callback_err ? callback_err : signal_err));
+    }
+    if (rc != VZDUMP_QEMU_OK)
+        fail(aTHX_ func, rc, err);
+}
+
+/* Signal check of every peer (userdata: the interpreter): runs the pending signal handlers;
+ * the call goes on if they return, and stops if one dies (its error is kept) or exits. */
+static bool
+signal_trampoline(void *userdata)
+{
+    dTHXa((PerlInterpreter *)userdata);
+    SV *err = dispatch_signals(aTHX);
+
+    if (err)
+        keep_signal_error(aTHX_ err);
+    return SvOK(global_slot(aTHX_ SIGNAL_ERROR_KEY)) || pending_jump(aTHX);
+}
+
+/* The peer a target names (the library parses it), worded in `style`; dies on bad input.
+ * `frame` owns it: it is freed with the frame, also when a later conversion or call of the
+ * XSUB dies. */
+static vzdump_qemu_peer *
+new_peer(pTHX_ AV *frame, const char *func, SV *target, SV *run_dir, SV *style)
+{
+    vzdump_qemu_peer *peer = NULL;
+    char *err = NULL;
+    vzdump_qemu_result rc;
+    SV *owner;
+
+    rc = vzdump_qemu_peer_new_target(str_of(aTHX_ frame, target),
+                                     opt_str_of(aTHX_ frame, run_dir), &peer, &err);
+    if (rc == VZDUMP_QEMU_OK)
+        rc = vzdump_qemu_peer_set_style(peer, style_of(aTHX_ style), &err);
+    if (rc == VZDUMP_QEMU_OK)
+        rc = vzdump_qemu_peer_set_signal_check(peer, signal_trampoline, aTHX, &err);
+    if (rc != VZDUMP_QEMU_OK) {
+        vzdump_qemu_peer_free(peer);
+        fail(aTHX_ func, rc, err);
+    }
+    owner = newSV_type(SVt_PVMG);
+    av_push(frame, owner);
+    sv_magicext(owner, NULL, PERL_MAGIC_ext, &peer_vtbl, (const char *)peer, 0)->mg_flags |=
+        MGf_DUP;
+    return peer;
+}
+
+/*
+ * Log sink: calls the Perl callback (call_caught); a die or exit asks the library to stop.
+ * Pending signal handlers run first: Perl would run them inside the callback, where a
+ * handler's die would cost the line (e.g. the error of the wait the signal interrupted).
  */
 static uint32_t
 log_trampoline(void *userdata, uint32_t level, const char *line)
 {
     callbacks *cbs = (callbacks *)userdata;
     dTHXa(cbs->perl);
-    dSP;
-    SV *text, *handler_err;
+    SV *err;
     uint32_t stop = 0;
 
+    if (pending_jump(aTHX))
+        return 1;
     if (!cbs->log_cb)
         return 0;
-    if ((handler_err = dispatch_signals(aTHX))) {
-        keep_error(aTHX_ cbs, handler_err);
+    if ((err = dispatch_signals(aTHX))) {
+        keep_error(aTHX_ cbs, err);
         stop = 1;
     }
-    ENTER;
-    SAVETMPS;
-    text = sv_2mortal(newSVpv(line ? line : "", 0));
-    sv_utf8_decode(text);
-    PUSHMARK(SP);
-    EXTEND(SP, 2);
-    PUSHs(sv_2mortal(newSVpv(level == VZDUMP_QEMU_LOG_ERR ? "err"
-        : level == VZDUMP_QEMU_LOG_WARN ? "warn" : "info", 0)));
-    PUSHs(text);
-    PUTBACK;
-    call_sv(cbs->log_cb, G_EVAL | G_DISCARD);
-    if (SvTRUE(ERRSV)) {
-        keep_error(aTHX_ cbs, newSVsv(ERRSV));
+    if (pending_jump(aTHX))
+        return 1;
+    err = call_caught(aTHX_ cbs->log_cb, NULL,
+                      level == VZDUMP_QEMU_LOG_ERR ? "err"
+                      : level == VZDUMP_QEMU_LOG_WARN ? "warn" : "info", line);
+    if (err) {
+        keep_error(aTHX_ cbs, err);
         stop = 1;
     }
-    FREETMPS;
-    LEAVE;
-    return stop;
+    return stop || pending_jump(aTHX);
 }
 
 /* Cancel check (every 100 ms and at every signal): runs pending signal handlers, as Perl
- * would between two statements; a handler that dies stops the call. */
+ * would between two statements; a handler that dies or exits stops the call, as does one
+ * that died in a signal check before. */
 static bool
 cancel_trampoline(void *userdata)
 {
@@ -350,7 +555,8 @@ cancel_trampoline(void *userdata)
 
     if (err)
         keep_error(aTHX_ cbs, err);
-    return cbs->error != NULL;
+    return cbs->error != NULL || SvOK(global_slot(aTHX_ SIGNAL_ERROR_KEY)) ||
+        pending_jump(aTHX);
 }
 
 /* The backup job's callbacks: the log sink and cancel check above, and the VM's start and
@@ -361,30 +567,28 @@ typedef struct {
     SV *stop_cb;
 } job_callbacks;
 
-/* Calls a VM start or stop code reference under G_EVAL; its die text (without the final
+/* Calls a VM start or stop code reference (call_caught); its die text (without the final
  * newline) is the callback's failure message. */
 static uint32_t
 vm_trampoline(pTHX_ SV *cb, char *error_buf, size_t error_len)
 {
-    dSP;
-    uint32_t rc = 0;
+    SV *err = pending_jump(aTHX) ? NULL : call_caught(aTHX_ cb, NULL, NULL, NULL);
+    STRLEN len;
+    const char *msg;
 
-    ENTER;
-    SAVETMPS;
-    PUSHMARK(SP);
-    PUTBACK;
-    call_sv(cb, G_EVAL | G_DISCARD | G_NOARGS);
-    if (SvTRUE(ERRSV)) {
-        STRLEN len;
-        const char *msg = SvPVutf8(ERRSV, len);
-        while (len > 0 && msg[len - 1] == '\n')
-            len--;
-        snprintf(error_buf, error_len, "%.*s", (int)len, msg);
-        rc = 1;
+    if (pending_jump(aTHX)) {
+        SvREFCNT_dec(err);
+        snprintf(error_buf, error_len, "the Perl process is exiting");
+        return 1;
     }
-    FREETMPS;
-    LEAVE;
-    return rc;
+    if (!err)
+        return 0;
+    msg = SvPVutf8(err, len);
+    while (len > 0 && msg[len - 1] == '\n')
+        len--;
+    snprintf(error_buf, error_len, "%.*s", (int)len, msg);
+    SvREFCNT_dec(err);
+    return 1;
 }
 
 static uint32_t
@@ -401,18 +605,6 @@ stop_trampoline(void *userdata, char *error_buf, size_t error_len)
     job_callbacks *cbs = (job_callbacks *)userdata;
     dTHXa(cbs->base.perl);
     return vm_trampoline(aTHX_ cbs->stop_cb, error_buf, error_len);
-}
-
-/* After a library call with callbacks: rethrows a callback's error, else fails on rc. */
-static void
-finish(pTHX_ const char *func, callbacks *cbs, vzdump_qemu_result rc, char *err)
-{
-    if (cbs->error) {
-        vzdump_qemu_string_free(err);
-        croak_sv(sv_2mortal(cbs->error));
-    }
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
 }
 
 MODULE = PVE::RS::VZDump::Qemu    PACKAGE = PVE::RS::VZDump::Qemu
@@ -437,15 +629,17 @@ _mon_cmd(func, target, run_dir, style, command, args_json, fd, timeout_ms)
     SV *fd
     SV *timeout_ms
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     char *out = NULL, *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
-    rc = vzdump_qemu_mon_cmd(peer, str_of(aTHX_ command), opt_str_of(aTHX_ args_json),
-                             fd_of(aTHX_ fd), uv_of(aTHX_ timeout_ms), &out, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
+    rc = vzdump_qemu_mon_cmd(peer, str_of(aTHX_ frame, command),
+                             opt_str_of(aTHX_ frame, args_json), fd_of(aTHX_ fd),
+                             uv_of(aTHX_ timeout_ms), &out, &err);
+    settle(aTHX_ func, NULL, rc, err, out);
     RETVAL = take_string(aTHX_ out);
   OUTPUT:
     RETVAL
@@ -460,15 +654,16 @@ _backup_start_vma(func, target, run_dir, style, fd, params_json, budget_ms)
     SV *params_json
     SV *budget_ms
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     char *uuid = NULL, *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
-    rc = vzdump_qemu_backup_start_vma(peer, fd_of(aTHX_ fd), opt_str_of(aTHX_ params_json),
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
+    rc = vzdump_qemu_backup_start_vma(peer, fd_of(aTHX_ fd), opt_str_of(aTHX_ frame, params_json),
                                       uv_of(aTHX_ budget_ms), &uuid, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    settle(aTHX_ func, NULL, rc, err, uuid);
     RETVAL = take_string(aTHX_ uuid);
   OUTPUT:
     RETVAL
@@ -482,15 +677,16 @@ _backup_start_pbs(func, target, run_dir, style, params_json, timeout_ms)
     SV *params_json
     SV *timeout_ms
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     char *uuid = NULL, *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
-    rc = vzdump_qemu_backup_start_pbs(peer, str_of(aTHX_ params_json),
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
+    rc = vzdump_qemu_backup_start_pbs(peer, str_of(aTHX_ frame, params_json),
                                       uv_of(aTHX_ timeout_ms), &uuid, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    settle(aTHX_ func, NULL, rc, err, uuid);
     RETVAL = take_string(aTHX_ uuid);
   OUTPUT:
     RETVAL
@@ -502,14 +698,15 @@ _backup_query(func, target, run_dir, style)
     SV *run_dir
     SV *style
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     char *out = NULL, *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
     rc = vzdump_qemu_backup_query(peer, &out, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    settle(aTHX_ func, NULL, rc, err, out);
     RETVAL = take_string(aTHX_ out);
   OUTPUT:
     RETVAL
@@ -521,14 +718,15 @@ _backup_cancel(func, target, run_dir, style)
     SV *run_dir
     SV *style
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     char *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
     rc = vzdump_qemu_backup_cancel(peer, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    settle(aTHX_ func, NULL, rc, err, NULL);
 
 SV *
 _qga_fs_freeze(func, target, run_dir, style, log_cb)
@@ -538,17 +736,19 @@ _qga_fs_freeze(func, target, run_dir, style, log_cb)
     SV *style
     SV *log_cb
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     callbacks cbs;
     bool frozen = FALSE;
     char *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
     init_callbacks(aTHX_ &cbs, log_cb);
     rc = vzdump_qemu_qga_fs_freeze(peer, log_trampoline, cancel_trampoline, &cbs, &frozen,
                                    &err);
-    finish(aTHX_ func, &cbs, rc, err);
+    settle(aTHX_ func, &cbs, rc, err, NULL);
     /* The seed's values: 1 when a thaw is due, else undef. */
     RETVAL = frozen ? newSViv(1) : newSV(0);
   OUTPUT:
@@ -562,15 +762,17 @@ _qga_fs_thaw(func, target, run_dir, style, log_cb)
     SV *style
     SV *log_cb
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     callbacks cbs;
     char *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
     init_callbacks(aTHX_ &cbs, log_cb);
     rc = vzdump_qemu_qga_fs_thaw(peer, log_trampoline, &cbs, &err);
-    finish(aTHX_ func, &cbs, rc, err);
+    settle(aTHX_ func, &cbs, rc, err, NULL);
 
 SV *
 _archive_job(func, format, target, run_dir, style, job_json, log_cb, start_cb, stop_cb)
@@ -584,18 +786,19 @@ _archive_job(func, format, target, run_dir, style, job_json, log_cb, start_cb, s
     SV *start_cb
     SV *stop_cb
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     vzdump_qemu_job *job = NULL;
     job_callbacks cbs;
     char *record = NULL, *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
     rc = strEQ(format, "pbs")
-        ? vzdump_qemu_job_new_pbs(peer, str_of(aTHX_ job_json), &job, &err)
-        : vzdump_qemu_job_new_vma(peer, str_of(aTHX_ job_json), &job, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+        ? vzdump_qemu_job_new_pbs(peer, str_of(aTHX_ frame, job_json), &job, &err)
+        : vzdump_qemu_job_new_vma(peer, str_of(aTHX_ frame, job_json), &job, &err);
+    settle(aTHX_ func, NULL, rc, err, NULL);
     init_callbacks(aTHX_ &cbs.base, log_cb);
     cbs.start_cb = start_cb;
     cbs.stop_cb = stop_cb;
@@ -604,9 +807,7 @@ _archive_job(func, format, target, run_dir, style, job_json, log_cb, start_cb, s
     if (rc == VZDUMP_QEMU_OK)
         rc = vzdump_qemu_job_result_json(job, &record, &err);
     vzdump_qemu_job_free(job);
-    if (cbs.base.error)
-        vzdump_qemu_string_free(record);
-    finish(aTHX_ func, &cbs.base, rc, err);
+    settle(aTHX_ func, &cbs.base, rc, err, record);
     RETVAL = take_string(aTHX_ record);
   OUTPUT:
     RETVAL
@@ -623,16 +824,17 @@ _power_step(func, step, target, run_dir, style, state_json, log_cb, start_cb, st
     SV *start_cb
     SV *stop_cb
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     vzdump_qemu_power *power = NULL;
     job_callbacks cbs;
     char *state = NULL, *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
-    rc = vzdump_qemu_power_new(peer, str_of(aTHX_ state_json), &power, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
+    rc = vzdump_qemu_power_new(peer, str_of(aTHX_ frame, state_json), &power, &err);
+    settle(aTHX_ func, NULL, rc, err, NULL);
     init_callbacks(aTHX_ &cbs.base, log_cb);
     cbs.start_cb = start_cb;
     cbs.stop_cb = stop_cb;
@@ -652,7 +854,7 @@ _power_step(func, step, target, run_dir, style, state_json, log_cb, start_cb, st
         }
     }
     vzdump_qemu_power_free(power);
-    finish(aTHX_ func, &cbs.base, rc, err);
+    settle(aTHX_ func, &cbs.base, rc, err, state);
     RETVAL = take_string(aTHX_ state);
   OUTPUT:
     RETVAL
@@ -665,15 +867,17 @@ _backup_abort(func, target, run_dir, style, log_cb)
     SV *style
     SV *log_cb
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     callbacks cbs;
     char *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
     init_callbacks(aTHX_ &cbs, log_cb);
     rc = vzdump_qemu_backup_abort(peer, log_trampoline, &cbs, &err);
-    finish(aTHX_ func, &cbs, rc, err);
+    settle(aTHX_ func, &cbs, rc, err, NULL);
 
 MODULE = PVE::RS::VZDump::Qemu    PACKAGE = PVE::RS::VZDump::Qemu::Conn
 
@@ -685,15 +889,16 @@ _open(func, class, target, run_dir, style)
     SV *run_dir
     SV *style
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     vzdump_qemu_conn *conn = NULL;
     char *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
     rc = vzdump_qemu_conn_open(peer, &conn, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    settle(aTHX_ func, NULL, rc, err, NULL);
     RETVAL = new_handle(aTHX_ class, CONN_CLASS, &conn_vtbl, conn);
   OUTPUT:
     RETVAL
@@ -707,13 +912,16 @@ _execute(func, conn, command, args_json, fd, timeout_ms)
     SV *fd
     SV *timeout_ms
   PREINIT:
+    AV *frame;
     char *out = NULL, *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    rc = vzdump_qemu_conn_execute(conn, str_of(aTHX_ command), opt_str_of(aTHX_ args_json),
-                                  fd_of(aTHX_ fd), uv_of(aTHX_ timeout_ms), &out, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    frame = frame_new(aTHX);
+    hold(aTHX_ frame, ST(1));
+    rc = vzdump_qemu_conn_execute(conn, str_of(aTHX_ frame, command),
+                                  opt_str_of(aTHX_ frame, args_json), fd_of(aTHX_ fd),
+                                  uv_of(aTHX_ timeout_ms), &out, &err);
+    settle(aTHX_ func, NULL, rc, err, out);
     RETVAL = take_string(aTHX_ out);
   OUTPUT:
     RETVAL
@@ -725,24 +933,28 @@ _getfd(func, conn, fd, fdname)
     SV *fd
     SV *fdname
   PREINIT:
+    AV *frame;
     char *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    rc = vzdump_qemu_conn_getfd(conn, str_of(aTHX_ fdname), fd_of(aTHX_ fd), &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    frame = frame_new(aTHX);
+    hold(aTHX_ frame, ST(1));
+    rc = vzdump_qemu_conn_getfd(conn, str_of(aTHX_ frame, fdname), fd_of(aTHX_ fd), &err);
+    settle(aTHX_ func, NULL, rc, err, NULL);
 
 SV *
 _take_events(func, conn)
     const char *func
     vzdump_qemu_conn *conn
   PREINIT:
+    AV *frame;
     char *out = NULL, *err = NULL;
     vzdump_qemu_result rc;
   CODE:
+    frame = frame_new(aTHX);
+    hold(aTHX_ frame, ST(1));
     rc = vzdump_qemu_conn_take_events(conn, &out, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    settle(aTHX_ func, NULL, rc, err, out);
     RETVAL = take_string(aTHX_ out);
   OUTPUT:
     RETVAL
@@ -771,16 +983,17 @@ _new(func, class, target, run_dir, job_uuid, style, interval_ms)
     SV *style
     SV *interval_ms
   PREINIT:
+    AV *frame;
     vzdump_qemu_peer *peer;
     vzdump_qemu_poll *poll = NULL;
     char *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    peer = new_peer(aTHX_ func, target, run_dir, style);
-    rc = vzdump_qemu_poll_new(peer, str_of(aTHX_ job_uuid), style_of(aTHX_ style),
+    frame = frame_new(aTHX);
+    peer = new_peer(aTHX_ frame, func, target, run_dir, style);
+    rc = vzdump_qemu_poll_new(peer, str_of(aTHX_ frame, job_uuid), style_of(aTHX_ style),
                               uv_of(aTHX_ interval_ms), &poll, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    settle(aTHX_ func, NULL, rc, err, NULL);
     RETVAL = new_handle(aTHX_ class, POLL_CLASS, &poll_vtbl, poll);
   OUTPUT:
     RETVAL
@@ -792,13 +1005,15 @@ _set_qemu_support(func, poll, support_json, is_template)
     SV *support_json
     SV *is_template
   PREINIT:
+    AV *frame;
     char *err = NULL;
     vzdump_qemu_result rc;
   CODE:
-    rc = vzdump_qemu_poll_set_qemu_support(poll, str_of(aTHX_ support_json),
+    frame = frame_new(aTHX);
+    hold(aTHX_ frame, ST(1));
+    rc = vzdump_qemu_poll_set_qemu_support(poll, str_of(aTHX_ frame, support_json),
                                            SvTRUE(is_template), &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    settle(aTHX_ func, NULL, rc, err, NULL);
 
 SV *
 _run(func, poll, log_cb, cancel_on_error)
@@ -807,16 +1022,17 @@ _run(func, poll, log_cb, cancel_on_error)
     SV *log_cb
     SV *cancel_on_error
   PREINIT:
+    AV *frame;
     callbacks cbs;
     char *progress = NULL, *err = NULL;
     vzdump_qemu_result rc;
   CODE:
+    frame = frame_new(aTHX);
+    hold(aTHX_ frame, ST(1));
     init_callbacks(aTHX_ &cbs, log_cb);
     rc = vzdump_qemu_poll_run(poll, log_trampoline, cancel_trampoline, &cbs,
                               SvTRUE(cancel_on_error), &progress, &err);
-    if (cbs.error)
-        vzdump_qemu_string_free(progress);
-    finish(aTHX_ func, &cbs, rc, err);
+    settle(aTHX_ func, &cbs, rc, err, progress);
     RETVAL = take_string(aTHX_ progress);
   OUTPUT:
     RETVAL
@@ -831,15 +1047,16 @@ _spawn(func, class, command, output_fd, pipe_size)
     SV *output_fd
     SV *pipe_size
   PREINIT:
+    AV *frame;
     int32_t write_fd = -1;
     vzdump_qemu_compressor *comp = NULL;
     char *err = NULL;
     vzdump_qemu_result rc;
   PPCODE:
-    rc = vzdump_qemu_compressor_spawn(str_of(aTHX_ command), fd_of(aTHX_ output_fd),
+    frame = frame_new(aTHX);
+    rc = vzdump_qemu_compressor_spawn(str_of(aTHX_ frame, command), fd_of(aTHX_ output_fd),
                                       uv_of(aTHX_ pipe_size), &comp, &write_fd, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    settle(aTHX_ func, NULL, rc, err, NULL);
     EXTEND(SP, 2);
     PUSHs(sv_2mortal(new_handle(aTHX_ class, COMP_CLASS, &comp_vtbl, comp)));
     mPUSHi(write_fd);
@@ -859,10 +1076,13 @@ _wait(func, comp, timeout_ms)
     vzdump_qemu_compressor *comp
     SV *timeout_ms
   PREINIT:
+    AV *frame;
     callbacks cbs;
     char *err = NULL;
     vzdump_qemu_result rc;
   CODE:
+    frame = frame_new(aTHX);
+    hold(aTHX_ frame, ST(1));
     init_callbacks(aTHX_ &cbs, NULL);
     rc = vzdump_qemu_compressor_wait(comp, uv_of(aTHX_ timeout_ms), cancel_trampoline, &cbs,
                                      &err);
@@ -873,7 +1093,7 @@ _wait(func, comp, timeout_ms)
         rc = VZDUMP_QEMU_OK;
         err = NULL;
     }
-    finish(aTHX_ func, &cbs, rc, err);
+    settle(aTHX_ func, &cbs, rc, err, NULL);
   OUTPUT:
     RETVAL
 
@@ -882,9 +1102,11 @@ _kill(func, comp)
     const char *func
     vzdump_qemu_compressor *comp
   PREINIT:
+    AV *frame;
     char *err = NULL;
     vzdump_qemu_result rc;
   CODE:
+    frame = frame_new(aTHX);
+    hold(aTHX_ frame, ST(1));
     rc = vzdump_qemu_compressor_kill(comp, &err);
-    if (rc != VZDUMP_QEMU_OK)
-        fail(aTHX_ func, rc, err);
+    settle(aTHX_ func, NULL, rc, err, NULL);

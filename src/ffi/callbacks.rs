@@ -24,7 +24,8 @@ pub type vzdump_qemu_log_callback =
 /// The cancel check: return true to stop the call (`VZDUMP_QEMU_CANCELLED`). Asked at least
 /// every 100 ms while a call waits long, and at once when a signal interrupts a wait (the
 /// call then goes on unless it returns true; a call given no cancel check returns
-/// `VZDUMP_QEMU_INTERRUPTED` instead).
+/// `VZDUMP_QEMU_INTERRUPTED` instead). Also the type of a peer's signal check
+/// (`vzdump_qemu_peer_set_signal_check`), which one-shot calls ask.
 pub type vzdump_qemu_cancel_callback = Option<unsafe extern "C" fn(userdata: *mut c_void) -> bool>;
 
 /// Starts or stops the backup's VM (`start_cb`: paused, as qemu-server's `vm_start` with

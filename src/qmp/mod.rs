@@ -278,7 +278,7 @@ pub struct Options {
     /// Whose failure texts to print (default: the seed's).
     pub style: Style,
     /// Asked when a signal interrupts a wait (connect, send, reply); `None` (the default):
-    /// every signal ends the call with [`Error::Interrupted`](crate::Error::Interrupted).
+    /// every signal ends the call with [`Error::Interrupted`].
     pub on_signal: Option<crate::wait::SignalCheck>,
 }
 

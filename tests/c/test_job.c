@@ -637,6 +637,68 @@ static void signal_during_start(const char *work)
     end_case(&h, job, peer, sim, dir);
 }
 
+static int signal_checks;
+static bool signal_check_stops;
+
+static bool count_signal_check(void *userdata)
+{
+    (void)userdata;
+    signal_checks++;
+    return signal_check_stops;
+}
+
+/* A peer's signal check (docs/reliability.md, finding 17): with SIGALRM every 150 ms and a
+ * monitor that answers 600 ms late, one-shot calls go on while the check says so, and end
+ * with INTERRUPTED when it says stop or when there is none. */
+static void signal_check(const char *work)
+{
+    char *dir = make_dir(work, "signal-check");
+    pid_t sim = start_sim(dir, 0, "--fault-slow-ms", "600");
+    vzdump_qemu_peer *peer = vm_peer(dir, VZDUMP_QEMU_STYLE_SEED);
+    char *err = NULL, *json = NULL;
+    struct sigaction sa = {.sa_handler = on_alarm}, old;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, &old);
+    struct itimerval every = {{0, 150000}, {0, 150000}}, off = {{0, 0}, {0, 0}};
+
+    expect(vzdump_qemu_peer_set_signal_check(NULL, count_signal_check, NULL, &err),
+                 VZDUMP_QEMU_NULL_PARAMETER, &err, "peer", "signal check: NULL peer");
+    expect(vzdump_qemu_peer_set_signal_check(peer, count_signal_check, NULL, &err),
+                 VZDUMP_QEMU_OK, &err, NULL, "signal check: set");
+    signal_checks = 0;
+    signal_check_stops = false;
+    setitimer(ITIMER_REAL, &every, NULL);
+    expect(vzdump_qemu_command(peer, "query-status", NULL, 0, &json, &err), VZDUMP_QEMU_OK,
+                 &err, NULL, "signal check: the command goes on");
+    CHECK(json && strstr(json, "\"running\""), "signal check: the reply %s",
+          json ? json : "(null)");
+    vzdump_qemu_string_free(json);
+    json = NULL;
+    expect(vzdump_qemu_backup_cancel(peer, &err), VZDUMP_QEMU_OK, &err, NULL,
+                 "signal check: backup-cancel goes on");
+    setitimer(ITIMER_REAL, &off, NULL);
+    CHECK(signal_checks >= 4, "signal check: asked at the signals, %d", signal_checks);
+
+    signal_checks = 0;
+    signal_check_stops = true;
+    setitimer(ITIMER_REAL, &every, NULL);
+    expect(vzdump_qemu_command(peer, "query-status", NULL, 0, &json, &err),
+                 VZDUMP_QEMU_INTERRUPTED, &err, "interrupted by signal",
+                 "signal check: says stop");
+    CHECK(signal_checks == 1, "signal check: asked once, %d", signal_checks);
+    expect(vzdump_qemu_peer_set_signal_check(peer, NULL, NULL, &err), VZDUMP_QEMU_OK, &err,
+                 NULL, "signal check: removed");
+    expect(vzdump_qemu_command(peer, "query-status", NULL, 0, &json, &err),
+                 VZDUMP_QEMU_INTERRUPTED, &err, "interrupted by signal",
+                 "signal check: none, every signal ends the call");
+    setitimer(ITIMER_REAL, &off, NULL);
+    sigaction(SIGALRM, &old, NULL);
+    CHECK(json == NULL, "signal check: no output on failure");
+    vzdump_qemu_peer_free(peer);
+    stop_sim(sim);
+    free(dir);
+}
+
 /* The power-state steps and the abort one by one, as a piecewise backup calls them: a VM
  * that was not running is started paused and stopped again, one that runs is resumed, the
  * state read back as the plugin stores it. */
@@ -826,6 +888,7 @@ int main(int argc, char **argv)
     refused_start(argv[2]);
     stop_mode(argv[2]);
     signal_during_start(argv[2]);
+    signal_check(argv[2]);
     power_steps(argv[2]);
     pbs(argv[2]);
     bad_input(argv[2]);

@@ -694,19 +694,24 @@ agent's.
 
 =head2 Signals
 
-Every wait in the library returns when a signal arrives. Perl runs its signal handlers
-(C<%SIG>, deferred "safe" signals) at that point and the call goes on if the handler
-returns. If the handler dies, for example the seed's
+Every wait in the library notices a signal at once. Perl runs its signal handlers
+(C<%SIG>, deferred "safe" signals) at that point, inside the call, and the call goes on if
+the handler returns, as Perl's own I/O does: a C<SIGCHLD> handler or a no-op C<SIGUSR1> does
+not fail a C<mon_cmd>, C<backup_*> or C<< $conn->cmd >>, which wait on to their own timeout.
+If the handler dies, for example the seed's
 
     local $SIG{INT} = $SIG{TERM} = $SIG{QUIT} = $SIG{HUP} = $SIG{PIPE} =
         sub { die "interrupted by signal\n" };
 
 the call dies with the handler's error (C<interrupted by signal>) within about 100 ms,
-as the seed's own C<mon_cmd>, C<sleep> and C<waitpid> do. The status loop and
-C<wait_compressor> go on after a handler that returns; a one-shot command (C<mon_cmd>,
-C<backup_*>, C<< $conn->cmd >>) cannot, since QEMU may already be running it, and dies with
-C<... interrupted by signal>. Callbacks and handlers must not call C<exit> (the XS cannot
-unwind through the library).
+as the seed's own C<mon_cmd>, C<sleep> and C<waitpid> do (a one-shot command may have
+reached QEMU by then; a backup start is cancelled, see C<backup_start_vma>).
+
+A handler, log callback or VM callback may also C<exit> (the common
+C<< $SIG{TERM} = sub { exit } >>): the call stops as for a die -- the status loop with
+C<cancel_on_error> and the whole job (C<archive_vma>, C<archive_pbs>) cancel their backup
+first, without logging more lines -- and then the exit goes on: C<END> blocks run and the
+process ends with the exit's status.
 
 =head2 Fork
 
@@ -874,6 +879,9 @@ C<client closed connection> or C<unable to connect to VM 100 qmp socket - ...>. 
 C<devlist> that names a device twice (it crashes pve-qemu 10.0.2) or has an empty name
 dies before anything is sent. The caller still closes its own copy of a pipe's write end
 afterwards (seed: C<close output file handle failed>).
+A start whose outcome is unknown -- a signal handler died, or the timeout ran out once
+C<backup> was sent -- is followed by C<backup-cancel> before it dies, so that no job is left
+running that nobody polls (the seed leaves it).
 
 =head2 backup_start_pbs($target, \%params, %opts)
 
