@@ -6,6 +6,7 @@
 #   make test      every test; what CI runs (.ci/run)
 #   make bench     every benchmark as one table, also in target/bench/bench.json
 #                  (docs/performance.md; QUICK=1: small sizes, about a minute)
+#   make deb       the Debian packages (dpkg-buildpackage -us -uc -b) in build/deb/
 #   make install   library, header and vzdump-qemu.pc into PREFIX (LIBDIR, INCLUDEDIR);
 #                  install-tools: vzdump-qemu, pve-qmp-sim and their man pages (BINDIR,
 #                  MANDIR); make dist: the Perl module's tarball in build/, which builds
@@ -27,7 +28,7 @@ TIMEOUT := timeout --kill-after=30
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all deps build release perl demo demo-c test lint header-check symbols-check \
-	test-rust test-c test-perl test-demo bench bench-quick man dist \
+	test-rust test-c test-perl test-demo bench bench-quick man dist deb \
 	install install-tools clean
 
 all: build
@@ -60,6 +61,15 @@ dist: perl
 	mkdir -p build
 	$(MAKE) -s -C perl dist >/dev/null
 	mv perl/PVE-RS-VZDump-Qemu-$(VERSION).tar.gz build/
+
+# The Debian packages (debian/), in build/deb/ instead of the parent directory.
+DEB_DIR := build/deb
+ARCH = $(shell dpkg --print-architecture)
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)
+	VZDUMP_QEMU_DEB_DIR=$(DEB_DIR) dpkg-buildpackage -us -uc -b \
+	  --buildinfo-option=-u$(DEB_DIR) --buildinfo-file=$(DEB_DIR)/vzdump-qemu_$(VERSION)_$(ARCH).buildinfo \
+	  --changes-option=-u$(DEB_DIR) --changes-file=$(DEB_DIR)/vzdump-qemu_$(VERSION)_$(ARCH).changes
 
 demo: build
 	./scripts/demo.sh
