@@ -28,7 +28,7 @@ TIMEOUT := timeout --kill-after=30
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all deps build release perl demo demo-c test lint header-check symbols-check \
-	test-rust test-c test-perl test-demo bench bench-quick man dist deb \
+	test-rust test-c test-perl test-demo test-packages bench bench-quick man dist deb \
 	install install-tools clean
 
 all: build
@@ -103,6 +103,12 @@ test-perl: perl
 test-demo: build
 	$(TIMEOUT) 600 ./scripts/test-demo.sh
 
+# The Debian packages built, lintian-checked, installed, used from the installed files
+# alone (C via pkg-config, the Perl dist, backups with the installed module and tools),
+# purged again (scripts/test-packages.sh).
+test-packages: deps
+	$(TIMEOUT) 1200 ./scripts/test-packages.sh
+
 # Every benchmark, one table (scripts/bench.sh; QUICK=1 for the small run).
 QUICK ?=
 bench: deps release perl
@@ -113,7 +119,7 @@ bench-quick: deps release perl
 	QUICK=1 $(TIMEOUT) 600 ./scripts/bench.sh
 
 # Everything CI runs.
-test: deps lint symbols-check test-rust test-c test-perl test-demo bench-quick
+test: deps lint symbols-check test-rust test-c test-perl test-demo test-packages bench-quick
 
 install: release
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
