@@ -97,9 +97,9 @@ pub struct Cli {
     /// after SIGKILL or a crash it stays behind. With this flag the process re-executes
     /// itself as 'qemu-system-pve-sim --pidfile PATH ...' (same pid, same arguments,
     /// '--pidfile=PATH' split in two), because qemu-server's vm_running_locally accepts a
-    /// pid file only if the process's argv[0] ends in 'kvm' or 'qemu-system-*' and its
-    /// command line has '-pidfile'/'--pidfile' followed by the path as an argument of its
-    /// own
+    /// pid file only if the process's name (its first argument, argv 0) ends in 'kvm' or
+    /// 'qemu-system-*' and its command line has '-pidfile'/'--pidfile' followed by the path
+    /// as an argument of its own
     #[arg(long, value_name = "PATH")]
     pub pidfile: Option<String>,
 
