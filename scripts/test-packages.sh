@@ -39,8 +39,10 @@ ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 debs=build/deb
 lib=/usr/lib/$ma/libvzdump_qemu.so.0
 
-exec 9>/run/lock/vzdump-qemu-test-packages.lock
-flock -w 1200 9 || fail "another packaging test holds /run/lock/vzdump-qemu-test-packages.lock"
+lock=/run/lock
+[ -d "$lock" ] || lock=/tmp
+exec 9>"$lock/vzdump-qemu-test-packages.lock"
+flock -w 1200 9 || fail "another packaging test holds $lock/vzdump-qemu-test-packages.lock"
 for p in "${pkgs[@]}"; do
   case $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true) in
     "" | not-installed) ;;
