@@ -13,6 +13,9 @@ done
 # (scripts/bench.sh): qemu-server's Perl client style, Python's venv for qemu.qmp, GNU time.
 perl -MJSON -MJSON::XS -MIO::Multiplex -e1 >/dev/null 2>&1 || need_apt=1
 [ -x /usr/bin/time ] || need_apt=1
+# dpkg-buildpackage checks build-essential (a build dependency of every Debian package).
+[ "$(dpkg-query -W -f='${db:Status-Status}' build-essential 2>/dev/null || true)" = installed ] ||
+  need_apt=1
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt=1
 qemu_ver=$(qemu-system-x86_64 --version 2>/dev/null | head -n1 || true)
 case "$qemu_ver" in *"version 10."*) ;; *) need_apt=1 ;; esac
@@ -36,5 +39,5 @@ if [ "$need_apt" = 1 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     zstd gzip pigz lzop valgrind pkg-config perl make gcc g++ libc6-dev \
     libjson-perl libjson-xs-perl libio-multiplex-perl python3-venv time \
-    dpkg-dev debhelper lintian
+    dpkg-dev debhelper lintian build-essential
 fi
