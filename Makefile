@@ -6,11 +6,20 @@
 #   make test      every test; what CI runs (.ci/run)
 #   make bench     every benchmark as one table, also in target/bench/bench.json
 #                  (docs/performance.md; QUICK=1: small sizes, about a minute)
+#   make deb       the Debian packages (dpkg-buildpackage -us -uc -b) in build/deb/
+#   make install   library, header and vzdump-qemu.pc into PREFIX (LIBDIR, INCLUDEDIR);
+#                  install-tools: vzdump-qemu, pve-qmp-sim and their man pages (BINDIR,
+#                  MANDIR); make dist: the Perl module's tarball in build/, which builds
+#                  against an installed library found by pkg-config
 #
 # Both install what they need first (scripts/install-deps.sh; root on a fresh Debian 12).
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 RELEASE_LIB := target/release/libvzdump_qemu.so
 CFLAGS_STRICT := -std=c99 -Wall -Wextra -Werror -pedantic
@@ -19,7 +28,8 @@ TIMEOUT := timeout --kill-after=30
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all deps build release perl demo demo-c test lint header-check symbols-check \
-	test-rust test-c test-perl test-demo bench bench-quick install clean
+	test-rust test-c test-perl test-demo test-packages bench bench-quick man dist deb \
+	install install-tools clean
 
 all: build
 
@@ -40,6 +50,26 @@ tests/c/build/demo: examples/demo.c include/vzdump_qemu.h release
 	  -Ltarget/release -lvzdump_qemu -Wl,-rpath,$(CURDIR)/target/release -o $@
 
 build: deps release perl tests/c/build/demo
+
+# Man pages from the tools' clap declarations (mangen/).
+man: release
+	target/release/vzdump-qemu-mangen target/man
+
+# The Perl module's CPAN-style tarball (the files in perl/MANIFEST): outside the tree it
+# builds against the installed library found by `pkg-config vzdump-qemu`.
+dist: perl
+	mkdir -p build
+	$(MAKE) -s -C perl dist >/dev/null
+	mv perl/PVE-RS-VZDump-Qemu-$(VERSION).tar.gz build/
+
+# The Debian packages (debian/), in build/deb/ instead of the parent directory.
+DEB_DIR := build/deb
+ARCH = $(shell dpkg --print-architecture)
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)
+	VZDUMP_QEMU_DEB_DIR=$(DEB_DIR) dpkg-buildpackage -us -uc -b \
+	  --buildinfo-option=-u$(DEB_DIR) --buildinfo-file=$(DEB_DIR)/vzdump-qemu_$(VERSION)_$(ARCH).buildinfo \
+	  --changes-option=-u$(DEB_DIR) --changes-file=$(DEB_DIR)/vzdump-qemu_$(VERSION)_$(ARCH).changes
 
 demo: build
 	./scripts/demo.sh
@@ -73,6 +103,12 @@ test-perl: perl
 test-demo: build
 	$(TIMEOUT) 600 ./scripts/test-demo.sh
 
+# The Debian packages built, lintian-checked, installed, used from the installed files
+# alone (C via pkg-config, the Perl dist, backups with the installed module and tools),
+# purged again (scripts/test-packages.sh).
+test-packages: deps
+	$(TIMEOUT) 1200 ./scripts/test-packages.sh
+
 # Every benchmark, one table (scripts/bench.sh; QUICK=1 for the small run).
 QUICK ?=
 bench: deps release perl
@@ -83,17 +119,22 @@ bench-quick: deps release perl
 	QUICK=1 $(TIMEOUT) 600 ./scripts/bench.sh
 
 # Everything CI runs.
-test: deps lint symbols-check test-rust test-c test-perl test-demo bench-quick
+test: deps lint symbols-check test-rust test-c test-perl test-demo test-packages bench-quick
 
 install: release
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 0755 $(RELEASE_LIB) $(DESTDIR)$(PREFIX)/lib/libvzdump_qemu.so.0
-	ln -sf libvzdump_qemu.so.0 $(DESTDIR)$(PREFIX)/lib/libvzdump_qemu.so
-	install -m 0644 include/vzdump_qemu.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' vzdump-qemu.pc.in \
-	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/vzdump-qemu.pc
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 0644 $(RELEASE_LIB) $(DESTDIR)$(LIBDIR)/libvzdump_qemu.so.0
+	ln -sf libvzdump_qemu.so.0 $(DESTDIR)$(LIBDIR)/libvzdump_qemu.so
+	install -m 0644 include/vzdump_qemu.h $(DESTDIR)$(INCLUDEDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	  vzdump-qemu.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/vzdump-qemu.pc
+
+install-tools: man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 target/release/vzdump-qemu target/release/pve-qmp-sim $(DESTDIR)$(BINDIR)/
+	install -m 0644 target/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 
 clean:
 	$(CARGO) clean
 	-cd perl && [ -f Makefile ] && $(MAKE) -s clean >/dev/null
-	rm -rf tests/c/build
+	rm -rf tests/c/build build

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Installs everything the build, the tests and the demo need on a fresh Debian 12 machine.
+# Installs everything the build, the tests and the demo need on a fresh Debian 12 machine
+# (the Debian packages: dpkg-dev, debhelper, lintian; Rust itself is rustup's).
 # Idempotent: a second run only checks. Needs root (apt-get).
 set -euo pipefail
 
 need_apt=0
-for bin in qemu-system-x86_64 qemu-ga qemu-img zstd gzip pigz lzop valgrind pkg-config prove; do
+for bin in qemu-system-x86_64 qemu-ga qemu-img zstd gzip pigz lzop valgrind pkg-config prove \
+  dpkg-buildpackage dh lintian; do
   command -v "$bin" >/dev/null 2>&1 || need_apt=1
 done
 # The Perl module's JSON (JSON::XS under JSON, as qemu-server); for `make bench`
 # (scripts/bench.sh): qemu-server's Perl client style, Python's venv for qemu.qmp, GNU time.
 perl -MJSON -MJSON::XS -MIO::Multiplex -e1 >/dev/null 2>&1 || need_apt=1
 [ -x /usr/bin/time ] || need_apt=1
+# dpkg-buildpackage checks build-essential (a build dependency of every Debian package).
+[ "$(dpkg-query -W -f='${db:Status-Status}' build-essential 2>/dev/null || true)" = installed ] ||
+  need_apt=1
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt=1
 qemu_ver=$(qemu-system-x86_64 --version 2>/dev/null | head -n1 || true)
 case "$qemu_ver" in *"version 10."*) ;; *) need_apt=1 ;; esac
@@ -33,5 +38,6 @@ if [ "$need_apt" = 1 ]; then
     qemu-system-x86 qemu-utils qemu-guest-agent
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     zstd gzip pigz lzop valgrind pkg-config perl make gcc g++ libc6-dev \
-    libjson-perl libjson-xs-perl libio-multiplex-perl python3-venv time
+    libjson-perl libjson-xs-perl libio-multiplex-perl python3-venv time \
+    dpkg-dev debhelper lintian build-essential
 fi

@@ -9,7 +9,8 @@ use vzdump_qemu::log::Level;
 use vzdump_qemu::qmp::{Options, Peer};
 use vzdump_qemu::{loose, Style};
 
-use crate::{signals, usage, Args, Failure};
+use crate::cli::BackupArgs;
+use crate::{signals, usage, Failure};
 
 /// The compressor strings vzdump uses (pve-manager's `compressor_info`).
 fn compressor_command(name: &str) -> Result<Option<&'static str>, Failure> {
@@ -69,53 +70,37 @@ impl Host for Tool {
     }
 }
 
-pub fn run(peer: &Peer, args: &mut Args) -> Result<(), Failure> {
-    let (mut output, mut pbs) = (None, None);
-    let mut compress = "zstd".to_string();
-    let mut style = Style::Seed;
-    let mut task = json!({"mode": "snapshot"});
-    let mut devlist = "drive-scsi0".to_string();
-    let mut tool = Tool {
-        start_cmd: None,
-        stop_cmd: None,
+pub fn run(peer: &Peer, args: &BackupArgs) -> Result<(), Failure> {
+    let (output, pbs) = (&args.output, &args.pbs);
+    let style = match args.style.as_str() {
+        "seed" => Style::Seed,
+        "current" => Style::Current,
+        other => return Err(Failure(format!("unknown style '{other}'"), 2)),
     };
-    while let Some(arg) = args.shift() {
-        // Options that are task members (the job's JSON names).
-        let member = match arg.as_str() {
-            "--agent-enabled" => Some(("agent", Value::from(true))),
-            "--bwlimit" => Some(("bwlimit", Value::from(args.parsed::<u64>(&arg)?))),
-            "--mode" => Some(("mode", Value::from(args.value(&arg)?))),
-            "--config" => Some(("config-file", Value::from(args.value(&arg)?))),
-            "--firewall" => Some(("firewall-file", Value::from(args.value(&arg)?))),
-            _ => None,
-        };
-        if let Some((key, value)) = member {
+    // The task's members (the job's JSON names); the optional ones only when given.
+    let mut task = json!({"mode": args.mode});
+    let optional = [
+        ("agent", args.agent_enabled.then_some(Value::from(true))),
+        ("bwlimit", args.bwlimit.map(Value::from)),
+        ("config-file", args.config.clone().map(Value::from)),
+        ("firewall-file", args.firewall.clone().map(Value::from)),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
             task[key] = value;
-            continue;
-        }
-        match arg.as_str() {
-            "--output" => output = Some(args.value(&arg)?),
-            "--pbs" => pbs = Some(args.value(&arg)?),
-            "--compress" => compress = args.value(&arg)?,
-            "--devlist" => devlist = args.value(&arg)?,
-            "--start-cmd" => tool.start_cmd = Some(args.value(&arg)?),
-            "--stop-cmd" => tool.stop_cmd = Some(args.value(&arg)?),
-            "--style" => {
-                style = match args.value(&arg)?.as_str() {
-                    "seed" => Style::Seed,
-                    "current" => Style::Current,
-                    other => return Err(Failure(format!("unknown style '{other}'"), 2)),
-                }
-            }
-            other => return Err(Args::unknown(other)),
         }
     }
+    let tool = Tool {
+        start_cmd: args.start_cmd.clone(),
+        stop_cmd: args.stop_cmd.clone(),
+    };
     let Some(vmid) = peer.vm_id() else {
         return Err(usage(
             "backup needs --vmid: the running check reads the VM's pid file",
         ));
     };
-    task["disks"] = devlist
+    task["disks"] = args
+        .devlist
         .split(',')
         .map(|d| json!({"type": "file", "qmdevice": d}))
         .collect();
@@ -126,10 +111,11 @@ pub fn run(peer: &Peer, args: &mut Args) -> Result<(), Failure> {
     };
     signals::install();
     let started = Instant::now();
-    let outcome = match (&output, &pbs) {
+    let outcome = match (output, pbs) {
         (Some(output), None) => {
             let job: VmaJob = loose::from_json(json!({
-                "task": task, "output-file": output, "compressor": compressor_command(&compress)?,
+                "task": task, "output-file": output,
+                "compressor": compressor_command(&args.compress)?,
             }))?;
             job::run_vma(peer, &options, &job, &tool)
         }
@@ -160,7 +146,7 @@ pub fn run(peer: &Peer, args: &mut Args) -> Result<(), Failure> {
     drop(config);
     outcome.map_err(|e| Failure(e.to_string(), 1))?;
     if let Some(output) = output {
-        let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
         log(
             Level::Info,
             &format!(

@@ -6,16 +6,10 @@ use std::time::{Duration, Instant};
 
 use vzdump_qemu::qmp::{self, Options, Peer};
 
-use crate::{signals, Args, Failure};
+use crate::{signals, Failure};
 
-pub fn run(peer: &Peer, args: &mut Args) -> Result<(), Failure> {
-    let mut interval = Duration::from_millis(100);
-    while let Some(arg) = args.shift() {
-        match arg.as_str() {
-            "--interval-ms" => interval = Duration::from_millis(args.parsed("--interval-ms")?),
-            other => return Err(Args::unknown(other)),
-        }
-    }
+pub fn run(peer: &Peer, interval_ms: u64) -> Result<(), Failure> {
+    let interval = Duration::from_millis(interval_ms);
     signals::install();
     let options = Options::default();
     let (mut queries, mut failures) = (0u64, 0u64);

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use crate::{Args, Failure};
+use crate::Failure;
 
 /// Opens the archive, decompressing through zstd, gzip or lzop when its magic says so.
 fn open(path: &str) -> Result<(Box<dyn Read + Send>, Option<std::process::Child>), Failure> {
@@ -69,26 +69,18 @@ impl Drop for Scratch {
     }
 }
 
-pub fn run(args: &mut Args) -> Result<(), Failure> {
-    let archive = args
-        .shift()
-        .ok_or_else(|| Failure("verify needs an ARCHIVE".into(), 2))?;
-    let mut compare = Vec::new();
-    let mut keep = None;
-    while let Some(arg) = args.shift() {
-        match arg.as_str() {
-            "--extract" => keep = Some(PathBuf::from(args.value("--extract")?)),
-            "--compare" => {
-                let spec = args.value("--compare")?;
-                let (name, image) = spec.split_once('=').ok_or_else(|| {
-                    Failure(format!("--compare wants NAME=IMAGE, got '{spec}'"), 2)
-                })?;
-                compare.push((name.to_string(), PathBuf::from(image)));
-            }
-            other => return Err(Args::unknown(other)),
-        }
-    }
-    let (input, child) = open(&archive)?;
+pub fn run(archive: &str, keep: Option<PathBuf>, compare: &[String]) -> Result<(), Failure> {
+    let compare = compare
+        .iter()
+        .map(|spec| match spec.split_once('=') {
+            Some((name, image)) => Ok((name.to_string(), PathBuf::from(image))),
+            None => Err(Failure(
+                format!("--compare wants NAME=IMAGE, got '{spec}'"),
+                2,
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (input, child) = open(archive)?;
     let scratch =
         Scratch(std::env::temp_dir().join(format!("vzdump-qemu-verify-{}", std::process::id())));
     let target = keep.as_deref().unwrap_or(&scratch.0);

@@ -42,6 +42,50 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn help_per_command_and_version() {
+    let o = tool(&["--version"]);
+    assert!(o.status.success());
+    assert_eq!(
+        text(&o.stdout),
+        format!("vzdump-qemu {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    for (command, option) in [
+        ("status", "--help"),
+        ("cancel", "--help"),
+        ("qmp", "<COMMAND>"),
+        ("backup", "--start-cmd"),
+        ("probe", "--interval-ms"),
+        ("verify", "--compare"),
+    ] {
+        let o = tool(&[command, "--help"]);
+        assert!(o.status.success(), "{command}: {}", text(&o.stderr));
+        let help = text(&o.stdout);
+        assert!(
+            help.contains(&format!("Usage: vzdump-qemu {command}")),
+            "{help}"
+        );
+        assert!(
+            help.contains(option),
+            "{command}: {option} missing from {help}"
+        );
+    }
+    let o = tool(&["--help"]);
+    assert!(text(&o.stdout).contains("--run-dir <DIR>"));
+    // A usage error shows the message, then the help.
+    fails_with(
+        &tool(&["--vmid", "x", "status"]),
+        2,
+        "--vmid: invalid value 'x'\n",
+    );
+    fails_with(
+        &tool(&["--socket", "s", "status", "x"]),
+        2,
+        "unknown argument 'x'",
+    );
+    fails_with(&tool(&["verify"]), 2, "verify needs an ARCHIVE");
+}
+
+#[test]
 fn status_backup_and_verify_against_the_simulator() {
     let s = sim();
     let dir = s.dir.path().display().to_string();

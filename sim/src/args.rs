@@ -1,12 +1,19 @@
-//! Command line: a hand-rolled parser (`--flag value` or `--flag=value`) into [`Mode`].
+//! Command line: clap (the flags in `cli.rs`) into [`Mode`], every value checked here with
+//! the texts of the hand-rolled parser that came before (`--flag value` or `--flag=value`).
 
 use std::path::PathBuf;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
+use clap::FromArgMatches;
+
+use crate::cli;
 
 /// What the process was asked to do.
 #[derive(Debug)]
 pub enum Mode {
-    /// Print the usage text and exit 0.
-    Help,
+    /// Print this text (`--help`, `-V`) and exit 0.
+    Help(String),
     /// Serve the monitor socket.
     Serve(Box<Config>),
     /// Write the data of a generated disk to a file and exit (lets tests compare images).
@@ -129,205 +136,104 @@ pub struct Config {
     pub faults: Faults,
 }
 
-/// The text of `--help`.
-pub const USAGE: &str = "\
-pve-qmp-sim: simulator of Proxmox QEMU's QMP monitor (backup, query-backup, backup-cancel,
-getfd, ...) with fault injection. One client at a time, like QEMU.
-
-Usage: pve-qmp-sim --socket PATH [OPTIONS]
-       pve-qmp-sim --dump-gen-disk NAME=SIZE PATH
-       pve-qmp-sim --help
-
-Options:
-  --socket PATH              unix socket to listen on (required); a stale socket file is
-                             replaced, the file is removed on exit
-  --disk NAME=PATH           raw image file PATH as block device NAME (e.g. drive-scsi0);
-                             repeatable
-  --gen-disk NAME=SIZE       generated device NAME of SIZE bytes (suffix K, M, G or T,
-                             binary): pseudo-random data in some regions, zeros and holes
-                             elsewhere, derived from NAME only; repeatable
-  --rate BYTES_PER_SEC       cap of the backup progress (bytes read per second, suffix
-                             K/M/G/T allowed); default unlimited (PBS: 1G); a positive
-                             'speed' argument of 'backup' lowers it further
-  --smooth-progress          VMA: publish transferred/zero-bytes after every 64 KiB cluster.
-                             Default, as pve-qemu shows it: 1 MiB from the start (the very
-                             first query-backup after 'backup' shows it), then 1 MiB + k*2 MiB
-                             once the copy got there (stalls between bursts), the full count
-                             when all clusters are copied. PBS jobs always step in 4 MiB chunks
-  --package STR              package string of the greeting (default pve-qemu-kvm_11.0.0-2)
-  --version X.Y.Z            QEMU version of the greeting (default 11.0.0)
-  --state prelaunch|running  initial VM run state (default running)
-  --seed-era                 behave like pve-qemu of mid-2020: query-backup without
-                             'finishing', 'dirty' and 'reused'; error text
-                             'previous backup not finished'
-  --finishing-ms N           PBS jobs only: after the last chunk, stay active with
-                             finishing=true for N ms (the manifest upload). VMA jobs never
-                             report finishing=true, as with pve-qemu: while the writer flushes
-                             into a full pipe they stay active with transferred == total and
-                             finishing=false, and are done once the fd is closed
-  --pbs-connect-delay-ms N   delay the reply of a PBS 'backup' by N ms (connection setup)
-  --no-proxmox-support       query-proxmox-support and query-pbs-bitmap-info do not exist
-  --record FILE              append every parsed request to FILE, one compact JSON line each
-  --sim-tick                 send a SIM_TICK event (data: {\"query\": N}) before every
-                             query-backup reply; real QEMU has no such event. Events QEMU
-                             sends are always sent: STOP, RESUME, SHUTDOWN, and for the backup
-                             jobs (id = drive name) JOB_STATUS_CHANGE, BLOCK_JOB_COMPLETED and
-                             BLOCK_JOB_CANCELLED
-  --pidfile PATH             like QEMU's -pidfile: write the pid (decimal, newline) to PATH
-                             once the socket listens (via a temporary file and rename),
-                             remove it on quit, SIGTERM and SIGINT; after SIGKILL or a crash
-                             it stays behind. With this flag the process re-executes itself
-                             as 'qemu-system-pve-sim --pidfile PATH ...' (same pid, same
-                             arguments, '--pidfile=PATH' split in two), because qemu-server's
-                             vm_running_locally accepts a pid file only if the process's
-                             argv[0] ends in 'kvm' or 'qemu-system-*' and its command line
-                             has '-pidfile'/'--pidfile' followed by the path as an argument
-                             of its own
-  --dump-gen-disk NAME=SIZE PATH
-                             write the data of generated device NAME of SIZE to PATH, exit
-  --help                     show this text
-
-Faults (PERCENT is 0..100 of the bytes to back up):
-  --fault-die-at PERCENT     exit at once with code 9 when the backup reaches PERCENT
-  --fault-error-at PERCENT[:MSG]
-                             fail the job at PERCENT with MSG (default
-                             'job failed with err -5 - Input/output error')
-  --fault-write-error-at PERCENT
-                             fail the VMA stream write at PERCENT as if with EIO
-  --fault-wrong-uuid         query-backup reports another uuid than 'backup' returned
-  --fault-hang CMD           never reply to CMD and stop reading that connection (repeatable)
-  --fault-garbage CMD        run CMD but reply with bytes that are not JSON (repeatable)
-  --fault-slow-ms N          delay every reply by N ms
-  --fault-count-mismatch     at done, report transferred = total - 65536
-
-Exit codes: 0 normal end (quit, SIGTERM, SIGINT), 1 runtime error, 2 usage error,
-9 --fault-die-at. Killed by SIGSEGV (no core file, no reply) when a 'backup' devlist names
-a device twice, e.g. 'drive-scsi0;drive-scsi0': pve-qemu 10.0.2 crashes there while
-creating the jobs (after the target and config checks); an empty name is still
-'Device '' not found'.
-";
-
 /// Parses the arguments (without the program name).
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
-    let mut it = args.into_iter();
-    let mut socket = None;
+    let raw: Vec<String> = args.into_iter().collect();
+    // clap takes only one value after '=': `--dump-gen-disk=NAME=SIZE PATH` is split.
+    let split = split_inline(&raw, "--dump-gen-disk");
+    let matches = match cli::command()
+        .try_get_matches_from(std::iter::once("pve-qmp-sim".to_string()).chain(split))
+    {
+        Ok(m) => m,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            return Ok(Mode::Help(e.to_string()))
+        }
+        Err(e) => return Err(clap_error(&e, &raw)),
+    };
+    let cli = cli::Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
     let mut cfg = Config {
         socket: PathBuf::new(),
         disks: Vec::new(),
         rate: None,
-        package: "pve-qemu-kvm_11.0.0-2".into(),
-        version: (11, 0, 0),
-        state: RunState::Running,
-        seed_era: false,
-        finishing_ms: 0,
-        pbs_connect_delay_ms: 0,
-        proxmox_support: true,
-        record: None,
-        sim_tick: false,
-        smooth_progress: false,
-        pidfile: None,
-        args: Vec::new(),
-        faults: Faults::default(),
+        package: cli.package,
+        version: version("--version", &cli.version)?,
+        state: match cli.state.as_str() {
+            "prelaunch" => RunState::Prelaunch,
+            "running" => RunState::Running,
+            v => return Err(bad("--state", v, "prelaunch or running")),
+        },
+        seed_era: cli.seed_era,
+        finishing_ms: opt_number("--finishing-ms", &cli.finishing_ms)?,
+        pbs_connect_delay_ms: opt_number("--pbs-connect-delay-ms", &cli.pbs_connect_delay_ms)?,
+        proxmox_support: !cli.no_proxmox_support,
+        record: opt_path("--record", cli.record)?,
+        sim_tick: cli.sim_tick,
+        smooth_progress: cli.smooth_progress,
+        pidfile: opt_path("--pidfile", cli.pidfile)?,
+        // What the re-exec passes on (see `Config::args`).
+        args: split_inline(&raw, "--pidfile"),
+        faults: Faults {
+            die_at: opt_percent("--fault-die-at", &cli.fault_die_at)?,
+            error_at: match &cli.fault_error_at {
+                Some(v) => {
+                    let (p, msg) = match v.split_once(':') {
+                        Some((p, m)) => (p, m.to_string()),
+                        None => (
+                            v.as_str(),
+                            "job failed with err -5 - Input/output error".into(),
+                        ),
+                    };
+                    Some((percent("--fault-error-at", p)?, msg))
+                }
+                None => None,
+            },
+            wrong_uuid: cli.fault_wrong_uuid,
+            hang: nonempty_all("--fault-hang", cli.fault_hang)?,
+            garbage: nonempty_all("--fault-garbage", cli.fault_garbage)?,
+            slow_ms: opt_number("--fault-slow-ms", &cli.fault_slow_ms)?,
+            count_mismatch: cli.fault_count_mismatch,
+            write_error_at: opt_percent("--fault-write-error-at", &cli.fault_write_error_at)?,
+        },
     };
-    // Everything taken from `it` is copied to `cfg.args` (see `Config::args`).
-    let mut seen: Vec<String> = Vec::new();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        match (&inline, flag.as_str()) {
-            (Some(v), "--pidfile") => seen.extend([flag.clone(), v.clone()]),
-            _ => seen.push(arg.clone()),
-        }
-        let mut value = |what: &str| -> Result<String, String> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => {
-                    let v = it
-                        .next()
-                        .ok_or_else(|| format!("option '{flag}' needs a value ({what})"))?;
-                    seen.push(v.clone());
-                    Ok(v)
-                }
-            }
-        };
-        match flag.as_str() {
-            "--help" | "-h" => return Ok(Mode::Help),
-            "--socket" => socket = Some(PathBuf::from(nonempty(&flag, value("PATH")?)?)),
-            "--disk" => {
-                let (name, path) = name_value(&flag, &value("NAME=PATH")?)?;
-                cfg.disks.push(DiskSpec::File {
-                    name,
-                    path: PathBuf::from(path),
-                });
-            }
-            "--gen-disk" => {
-                let (name, size) = name_value(&flag, &value("NAME=SIZE")?)?;
-                let size = positive_size(&flag, &size)?;
-                cfg.disks.push(DiskSpec::Generated { name, size });
-            }
-            "--dump-gen-disk" => {
-                let (name, size) = name_value(&flag, &value("NAME=SIZE")?)?;
-                let size = positive_size(&flag, &size)?;
-                let path = it
-                    .next()
-                    .ok_or_else(|| format!("option '{flag}' needs NAME=SIZE and PATH"))?;
-                if let Some(extra) = it.next() {
-                    return Err(format!("unexpected argument '{extra}' after '{flag}'"));
-                }
-                return Ok(Mode::DumpGenDisk {
-                    name,
-                    size,
-                    path: PathBuf::from(path),
-                });
-            }
-            "--rate" => cfg.rate = Some(positive_size(&flag, &value("BYTES_PER_SEC")?)?),
-            "--package" => cfg.package = value("STR")?,
-            "--version" => cfg.version = version(&flag, &value("X.Y.Z")?)?,
-            "--state" => {
-                cfg.state = match value("prelaunch|running")?.as_str() {
-                    "prelaunch" => RunState::Prelaunch,
-                    "running" => RunState::Running,
-                    v => return Err(bad(&flag, v, "prelaunch or running")),
-                }
-            }
-            "--seed-era" => cfg.seed_era = true,
-            "--finishing-ms" => cfg.finishing_ms = number(&flag, &value("N")?)?,
-            "--pbs-connect-delay-ms" => cfg.pbs_connect_delay_ms = number(&flag, &value("N")?)?,
-            "--no-proxmox-support" => cfg.proxmox_support = false,
-            "--record" => cfg.record = Some(PathBuf::from(nonempty(&flag, value("FILE")?)?)),
-            "--sim-tick" => cfg.sim_tick = true,
-            "--smooth-progress" => cfg.smooth_progress = true,
-            "--pidfile" => cfg.pidfile = Some(PathBuf::from(nonempty(&flag, value("PATH")?)?)),
-            "--fault-die-at" => cfg.faults.die_at = Some(percent(&flag, &value("PERCENT")?)?),
-            "--fault-error-at" => {
-                let v = value("PERCENT[:MSG]")?;
-                let (p, msg) = match v.split_once(':') {
-                    Some((p, m)) => (p, m.to_string()),
-                    None => (
-                        v.as_str(),
-                        "job failed with err -5 - Input/output error".into(),
-                    ),
-                };
-                cfg.faults.error_at = Some((percent(&flag, p)?, msg));
-            }
-            "--fault-write-error-at" => {
-                cfg.faults.write_error_at = Some(percent(&flag, &value("PERCENT")?)?)
-            }
-            "--fault-wrong-uuid" => cfg.faults.wrong_uuid = true,
-            "--fault-hang" => cfg.faults.hang.push(nonempty(&flag, value("CMD")?)?),
-            "--fault-garbage" => cfg.faults.garbage.push(nonempty(&flag, value("CMD")?)?),
-            "--fault-slow-ms" => cfg.faults.slow_ms = number(&flag, &value("N")?)?,
-            "--fault-count-mismatch" => cfg.faults.count_mismatch = true,
-            _ => return Err(format!("unknown option '{arg}'")),
-        }
-        if inline.is_some() && takes_no_value(&flag) {
-            return Err(format!("option '{flag}' takes no value"));
-        }
+    if let Some(rate) = &cli.rate {
+        cfg.rate = Some(positive_size("--rate", rate)?);
     }
-    cfg.socket = socket.ok_or("option '--socket PATH' is required")?;
-    cfg.args = seen;
+    // Devices in command line order: `--disk` and `--gen-disk` interleaved as given.
+    let mut disks: Vec<(usize, DiskSpec)> = Vec::new();
+    for (index, v) in indexed(&matches, "disk", &cli.disk) {
+        let (name, path) = name_value("--disk", v)?;
+        let path = PathBuf::from(path);
+        disks.push((index, DiskSpec::File { name, path }));
+    }
+    for (index, v) in indexed(&matches, "gen_disk", &cli.gen_disk) {
+        let (name, size) = name_value("--gen-disk", v)?;
+        let size = positive_size("--gen-disk", &size)?;
+        disks.push((index, DiskSpec::Generated { name, size }));
+    }
+    disks.sort_by_key(|(index, _)| *index);
+    cfg.disks = disks.into_iter().map(|(_, d)| d).collect();
+    if let Some(dump) = cli.dump_gen_disk {
+        let flag = "--dump-gen-disk";
+        // Its two values end the command line.
+        let last = matches.indices_of("dump_gen_disk").and_then(Iterator::max);
+        if let Some(after) = matches
+            .ids()
+            .filter(|id| id.as_str() != "dump_gen_disk")
+            .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+            .find(|id| matches.indices_of(id.as_str()).and_then(Iterator::max) > last)
+        {
+            let name = after.as_str().replace('_', "-");
+            return Err(format!("unexpected argument '--{name}' after '{flag}'"));
+        }
+        let (name, size) = name_value(flag, &dump[0])?;
+        let size = positive_size(flag, &size)?;
+        let path = PathBuf::from(&dump[1]);
+        return Ok(Mode::DumpGenDisk { name, size, path });
+    }
+    cfg.socket = PathBuf::from(nonempty(
+        "--socket",
+        cli.socket.ok_or("option '--socket PATH' is required")?,
+    )?);
     for (i, d) in cfg.disks.iter().enumerate() {
         if cfg.disks[..i].iter().any(|e| e.name() == d.name()) {
             return Err(format!("device name '{}' given twice", d.name()));
@@ -336,22 +242,77 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
     Ok(Mode::Serve(Box::new(cfg)))
 }
 
-fn takes_no_value(flag: &str) -> bool {
-    matches!(
-        flag,
-        "--help"
-            | "-h"
-            | "--seed-era"
-            | "--no-proxmox-support"
-            | "--sim-tick"
-            | "--smooth-progress"
-            | "--fault-wrong-uuid"
-            | "--fault-count-mismatch"
-    )
+/// The arguments with `FLAG=VALUE` split into `FLAG` and `VALUE`.
+fn split_inline(args: &[String], flag: &str) -> Vec<String> {
+    args.iter()
+        .flat_map(|a| match a.split_once('=') {
+            Some((f, v)) if f == flag => vec![f.to_string(), v.to_string()],
+            _ => vec![a.clone()],
+        })
+        .collect()
+}
+
+/// The values of a repeatable option with their positions on the command line.
+fn indexed<'a>(
+    matches: &'a clap::ArgMatches,
+    id: &str,
+    values: &'a [String],
+) -> impl Iterator<Item = (usize, &'a String)> {
+    matches.indices_of(id).into_iter().flatten().zip(values)
+}
+
+/// A clap error in the texts of the hand-rolled parser this replaced (tests and scripts
+/// match them).
+fn clap_error(e: &clap::Error, raw: &[String]) -> String {
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(s)) => s.join(" "),
+        _ => String::new(),
+    };
+    // "--socket <PATH>": the flag and what its value is.
+    let arg = context(ContextKind::InvalidArg);
+    let (flag, what) = arg.split_once(' ').unwrap_or((&arg, ""));
+    let what = what.replace(['<', '>'], "");
+    match e.kind() {
+        ErrorKind::UnknownArgument => {
+            let dumped = raw.iter().any(|a| a.starts_with("--dump-gen-disk"));
+            match dumped && !arg.starts_with('-') {
+                true => format!("unexpected argument '{arg}' after '--dump-gen-disk'"),
+                false => format!("unknown option '{arg}'"),
+            }
+        }
+        ErrorKind::InvalidValue if flag == "--dump-gen-disk" => {
+            format!("option '{flag}' needs a value (NAME=SIZE)")
+        }
+        ErrorKind::InvalidValue => format!("option '{flag}' needs a value ({what})"),
+        ErrorKind::WrongNumberOfValues => format!("option '{flag}' needs NAME=SIZE and PATH"),
+        ErrorKind::TooManyValues => format!("option '{flag}' takes no value"),
+        _ => e
+            .to_string()
+            .trim_end()
+            .trim_start_matches("error: ")
+            .to_string(),
+    }
 }
 
 fn bad(flag: &str, value: &str, expected: &str) -> String {
     format!("invalid value '{value}' for '{flag}': expected {expected}")
+}
+
+fn opt_number(flag: &str, v: &Option<String>) -> Result<u64, String> {
+    v.as_deref().map_or(Ok(0), |v| number(flag, v))
+}
+
+fn opt_percent(flag: &str, v: &Option<String>) -> Result<Option<u8>, String> {
+    v.as_deref().map(|v| percent(flag, v)).transpose()
+}
+
+fn opt_path(flag: &str, v: Option<String>) -> Result<Option<PathBuf>, String> {
+    v.map(|v| nonempty(flag, v).map(PathBuf::from)).transpose()
+}
+
+fn nonempty_all(flag: &str, v: Vec<String>) -> Result<Vec<String>, String> {
+    v.into_iter().map(|v| nonempty(flag, v)).collect()
 }
 
 fn nonempty(flag: &str, v: String) -> Result<String, String> {
@@ -471,6 +432,15 @@ mod tests {
             (&["--pidfile="], "invalid value ''"),
             (&["--sim-tick"], "'--socket PATH' is required"),
             (
+                &["--dump-gen-disk", "a=1M", "/x", "y"],
+                "unexpected argument 'y' after",
+            ),
+            (
+                &["--dump-gen-disk", "a=1M", "/x", "--seed-era"],
+                "'--seed-era' after",
+            ),
+            (&["--dump-gen-disk", "a=1M"], "needs NAME=SIZE and PATH"),
+            (
                 &["--socket", "s", "--gen-disk", "a=1M", "--gen-disk", "a=2M"],
                 "given twice",
             ),
@@ -481,9 +451,39 @@ mod tests {
     }
 
     #[test]
+    fn disks_in_command_line_order() {
+        let m = parse_strs(&[
+            "--disk=b=/tmp/b.raw",
+            "--socket",
+            "s",
+            "--gen-disk",
+            "a=1M",
+            "--disk",
+            "c=/tmp/c.raw",
+            "--pidfile=/tmp/p",
+        ])
+        .unwrap();
+        let Mode::Serve(c) = m else { panic!() };
+        let names: Vec<&str> = c.disks.iter().map(DiskSpec::name).collect();
+        assert_eq!(names, ["b", "a", "c"]);
+        assert_eq!(c.args[c.args.len() - 2..], ["--pidfile", "/tmp/p"]);
+        // The last of a repeated option counts; values may start with '-'.
+        let m = parse_strs(&[
+            "--socket", "s", "--rate", "1M", "--rate", "2M", "--record", "-x",
+        ]);
+        let Ok(Mode::Serve(c)) = m else { panic!() };
+        assert_eq!(
+            (c.rate, c.record),
+            (Some(2 << 20), Some(PathBuf::from("-x")))
+        );
+    }
+
+    #[test]
     fn dump_mode_and_help() {
         let m = parse_strs(&["--dump-gen-disk", "drive-scsi0=1M", "/tmp/out"]).unwrap();
         assert!(matches!(m, Mode::DumpGenDisk { size: 1048576, .. }));
-        assert!(matches!(parse_strs(&["--help"]).unwrap(), Mode::Help));
+        let m = parse_strs(&["--dump-gen-disk=drive-scsi0=2M", "/tmp/out"]).unwrap();
+        assert!(matches!(m, Mode::DumpGenDisk { size: 2097152, .. }));
+        assert!(matches!(parse_strs(&["--help"]).unwrap(), Mode::Help(_)));
     }
 }

@@ -29,6 +29,7 @@
 
 mod args;
 mod backup;
+mod cli;
 mod disk;
 mod dispatch;
 mod fds;
@@ -70,7 +71,7 @@ fn main() {
         }
     };
     match mode {
-        Mode::Help => print!("{}", args::USAGE),
+        Mode::Help(text) => print!("{text}"),
         Mode::DumpGenDisk { name, size, path } => {
             if let Err(e) = disk::dump_generated(&name, size, &path) {
                 eprintln!("pve-qmp-sim: writing {} failed: {e}", path.display());

@@ -382,6 +382,11 @@ fn command_line_errors_exit_2_and_help_lists_every_flag() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
     assert!(!help.contains("--events"), "--events is gone");
+    // `--version` is the simulated QEMU's; -V is the simulator's own.
+    let out = Command::new(binary()).arg("-V").output().unwrap();
+    assert!(out.status.success());
+    let version = format!("pve-qmp-sim {}\n", env!("CARGO_PKG_VERSION"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), version);
     let out = Command::new(binary())
         .args(["--socket", "/tmp/x", "--events"])
         .output()
