@@ -410,8 +410,10 @@ vzdump_qemu_result vzdump_qemu_job_new_pbs(const struct vzdump_qemu_peer *peer,
  * differs as the Rust module `job` documents):
  * 1. the devlist from the task's disks;
  * 2. if the VM does not run: `starting kvm to execute backup task` and `start_cb`;
- * 3. from here a signal that interrupts a wait, a non-zero return of `log_cb` or `cancel_cb`
- *    returning true ends the job with `interrupted by signal` (`VZDUMP_QEMU_INTERRUPTED`);
+ * 3. from here a signal that interrupts a wait (unless the peer's signal check,
+ *    `vzdump_qemu_peer_set_signal_check`, lets it go on), a non-zero return of `log_cb` or
+ *    `cancel_cb` returning true ends the job with `interrupted by signal`
+ *    (`VZDUMP_QEMU_INTERRUPTED`);
  * 4. VMA: the output file and the compressor behind a pipe;
  * 5. the guest freeze if asked (agent configured, not stop mode, VM was running);
  * 6. the backup start (VMA 30 s for `getfd` and `backup`; PBS 60 s, today 125 s);

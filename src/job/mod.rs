@@ -9,7 +9,8 @@
 //!    before anything else;
 //! 2. the VM must run: if it does not, `starting kvm to execute backup task` and the
 //!    caller starts it paused ([`Host::start_vm_paused`]); a failure ends the job as it is;
-//! 3. from here a signal ends the job with `interrupted by signal`;
+//! 3. from here a signal ends the job with `interrupted by signal`, unless the peer's
+//!    signal check ([`crate::qmp::Options::on_signal`]) lets the wait it interrupted go on;
 //! 4. VMA: open the output file (`unable to open file '<file>' - <reason>`) unless the
 //!    caller passes a descriptor, and start the compressor behind a pipe;
 //! 5. freeze the guest's filesystems if asked (agent configured, not stop mode, VM was

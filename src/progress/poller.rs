@@ -1,6 +1,6 @@
 //! The status-poll loop against a live QEMU, and the seed's cancel-on-error path.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -12,6 +12,7 @@ use crate::progress::{
     SystemClock,
 };
 use crate::qmp::{Options, Peer};
+use crate::wait::{self, ends_wait, Interrupted, SignalCheck};
 
 /// `query-backup` on a fresh connection per query, as qemu-server's `mon_cmd`.
 struct Query<'a> {
@@ -26,6 +27,31 @@ impl progress::StatusSource for Query<'_> {
     }
     fn interrupted(error: &Error) -> bool {
         error.is_interrupted()
+    }
+}
+
+/// The system clock, whose sleeps between queries a signal ends only when the peer's
+/// signal check (if any) says so, as it does for the queries' own waits.
+struct PeerClock<'a> {
+    on_signal: Option<&'a SignalCheck>,
+}
+
+impl progress::Clock for PeerClock<'_> {
+    fn now_secs(&self) -> i64 {
+        SystemClock.now_secs()
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&mut self, deadline: Instant) -> std::result::Result<(), Interrupted> {
+        loop {
+            match wait::sleep_until(deadline) {
+                Err(Interrupted) if !ends_wait(self.on_signal) => continue,
+                other => return other,
+            }
+        }
     }
 }
 
@@ -153,7 +179,9 @@ impl Poller {
             &mut self.state,
             &mut self.pacing,
             &mut source,
-            &mut SystemClock,
+            &mut PeerClock {
+                on_signal: self.options.on_signal.as_ref(),
+            },
             log,
             cancelled,
             options,

@@ -741,7 +741,8 @@ kinds);
 its die ends the backup as it is;
 
 =item 3. from here C<SIGINT>, C<SIGTERM>, C<SIGQUIT>, C<SIGHUP> and C<SIGPIPE> end the
-backup with C<interrupted by signal> (the handlers are C<local> to the call);
+backup with C<interrupted by signal> (the handlers are C<local> to the call); a signal
+whose handler returns lets the job go on;
 
 =item 4. the output file (C<unable to open file '...' - ...>) and C<$comp> behind a pipe;
 
