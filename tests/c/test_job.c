@@ -3,8 +3,10 @@
  * a run directory (its pid file passes qemu-server's running check): a running VM, a VM
  * the start callback starts paused and the stop callback stops, a failing start, a failing
  * job, a refused start, a cancel, a scripted agent that freezes, real qemu-ga refusing the
- * freeze (its commands blocked) and an agent that is not there, stop mode, a signal during the start, PBS with and without a
- * fingerprint, the power-state steps and the abort one by one, and every bad input. The lines pinned are qemu-server's
+ * freeze (its commands blocked) and an agent that is not there, stop mode, a signal during
+ * the start, a peer's signal check, the fault matrix, PBS with and without a fingerprint,
+ * the power-state steps and the abort one by one, and every bad input. The lines pinned are
+ * qemu-server's
  * (proxmox/qemu-server src/PVE/VZDump/QemuServer.pm: archive_vma, archive_pbs,
  * qga_fs_freeze, qga_fs_thaw, enforce_vm_running_for_backup, resume_vm_after_job_start,
  * restore_vm_power_state, mon_backup_cancel).
@@ -12,11 +14,13 @@
  * blocked commands come from $QGA_BLOCKED.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -699,6 +703,152 @@ static void signal_check(const char *work)
     free(dir);
 }
 
+/* The fault matrix (docs/reliability.md) through the C entry point: one fault a row, the
+ * job's result and message, backup-cancel sent when a job may exist, the compressor reaped,
+ * no descriptor left open. Texts: qemu-server's (src/PVE/VZDump/QemuServer.pm, the status
+ * loop; src/PVE/QemuServer/Monitor.pm `VM 100 not running`) and QEMU's errmsg for a broken
+ * pipe (proxmox/pve-qemu, the VMA writer's `vma_queue_write: write error - %s`). */
+struct fault_row {
+    const char *name;
+    const char *flag, *value;   /* one simulator fault, or NULL */
+    const char *compressor;     /* run through the shell after it wrote its pid */
+    rlim_t nofile_headroom;     /* RLIMIT_NOFILE above the open descriptors, or 0 */
+    int signals;                /* SIGALRM every 20 ms from 600 ms on */
+    int stop_at_signal;         /* the cancel check says stop once a signal came */
+    int go_on_check;            /* the peer's signal check lets every signal pass */
+    vzdump_qemu_result rc;
+    const char *message;        /* the exact message, or NULL on success */
+    bool cancel;
+};
+
+static int open_fds(void)
+{
+    int n = -2; /* . and .. */
+    DIR *d = opendir("/proc/self/fd");
+    while (d && readdir(d))
+        n++;
+    if (d)
+        closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+/* Whether `pid` is a child of this process that was not reaped. */
+static bool our_child(pid_t pid)
+{
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    fclose(f);
+    stat[n] = 0;
+    char *close_paren = strrchr(stat, ')');
+    int ppid = 0;
+    return close_paren && sscanf(close_paren + 2, "%*c %d", &ppid) == 1 && ppid == getpid();
+}
+
+static bool never_stops(void *userdata)
+{
+    (void)userdata;
+    return false;
+}
+
+static void fault_matrix(const char *work)
+{
+    static const struct fault_row rows[] = {
+        {"no fault", NULL, NULL, "zstd -q", 0, 0, 0, 0, VZDUMP_QEMU_OK, NULL, false},
+        {"QEMU killed mid-backup", "--fault-die-at", "30", "zstd -q", 0, 0, 0, 0,
+         VZDUMP_QEMU_NOT_RUNNING, "VM 100 not running", false},
+        {"garbage instead of the status", "--fault-garbage", "query-backup", "zstd -q", 0, 0,
+         0, 0, VZDUMP_QEMU_PROTOCOL,
+         "VM 100 qmp command 'query-backup' failed - unexpected data outside a JSON object: "
+         "'\\xffgarbage-reply: this is not JSON\\r\\n'", true},
+        {"wrong uuid", "--fault-wrong-uuid", NULL, "zstd -q", 0, 0, 0, 0, VZDUMP_QEMU_POLL,
+         "got unexpected uuid", true},
+        {"job error status", "--fault-error-at", "30", "zstd -q", 0, 0, 0, 0, VZDUMP_QEMU_POLL,
+         "job failed with err -5 - Input/output error", true},
+        {"compressor exits early", NULL, NULL, "head -c 65536", 0, 0, 0, 0, VZDUMP_QEMU_POLL,
+         "vma_queue_write: write error - Broken pipe", true},
+        {"output file system full", NULL, NULL, "sh -c 'ulimit -f 2048; exec cat'", 0, 0, 0, 0,
+         VZDUMP_QEMU_POLL, "vma_queue_write: write error - Broken pipe", true},
+        {"too few descriptors", NULL, NULL, "zstd -q", 1, 0, 0, 0, VZDUMP_QEMU_COMPRESSOR,
+         "unable to duplicate compressor pipe - Too many open files (os error 24)", false},
+        {"a signal during the loop, the caller stops", "--rate", "4M", "zstd -q", 0, 1, 1, 0,
+         VZDUMP_QEMU_INTERRUPTED, "interrupted by signal", true},
+        {"a signal flood, the peer's check goes on", NULL, NULL, "zstd -q", 0, 1, 0, 1,
+         VZDUMP_QEMU_OK, NULL, false},
+    };
+    struct sigaction sa = {.sa_handler = on_alarm}, old;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, &old);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const struct fault_row *r = &rows[i];
+        /* Valgrind keeps RLIMIT_NOFILE to itself: the kernel never sees the tight limit. */
+        if (r->nofile_headroom && getenv("VZQ_UNDER_VALGRIND"))
+            continue;
+        char name[64], task[700], json[2048], pidfile[600], *err = NULL;
+        snprintf(name, sizeof name, "fault-%zu", i);
+        char *dir = make_dir(work, name);
+        pid_t sim = start_sim(dir, 0, r->flag, r->value);
+        vzdump_qemu_peer *peer = vm_peer(dir, VZDUMP_QEMU_STYLE_SEED);
+        if (r->go_on_check)
+            expect(vzdump_qemu_peer_set_signal_check(peer, never_stops, NULL, &err),
+                   VZDUMP_QEMU_OK, &err, NULL, "fault matrix: signal check");
+        snprintf(pidfile, sizeof pidfile, "%s/comp.pid", dir);
+        snprintf(task, sizeof task, "\"config-file\": \"%s/qemu-server.conf\"", dir);
+        /* Not through the pid-writing shell under a tight RLIMIT_NOFILE: dash saves its
+         * stdout above fd 10 for the redirection. */
+        if (r->nofile_headroom)
+            snprintf(json, sizeof json, "%s", r->compressor);
+        else
+            snprintf(json, sizeof json, "echo $$ > %s; exec %s", pidfile, r->compressor);
+        char job_json[4096];
+        snprintf(job_json, sizeof job_json,
+                 "{\"task\": {\"disks\": [{\"type\": \"file\", \"qmdevice\": \"drive-scsi0\"}],"
+                 " %s, \"vm-was-running\": 1}, \"output-file\": \"%s/out.vma\","
+                 " \"compressor\": \"%s\"}",
+                 task, dir, json);
+        vzdump_qemu_job *job = NULL;
+        expect(vzdump_qemu_job_new_vma(peer, job_json, &job, &err), VZDUMP_QEMU_OK, &err, NULL,
+               "fault matrix: job");
+        struct host h = {.dir = dir, .on_signal = r->stop_at_signal};
+        struct rlimit nofile = {0, 0}, tight;
+        int before = open_fds();
+        if (r->nofile_headroom) {
+            getrlimit(RLIMIT_NOFILE, &nofile);
+            tight = nofile;
+            tight.rlim_cur = (rlim_t)before + r->nofile_headroom;
+            setrlimit(RLIMIT_NOFILE, &tight);
+        }
+        signals_seen = 0;
+        struct itimerval every = {{0, 20000}, {0, 600000}}, off = {{0, 0}, {0, 0}};
+        if (r->signals)
+            setitimer(ITIMER_REAL, &every, NULL);
+        vzdump_qemu_result rc = run(job, &h, &err);
+        setitimer(ITIMER_REAL, &off, NULL);
+        if (r->nofile_headroom)
+            setrlimit(RLIMIT_NOFILE, &nofile);
+        if (r->message)
+            expect_exact(rc, r->rc, &err, r->message, r->name);
+        else
+            expect(rc, r->rc, &err, NULL, r->name);
+        CHECK(recorded(dir, "\"backup-cancel\"") == r->cancel, "%s: backup-cancel %s", r->name,
+              r->cancel ? "sent" : "not sent");
+        FILE *pf = fopen(pidfile, "r");
+        int comp = 0;
+        if (pf && fscanf(pf, "%d", &comp) == 1)
+            CHECK(!our_child(comp), "%s: the compressor reaped", r->name);
+        if (pf)
+            fclose(pf);
+        CHECK(open_fds() == before, "%s: descriptors %d, before %d", r->name, open_fds(),
+              before);
+        CHECK(!r->signals || signals_seen > 0, "%s: signals came", r->name);
+        end_case(&h, job, peer, sim, dir);
+    }
+    sigaction(SIGALRM, &old, NULL);
+}
+
 /* The power-state steps and the abort one by one, as a piecewise backup calls them: a VM
  * that was not running is started paused and stopped again, one that runs is resumed, the
  * state read back as the plugin stores it. */
@@ -889,6 +1039,7 @@ int main(int argc, char **argv)
     stop_mode(argv[2]);
     signal_during_start(argv[2]);
     signal_check(argv[2]);
+    fault_matrix(argv[2]);
     power_steps(argv[2]);
     pbs(argv[2]);
     bad_input(argv[2]);
