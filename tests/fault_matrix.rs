@@ -12,12 +12,11 @@
 //! (`<comp> failed - wrong exit status`).
 
 use std::cell::{Cell, RefCell};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::Write;
 
 use testkit::{repeated_signals, FakePeer, Sim, TempDir};
@@ -230,14 +229,6 @@ fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-fn requests(record: &Path) -> Vec<Value> {
-    std::fs::read_to_string(record)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Whether `pid` is still a child of this process (running or not yet reaped).
 fn is_our_child(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -382,7 +373,7 @@ fn run(row: &Row) -> Seen {
         .and_then(|p| p.trim().parse::<i32>().ok());
     let seen = Seen {
         error: outcome.err().map(|e| e.to_string()),
-        cancel_sent: requests(&record)
+        cancel_sent: testkit::recorded_requests(&record)
             .iter()
             .any(|r| r["execute"] == "backup-cancel"),
         compressor_left: compressor_pid.is_some_and(is_our_child),

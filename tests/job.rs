@@ -167,7 +167,7 @@ impl Vm {
 
     /// The commands the simulator received, in order, without the handshake.
     fn commands(&self) -> Vec<String> {
-        requests(&self.record)
+        testkit::recorded_requests(&self.record)
             .iter()
             .map(|r| r["execute"].as_str().unwrap().to_string())
             .filter(|c| c != "qmp_capabilities" && c != "query-backup")
@@ -176,21 +176,13 @@ impl Vm {
 
     /// The `backup` command's arguments.
     fn backup_args(&self) -> Value {
-        let all = requests(&self.record);
+        let all = testkit::recorded_requests(&self.record);
         let backup = all
             .iter()
             .find(|r| r["execute"] == "backup")
             .expect("a backup command");
         backup["arguments"].clone()
     }
-}
-
-fn requests(record: &Path) -> Vec<Value> {
-    std::fs::read_to_string(record)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn options(style: Style) -> Options {

@@ -44,20 +44,24 @@ fn under_signals<T>(call: impl FnOnce() -> T) -> T {
     result
 }
 
-#[test]
-fn a_check_that_lets_signals_pass_gets_the_reply() {
-    let sim = slow_monitor();
-    let (check, calls) = counting(0);
-    let reply = under_signals(|| {
+/// `query-version` on the slow monitor under signals, with `options`.
+fn query_version(sim: &Sim, options: &Options) -> vzdump_qemu::Result<serde_json::Value> {
+    under_signals(|| {
         qmp::command(
             &Peer::path(&sim.socket),
             "query-version",
             None,
             None,
-            &with(&check),
+            options,
         )
     })
-    .unwrap();
+}
+
+#[test]
+fn a_check_that_lets_signals_pass_gets_the_reply() {
+    let sim = slow_monitor();
+    let (check, calls) = counting(0);
+    let reply = query_version(&sim, &with(&check)).unwrap();
     assert!(reply["qemu"]["major"].is_number(), "{reply}");
     // The handshake's replies and the command's came late: many signals were asked about.
     assert!(calls.load(Ordering::SeqCst) >= 10, "{calls:?}");
@@ -67,16 +71,7 @@ fn a_check_that_lets_signals_pass_gets_the_reply() {
 fn a_check_that_says_stop_ends_the_call_as_a_signal_does() {
     let sim = slow_monitor();
     let (check, calls) = counting(3);
-    let err = under_signals(|| {
-        qmp::command(
-            &Peer::path(&sim.socket),
-            "query-version",
-            None,
-            None,
-            &with(&check),
-        )
-    })
-    .unwrap_err();
+    let err = query_version(&sim, &with(&check)).unwrap_err();
     assert!(err.is_interrupted(), "{err}");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
@@ -84,16 +79,7 @@ fn a_check_that_says_stop_ends_the_call_as_a_signal_does() {
 #[test]
 fn without_a_check_every_signal_ends_the_call() {
     let sim = slow_monitor();
-    let err = under_signals(|| {
-        qmp::command(
-            &Peer::path(&sim.socket),
-            "query-version",
-            None,
-            None,
-            &Options::default(),
-        )
-    })
-    .unwrap_err();
+    let err = query_version(&sim, &Options::default()).unwrap_err();
     assert!(err.is_interrupted(), "{err}");
 }
 

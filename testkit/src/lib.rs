@@ -535,6 +535,16 @@ pub fn with_signal_after<T>(delay: Duration, call: impl FnOnce() -> T) -> T {
     result
 }
 
+/// The requests a simulator started with `--record <record>` received, in order (none if
+/// it wrote no record).
+pub fn recorded_requests(record: &Path) -> Vec<Value> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> String {
     use sha2::{Digest, Sha256};
