@@ -4,6 +4,7 @@
 #                  simulator and a compressor (options: DISK= COMPRESS= STYLE= BWLIMIT=)
 #   make demo-c    the same through the C API alone
 #   make test      every test; what CI runs (.ci/run)
+#   make test-fuzz the bounded fuzz run of make test (FUZZ_SECONDS= per target, default 15)
 #   make bench     every benchmark as one table, also in target/bench/bench.json
 #                  (docs/performance.md; QUICK=1: small sizes, about a minute)
 #
@@ -19,7 +20,7 @@ TIMEOUT := timeout --kill-after=30
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all deps build release perl demo demo-c test lint header-check symbols-check \
-	test-rust test-c test-perl test-demo bench bench-quick install clean
+	test-rust test-c test-perl test-demo test-fuzz bench bench-quick install clean
 
 all: build
 
@@ -49,6 +50,7 @@ demo-c: build
 
 lint:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
 
@@ -73,6 +75,12 @@ test-perl: perl
 test-demo: build
 	$(TIMEOUT) 600 ./scripts/test-demo.sh
 
+# Coverage-guided fuzzing, each target of fuzz/ for FUZZ_SECONDS (scripts/fuzz.sh; the first
+# run installs cargo-fuzz and builds the targets, a few minutes).
+FUZZ_SECONDS ?= 15
+test-fuzz:
+	$(TIMEOUT) 1200 ./scripts/fuzz.sh $(FUZZ_SECONDS)
+
 # Every benchmark, one table (scripts/bench.sh; QUICK=1 for the small run).
 QUICK ?=
 bench: deps release perl
@@ -83,7 +91,7 @@ bench-quick: deps release perl
 	QUICK=1 $(TIMEOUT) 600 ./scripts/bench.sh
 
 # Everything CI runs.
-test: deps lint symbols-check test-rust test-c test-perl test-demo bench-quick
+test: deps lint symbols-check test-rust test-c test-perl test-demo test-fuzz bench-quick
 
 install: release
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -96,4 +104,4 @@ install: release
 clean:
 	$(CARGO) clean
 	-cd perl && [ -f Makefile ] && $(MAKE) -s clean >/dev/null
-	rm -rf tests/c/build
+	rm -rf tests/c/build fuzz/target fuzz/artifacts
