@@ -5,6 +5,7 @@
 #   make demo-c    the same through the C API alone
 #   make test      every test; what CI runs (.ci/run)
 #   make test-fuzz the bounded fuzz run of make test (FUZZ_SECONDS= per target, default 15)
+#   make test-perl-valgrind  the Perl suite under valgrind, leaks by owner (about 5 min)
 #   make bench     every benchmark as one table, also in target/bench/bench.json
 #                  (docs/performance.md; QUICK=1: small sizes, about a minute)
 #
@@ -20,7 +21,8 @@ TIMEOUT := timeout --kill-after=30
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all deps build release perl demo demo-c test lint header-check symbols-check \
-	test-rust test-c test-perl test-demo test-fuzz bench bench-quick install clean
+	test-rust test-c test-perl test-perl-valgrind test-demo test-fuzz bench bench-quick install \
+	clean
 
 all: build
 
@@ -71,6 +73,12 @@ test-c: release
 
 test-perl: perl
 	cd perl && $(TIMEOUT) 600 prove -b t/
+
+# Not in make test (about 5 minutes): each Perl test under valgrind; no definitely lost byte
+# may be the library's or the XS shim's (scripts/perl-valgrind.sh, docs/reliability.md).
+test-perl-valgrind: perl
+	$(CARGO) build --workspace --bins
+	$(TIMEOUT) 1800 ./scripts/perl-valgrind.sh
 
 test-demo: build
 	$(TIMEOUT) 600 ./scripts/test-demo.sh

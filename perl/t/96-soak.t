@@ -49,7 +49,12 @@ sub soak {
     note(sprintf("%d %s cycles in %.1f s: fds %d -> %d, RSS %d -> %d KiB (%+d)",
         $n, $name, Time::HiRes::time() - $t0, $fds, $fds_after, $rss, $rss_after, $grown));
     is($fds_after, $fds, "$name: the same $fds descriptors after $n cycles");
-    cmp_ok($grown, '<', 1024, "$name: RSS grew by $grown KiB");
+  SKIP: {
+        # valgrind keeps freed blocks back and has a heap of its own: its leak check is
+        # the test there (scripts/perl-valgrind.sh).
+        skip("$name: RSS under valgrind says nothing", 1) if $ENV{VZQ_UNDER_VALGRIND};
+        cmp_ok($grown, '<', 1024, "$name: RSS grew by $grown KiB");
+    }
 }
 
 my $dir = tmpdir();
