@@ -3,7 +3,8 @@
 # each target runs for SECONDS (default 15) on a fresh copy of its seed corpus
 # (fuzz/corpus/<target>) in a temporary directory. Any crash, leak, timeout or excess of
 # memory fails the run; the input is kept as fuzz/artifacts/<target>/<kind>-<sha1> and its
-# path printed (rerun it: cargo +nightly fuzz run <target> <that file>).
+# path printed (rerun it: cargo +nightly fuzz run <target> <that file>; with
+# FUZZ_SANITIZER=none add -s none --target-dir fuzz/target/sanitizer-none).
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 #   FUZZ_RUNS=N        stop each target after N executions instead of after SECONDS
@@ -30,11 +31,15 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
-fuzz() { cargo +nightly fuzz "$@"; }
+# Builds without ASan go to a target directory of their own, so that a run of each kind
+# does not rebuild (or replace) the other's binaries.
+target_dir=()
+[ "$sanitizer" = address ] || target_dir=(--target-dir "fuzz/target/sanitizer-$sanitizer")
+fuzz() { cargo +nightly fuzz "$1" --sanitizer "$sanitizer" "${target_dir[@]}" "${@:2}"; }
 
 started=$(date +%s)
 # All targets at once (shared dependencies); each run's own build is then a no-op.
-fuzz build --sanitizer "$sanitizer"
+fuzz build
 echo "fuzz: built in $(($(date +%s) - started)) s"
 
 work=$(mktemp -d /tmp/vzq-fuzz-XXXXXX)
@@ -52,12 +57,14 @@ for target in "${targets[@]}"; do
   limit=(-max_total_time="$seconds")
   [ -z "${FUZZ_RUNS:-}" ] || limit=(-runs="$FUZZ_RUNS")
   log="$work/$target.log"
-  if fuzz run --sanitizer "$sanitizer" "$target" "$corpus" -- "${limit[@]}" -timeout=10 \
+  if fuzz run "$target" "$corpus" -- "${limit[@]}" -timeout=10 \
     -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
     # The last status line: #<executions> DONE cov: <n> ft: <n> corp: <files>/<bytes> ...
     done_line=$(grep -E '^#[0-9]+\s+DONE' "$log" | tail -n1)
     secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -n1)
-    echo "fuzz: $target: $done_line (${secs:-?} s)"
+    stats=$(sed -n 's/^stat::\(average_exec_per_sec\|new_units_added\|peak_rss_mb\): *\([0-9]*\)/\1 \2/p' \
+      "$log" | tr '\n' ' ')
+    echo "fuzz: $target: $done_line (${secs:-?} s; $stats)"
   else
     failed=1
     echo "fuzz: $target FAILED" >&2
