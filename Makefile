@@ -4,6 +4,8 @@
 #                  simulator and a compressor (options: DISK= COMPRESS= STYLE= BWLIMIT=)
 #   make demo-c    the same through the C API alone
 #   make test      every test; what CI runs (.ci/run)
+#   make test-fuzz the bounded fuzz run of make test (FUZZ_SECONDS= per target, default 15)
+#   make test-perl-valgrind  the Perl suite under valgrind, leaks by owner (about 5 min)
 #   make bench     every benchmark as one table, also in target/bench/bench.json
 #                  (docs/performance.md; QUICK=1: small sizes, about a minute)
 #   make deb       the Debian packages (dpkg-buildpackage -us -uc -b) in build/deb/
@@ -28,8 +30,8 @@ TIMEOUT := timeout --kill-after=30
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all deps build release perl demo demo-c test lint header-check symbols-check \
-	test-rust test-c test-perl test-demo test-packages bench bench-quick man dist deb \
-	install install-tools clean
+	test-rust test-c test-perl test-perl-valgrind test-demo test-packages test-fuzz bench \
+	bench-quick man dist deb install install-tools clean
 
 all: build
 
@@ -79,6 +81,7 @@ demo-c: build
 
 lint:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
 
@@ -100,6 +103,12 @@ test-c: release
 test-perl: perl
 	cd perl && $(TIMEOUT) 600 prove -b t/
 
+# Not in make test (about 5 minutes): each Perl test under valgrind; no definitely lost byte
+# may be the library's or the XS shim's (scripts/perl-valgrind.sh, docs/reliability.md).
+test-perl-valgrind: perl
+	$(CARGO) build --workspace --bins
+	$(TIMEOUT) 1800 ./scripts/perl-valgrind.sh
+
 test-demo: build
 	$(TIMEOUT) 600 ./scripts/test-demo.sh
 
@@ -108,6 +117,12 @@ test-demo: build
 # purged again (scripts/test-packages.sh).
 test-packages: deps
 	$(TIMEOUT) 1200 ./scripts/test-packages.sh
+
+# Coverage-guided fuzzing, each target of fuzz/ for FUZZ_SECONDS (scripts/fuzz.sh; the first
+# run installs cargo-fuzz and builds the targets, a few minutes).
+FUZZ_SECONDS ?= 15
+test-fuzz:
+	$(TIMEOUT) 1200 ./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Every benchmark, one table (scripts/bench.sh; QUICK=1 for the small run).
 QUICK ?=
@@ -119,7 +134,8 @@ bench-quick: deps release perl
 	QUICK=1 $(TIMEOUT) 600 ./scripts/bench.sh
 
 # Everything CI runs.
-test: deps lint symbols-check test-rust test-c test-perl test-demo test-packages bench-quick
+test: deps lint symbols-check test-rust test-c test-perl test-demo test-packages test-fuzz \
+	bench-quick
 
 install: release
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
@@ -137,4 +153,4 @@ install-tools: man
 clean:
 	$(CARGO) clean
 	-cd perl && [ -f Makefile ] && $(MAKE) -s clean >/dev/null
-	rm -rf tests/c/build build
+	rm -rf tests/c/build build fuzz/target fuzz/artifacts

@@ -32,5 +32,14 @@ pub mod style;
 mod transport;
 pub mod wait;
 
+/// Crate internals the fuzz targets (`fuzz/`) drive; only in builds with `--cfg fuzzing`
+/// (what `cargo fuzz` passes), never in the library as shipped.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::compressor::{program_for, SpawnPlan};
+    pub use crate::qmp::Decoder;
+}
+
 pub use error::{Error, Result};
 pub use style::Style;

@@ -235,4 +235,21 @@ impl Stream {
     pub(crate) fn raw_fd(&self) -> i32 {
         self.fd.as_raw_fd()
     }
+
+    /// One end of a new socket pair whose other end is closed: a stream to nobody, for
+    /// the fuzz targets' offline connections.
+    #[cfg(fuzzing)]
+    pub(crate) fn unconnected() -> Stream {
+        let (fd, _other) = socket::socketpair(
+            socket::AddressFamily::Unix,
+            socket::SockType::Stream,
+            None,
+            socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("a socket pair for an offline stream");
+        Stream {
+            fd: ManuallyDrop::new(fd),
+            owner_pid: std::process::id(),
+        }
+    }
 }

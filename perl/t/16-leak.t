@@ -34,7 +34,13 @@ $calls->(2_000);    # warm up: allocator pools, Perl's own caches
 my $before = rss_kib();
 $calls->(20_000);
 my $grown = rss_kib() - $before;
-# ~190 bytes per call leaked before: 3.7 MiB for these calls.
-cmp_ok($grown, '<', 1024, "20,000 failing calls grew the process by $grown KiB");
+SKIP: {
+    # valgrind keeps freed blocks back and has a heap of its own: its leak check is the
+    # test there (scripts/perl-valgrind.sh).
+    skip('RSS under valgrind says nothing; its leak check counts instead', 1)
+        if $ENV{VZQ_UNDER_VALGRIND};
+    # ~190 bytes per call leaked before: 3.7 MiB for these calls.
+    cmp_ok($grown, '<', 1024, "20,000 failing calls grew the process by $grown KiB");
+}
 
 done_testing();

@@ -25,4 +25,7 @@ mod spawn;
 pub use command::{plan_line, CommandSpec, Invocation};
 pub use error::CompressorError;
 pub use process::{Compressor, KILL_REAP_TIMEOUT};
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use spawn::{program_for, SpawnPlan};
 pub use spawn::{SpawnOptions, DEFAULT_PIPE_SIZE};

@@ -167,6 +167,41 @@ impl Program {
     }
 }
 
+/// What `posix_spawn` would get for a command, for the fuzz targets (`fuzz/`).
+#[cfg(fuzzing)]
+#[derive(Debug)]
+pub struct SpawnPlan {
+    /// The program to run.
+    pub path: Vec<u8>,
+    /// The arguments, read back through the NULL-terminated array `posix_spawn` gets.
+    pub argv: Vec<Vec<u8>>,
+    /// `PATH` is searched (`posix_spawnp`).
+    pub search_path: bool,
+    /// The child's stderr is a copy of its stdout.
+    pub stderr_to_stdout: bool,
+}
+
+/// What `posix_spawn` would get for `command`, or why it cannot be run.
+#[cfg(fuzzing)]
+pub fn program_for(command: &CommandSpec) -> Result<SpawnPlan, CompressorError> {
+    let program = Program::new(command)?;
+    let mut argv = Vec::new();
+    let mut at = program.argv.as_ptr();
+    // SAFETY: the array is NULL-terminated and its strings live as long as `program`.
+    unsafe {
+        while !(*at).is_null() {
+            argv.push(std::ffi::CStr::from_ptr(*at).to_bytes().to_vec());
+            at = at.add(1);
+        }
+    }
+    Ok(SpawnPlan {
+        path: program.path.into_bytes(),
+        argv,
+        search_path: program.search_path,
+        stderr_to_stdout: program.stderr_to_stdout,
+    })
+}
+
 /// A NULL-terminated `char *[]` owning its strings.
 struct CStringArray {
     _strings: Vec<CString>,

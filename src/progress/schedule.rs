@@ -27,7 +27,8 @@
 //!
 //! A token bucket bounds the whole: one query per interval on average, plus at most
 //! [`BURST`] extra queries over a run, whatever the rules ask for. No delay is below
-//! [`MIN_DELAY`] (at most 20 queries per second).
+//! [`MIN_DELAY`] (at most 20 queries per second) or beyond the interval (the end is never
+//! noticed later than with one query per interval).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -282,7 +283,10 @@ impl Scheduler {
             || u128::from(sample.transferred) * 100 >= u128::from(sample.target) * 99;
         if self.missed {
             if let Some(delay) = self.reaim(sample) {
-                let delay = delay.max(MIN_DELAY);
+                // An aim beyond the interval would notice the end later than one query per
+                // interval does: while `finishing` keeps the miss, a slow rate and a far
+                // target made it hours.
+                let delay = delay.clamp(MIN_DELAY, self.interval);
                 self.predicted_end = Some(now.saturating_add(delay));
                 return delay;
             }
@@ -492,6 +496,28 @@ mod tests {
             1,
         );
         assert!(run.latency <= 1_000, "{}", run.latency);
+    }
+
+    /// Found by the `query_backup` fuzz target: after a miss, a `finishing` reply with
+    /// little progress and a far target was aimed at 15 days later.
+    #[test]
+    fn an_aim_after_a_miss_is_never_beyond_the_interval() {
+        let mut scheduler = Scheduler::default();
+        for (at, transferred, target, finishing) in [
+            (0, 0, 1_000, false),
+            // The end predicted 0.11 s ahead, and missed.
+            (1_000, 900, 1_000, false),
+            (1_200, 901, 1_000_000_000, true),
+            (2_200, 950, 1_000_000_000, true),
+        ] {
+            let delay = scheduler.next_delay(&Sample {
+                at: Duration::from_millis(at),
+                transferred,
+                target,
+                finishing,
+            });
+            assert!(delay <= DEFAULT_INTERVAL, "{delay:?} at {at} ms");
+        }
     }
 
     #[test]

@@ -219,7 +219,20 @@ impl Qmp {
             options.style,
             options.on_signal.clone(),
         )?;
-        let mut qmp = Qmp {
+        let mut qmp = Qmp::over(stream, peer, options, command);
+        let own = Instant::now() + options.handshake_timeout;
+        let (deadline, timeout) = match budget {
+            Some((deadline, budget)) if deadline < own => (deadline, budget),
+            _ => (own, options.handshake_timeout),
+        };
+        qmp.handshake(deadline, timeout)?;
+        qmp.in_handshake = false;
+        Ok(qmp)
+    }
+
+    /// A connection over `stream`, before its handshake, made for `command`.
+    fn over(stream: Stream, peer: &Peer, options: &Options, command: &str) -> Qmp {
+        Qmp {
             stream,
             peer: peer.clone(),
             options: options.clone(),
@@ -238,22 +251,21 @@ impl Qmp {
             in_handshake: true,
             for_command: command.to_string(),
             owner_pid: std::process::id(),
-        };
-        let own = Instant::now() + options.handshake_timeout;
-        let (deadline, timeout) = match budget {
-            Some((deadline, budget)) if deadline < own => (deadline, budget),
-            _ => (own, options.handshake_timeout),
-        };
-        qmp.handshake(deadline, timeout)?;
-        qmp.in_handshake = false;
-        Ok(qmp)
+        }
     }
 
     /// The greeting and `qmp_capabilities` by `deadline`; `timeout` is what a timeout
     /// error reports.
     fn handshake(&mut self, deadline: Instant, timeout: Duration) -> Result<()> {
         let greeting = self.read_message(deadline, "greeting", timeout)?;
-        self.greeting = match parse_greeting(&greeting) {
+        self.accept_greeting(&greeting)?;
+        self.execute_until("qmp_capabilities", None, None, deadline, timeout)
+            .map(drop)
+    }
+
+    /// Takes the first message as the greeting; anything else kills the connection.
+    fn accept_greeting(&mut self, greeting: &Value) -> Result<()> {
+        self.greeting = match parse_greeting(greeting) {
             Some(g) => g,
             None => {
                 let reason = format!(
@@ -263,8 +275,7 @@ impl Qmp {
                 return Err(self.kill_protocol("greeting", reason));
             }
         };
-        self.execute_until("qmp_capabilities", None, None, deadline, timeout)
-            .map(drop)
+        Ok(())
     }
 
     /// The greeting QEMU sent.
@@ -636,24 +647,32 @@ impl Qmp {
     ) -> Result<Value> {
         let mut chunk = [0u8; 64 * 1024];
         loop {
-            match self.splitter.next_object() {
-                Ok(Some(raw)) => {
-                    self.last_message_size = raw.len();
-                    return match serde_json::from_slice::<Value>(raw) {
-                        Ok(value) => Ok(value),
-                        Err(e) => {
-                            let reason = format!("invalid JSON ({e}): '{}'", excerpt(raw));
-                            Err(self.kill_protocol(command, reason))
-                        }
-                    };
-                }
-                Ok(None) => {}
-                Err(e) => return Err(self.kill_protocol(command, e.to_string())),
+            if let Some(message) = self.buffered_message(command)? {
+                return Ok(message);
             }
             match self.stream.read(&mut chunk, deadline) {
                 Ok(n) => self.splitter.push(&chunk[..n]),
                 Err(e) => return Err(self.stream_failure(command, timeout, e)),
             }
+        }
+    }
+
+    /// The next whole message among the bytes received, parsed; `None` until one has
+    /// arrived. A framing or JSON error kills the connection.
+    fn buffered_message(&mut self, command: &str) -> Result<Option<Value>> {
+        match self.splitter.next_object() {
+            Ok(Some(raw)) => {
+                self.last_message_size = raw.len();
+                match serde_json::from_slice::<Value>(raw) {
+                    Ok(value) => Ok(Some(value)),
+                    Err(e) => {
+                        let reason = format!("invalid JSON ({e}): '{}'", excerpt(raw));
+                        Err(self.kill_protocol(command, reason))
+                    }
+                }
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.kill_protocol(command, e.to_string())),
         }
     }
 }
@@ -691,4 +710,86 @@ fn parse_greeting(value: &Value) -> Option<Greeting> {
         version,
         capabilities,
     })
+}
+
+/// The client's decoding without a peer, for the fuzz targets (`fuzz/`, built with
+/// `--cfg fuzzing`): bytes go into the splitter as the socket's would, and each whole
+/// message is handled as [`Qmp::execute`] handles it while it waits for its reply (the
+/// first one as the greeting, as the handshake does).
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use super::*;
+
+    /// A connection to nobody (one end of a socket pair) in its handshake.
+    pub struct Decoder {
+        qmp: Qmp,
+        greeted: bool,
+    }
+
+    impl Decoder {
+        /// A connection before its greeting, with `options`' limits.
+        pub fn new(options: &Options) -> Decoder {
+            let peer = Peer::vmid(100);
+            Decoder {
+                qmp: Qmp::over(Stream::unconnected(), &peer, options, "qmp_capabilities"),
+                greeted: false,
+            }
+        }
+
+        /// Bytes as the socket delivered them.
+        pub fn receive(&mut self, bytes: &[u8]) {
+            self.qmp.splitter.push(bytes);
+        }
+
+        /// The next whole message received, handled as the wait for the reply to `id`
+        /// of `command` handles it: `None` until one is buffered; then the greeting's
+        /// outcome, or what the client's routing makes of it (`Ok(None)`: not the reply).
+        #[allow(clippy::type_complexity)]
+        pub fn next(&mut self, command: &str, id: &str) -> Option<Result<Option<Result<Value>>>> {
+            let message = match self.qmp.buffered_message(command) {
+                Ok(Some(message)) => message,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            };
+            if !self.greeted {
+                self.greeted = true;
+                return Some(self.qmp.accept_greeting(&message).map(|()| None));
+            }
+            let routed = self.qmp.route(message, id, command);
+            if matches!(routed, Ok(Some(Ok(_)))) {
+                self.qmp.in_handshake = false;
+            }
+            Some(routed)
+        }
+
+        /// Gives up waiting for the reply to `id`, as a signal during the wait does.
+        pub fn abandon(&mut self, id: &str) {
+            self.qmp.abandon(id);
+        }
+
+        /// Whether the connection is dead (every later command fails at once).
+        pub fn is_dead(&self) -> bool {
+            self.qmp.dead.is_some()
+        }
+
+        /// The events kept and the bytes they took when received.
+        pub fn queued(&self) -> (usize, usize) {
+            (self.qmp.events.len(), self.qmp.events_size)
+        }
+
+        /// See [`Qmp::take_events`].
+        pub fn take_events(&mut self) -> Vec<Event> {
+            self.qmp.take_events()
+        }
+
+        /// See [`Qmp::events_dropped`].
+        pub fn events_dropped(&self) -> u64 {
+            self.qmp.events_dropped
+        }
+
+        /// See [`Qmp::greeting`].
+        pub fn greeting(&self) -> &Greeting {
+            &self.qmp.greeting
+        }
+    }
 }

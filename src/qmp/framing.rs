@@ -199,6 +199,10 @@ impl JsonSplitter {
                 }
             }
             self.scan += 1;
+            // Before the byte is taken: an object must not end one byte past the limit.
+            if self.scan - self.start > self.limit {
+                return Err(FrameError::TooLarge { limit: self.limit });
+            }
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
@@ -221,9 +225,6 @@ impl JsonSplitter {
                     }
                     _ => {}
                 }
-            }
-            if self.scan - self.start > self.limit {
-                return Err(FrameError::TooLarge { limit: self.limit });
             }
         }
         if self.buf.len() - self.start > self.limit {
@@ -325,6 +326,30 @@ mod tests {
         let mut s = JsonSplitter::new(16);
         s.push(b"{\"a\":1}");
         assert!(s.next_object().unwrap().is_some());
+    }
+
+    /// Found by the `qmp_framing` fuzz target: an object of `limit + 1` bytes passed.
+    #[test]
+    fn the_limit_is_the_largest_object_at_once_and_byte_by_byte() {
+        let at_limit = b"{\"a\":\"01234567\"}";
+        assert_eq!(at_limit.len(), 16);
+        let over = b"{\"a\":\"012345678\"}";
+        for chunk in [usize::MAX, 1] {
+            let feed = |bytes: &[u8]| {
+                let mut s = JsonSplitter::new(16);
+                let mut got = Ok(None);
+                for piece in bytes.chunks(chunk.min(bytes.len())) {
+                    s.push(piece);
+                    got = s.next_object().map(|o| o.map(<[u8]>::to_vec));
+                    if got != Ok(None) {
+                        break;
+                    }
+                }
+                got
+            };
+            assert_eq!(feed(at_limit), Ok(Some(at_limit.to_vec())));
+            assert_eq!(feed(over), Err(FrameError::TooLarge { limit: 16 }));
+        }
     }
 
     #[test]

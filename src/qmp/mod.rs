@@ -24,6 +24,9 @@ pub mod timeouts;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use client::fuzzing::Decoder;
 pub use client::{
     command, command_to_the_end, command_watched, command_with_fd, Event, Greeting, Qmp,
     CANCEL_CHECK,

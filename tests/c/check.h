@@ -25,7 +25,7 @@ static int passed, failed;
     } while (0)
 
 /* Checks a result code and that the message is `text` exactly. */
-static void expect_exact(vzdump_qemu_result got, vzdump_qemu_result want, char **errp,
+static inline void expect_exact(vzdump_qemu_result got, vzdump_qemu_result want, char **errp,
                          const char *text, const char *what)
 {
     /* Read the message only after the call filled it (argument order is unspecified). */
@@ -39,7 +39,7 @@ static void expect_exact(vzdump_qemu_result got, vzdump_qemu_result want, char *
 
 /* Checks a result code and, on failure, that the message contains `needle` (NULL: no
  * message at all). */
-static void expect(vzdump_qemu_result got, vzdump_qemu_result want, char **errp,
+static inline void expect(vzdump_qemu_result got, vzdump_qemu_result want, char **errp,
                    const char *needle, const char *what)
 {
     char *err = *errp;

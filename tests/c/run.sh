@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # C API tests: header as C99/C11/C++, test_api.c against pve-qmp-sim and real QEMU and
-# test_job.c (the backup job) against simulators it starts (plain and under valgrind), the
-# archives they wrote verified, and a program built against the
-# installed library through pkg-config alone.
+# test_job.c (the backup job) against simulators it starts (plain, under valgrind and built
+# with AddressSanitizer and UBSan), the archives they wrote verified, the soak (soak.c:
+# 10,000 connect/query/close cycles with a real QEMU it starts, 1,000 compressor
+# spawn/wait cycles; plain and with ASan), and a program built against the installed
+# library through pkg-config alone.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -28,8 +30,16 @@ done
 g++ -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude tests/c/header_cxx.cpp \
   -L$lib -lvzdump_qemu -Wl,-rpath,"$root/$lib" -o $build/header_cxx
 $build/header_cxx
-for t in test_api test_job; do
+# The Rust library is not instrumented; ASan intercepts its malloc and free all the same,
+# and LeakSanitizer checks the whole process at exit. Any report fails the program.
+ASAN_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+asan_env=(env ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1
+  UBSAN_OPTIONS=print_stacktrace=1)
+for t in test_api test_job soak; do
   gcc -std=c99 $CFLAGS tests/c/$t.c -L$lib -lvzdump_qemu -Wl,-rpath,"$root/$lib" -o $build/$t
+  # shellcheck disable=SC2086
+  gcc -std=c99 $CFLAGS $ASAN_CFLAGS tests/c/$t.c -L$lib -lvzdump_qemu -Wl,-rpath,"$root/$lib" \
+    -o $build/$t-asan
 done
 
 export QGA_BLOCKED=guest-fsfreeze-freeze,guest-fsfreeze-freeze-list,guest-fsfreeze-thaw,guest-shutdown,guest-suspend-disk,guest-suspend-ram,guest-suspend-hybrid,guest-exec,guest-exec-status,guest-file-open,guest-file-write,guest-set-time,guest-set-user-password,guest-set-vcpus,guest-set-memory-blocks,guest-fstrim
@@ -62,12 +72,23 @@ VZQ_UNDER_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=defin
   --trace-children=no $build/test_api "$work/valgrind-sim.qmp" "$work/valgrind-qemu.qmp" "$work" \
   "$work/valgrind.qga"
 
+start_peers asan
+"${asan_env[@]}" $build/test_api-asan "$work/asan-sim.qmp" "$work/asan-qemu.qmp" "$work" \
+  "$work/asan.qga"
+
 # The job test starts its own simulators as VM 100 of run directories in $work.
-mkdir "$work/job-plain" "$work/job-valgrind"
+mkdir "$work/job-plain" "$work/job-valgrind" "$work/job-asan"
 $build/test_job target/release/pve-qmp-sim "$work/job-plain"
 target/release/vzdump-qemu verify "$work/job-plain/job-running/out.vma.zst"
 VZQ_UNDER_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 \
   --trace-children=no $build/test_job target/release/pve-qmp-sim "$work/job-valgrind"
+"${asan_env[@]}" $build/test_job-asan target/release/pve-qmp-sim "$work/job-asan"
+
+# The soak starts its own QEMU. Under ASan only the descriptors are compared: its
+# quarantine keeps freed memory resident on purpose.
+mkdir "$work/soak-plain" "$work/soak-asan"
+$build/soak "$work/soak-plain"
+VZQ_SOAK_NO_RSS=1 "${asan_env[@]}" $build/soak-asan "$work/soak-asan"
 
 prefix="$work/prefix"
 make -s install PREFIX="$prefix" >/dev/null

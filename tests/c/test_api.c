@@ -34,6 +34,7 @@ struct log_state {
     int lines;
     int status_lines;
     int stop_after;
+    int cancel_calls;
     char first[512];
     char last[512];
 };
@@ -50,10 +51,12 @@ static uint32_t log_cb(void *userdata, uint32_t level, const char *line)
     return st->stop_after && st->lines >= st->stop_after;
 }
 
+/* The cancel check of a loop whose userdata is its log state (one userdata serves both
+   callbacks): stop from the second call on. */
 static bool cancel_now(void *userdata)
 {
-    int *calls = userdata;
-    return ++*calls > 1;
+    struct log_state *st = userdata;
+    return ++st->cancel_calls > 1;
 }
 
 static void test_bad_input(void)
@@ -478,12 +481,12 @@ static void test_sim_backup(const char *sock, const char *dir)
     err = NULL;
     expect(vzdump_qemu_poll_new(peer, uuid, VZDUMP_QEMU_STYLE_SEED, 0, &poll, &err),
            VZDUMP_QEMU_OK, &err, NULL, "poll_new slow");
-    int calls = 0;
     struct log_state st2 = {0};
     err = NULL;
-    expect(vzdump_qemu_poll_run(poll, log_cb, cancel_now, &calls, true, NULL, &err),
+    expect(vzdump_qemu_poll_run(poll, log_cb, cancel_now, &st2, true, NULL, &err),
            VZDUMP_QEMU_CANCELLED, &err, "cancelled", "cancel check");
-    (void)st2;
+    CHECK(st2.cancel_calls >= 2 && strstr(st2.last, "aborting backup job"),
+          "cancel asked %d times, last line '%s'", st2.cancel_calls, st2.last);
     vzdump_qemu_poll_free(poll);
     err = NULL;
     expect(vzdump_qemu_backup_query(peer, &json, &err), VZDUMP_QEMU_OK, &err, NULL, "query 2");
