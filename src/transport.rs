@@ -250,6 +250,7 @@ impl Stream {
         Stream {
             fd: ManuallyDrop::new(fd),
             owner_pid: std::process::id(),
+            on_signal: None,
         }
     }
 }
