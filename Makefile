@@ -5,7 +5,7 @@
 #   make demo-c    the same through the C API alone
 #   make test      every test; what CI runs (.ci/run)
 #   make test-fuzz the bounded fuzz run of make test (FUZZ_SECONDS= per target, default 15)
-#   make test-perl-valgrind  the Perl suite under valgrind, leaks by owner (about 5 min)
+#   make test-perl-valgrind  the Perl suite under valgrind, leaks by owner (about 6 min)
 #   make bench     every benchmark as one table, also in target/bench/bench.json
 #                  (docs/performance.md; QUICK=1: small sizes, about a minute)
 #   make deb       the Debian packages (dpkg-buildpackage -us -uc -b) in build/deb/
@@ -103,7 +103,7 @@ test-c: release
 test-perl: perl
 	cd perl && $(TIMEOUT) 600 prove -b t/
 
-# Not in make test (about 5 minutes): each Perl test under valgrind; no definitely lost byte
+# Not in make test (about 6 minutes): each Perl test under valgrind; no definitely lost byte
 # may be the library's or the XS shim's (scripts/perl-valgrind.sh, docs/reliability.md).
 test-perl-valgrind: perl
 	$(CARGO) build --workspace --bins
