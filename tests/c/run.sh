@@ -43,6 +43,11 @@ for t in test_api test_job soak; do
 done
 
 export QGA_BLOCKED=guest-fsfreeze-freeze,guest-fsfreeze-freeze-list,guest-fsfreeze-thaw,guest-shutdown,guest-suspend-disk,guest-suspend-ram,guest-suspend-hybrid,guest-exec,guest-exec-status,guest-file-open,guest-file-write,guest-set-time,guest-set-user-password,guest-set-vcpus,guest-set-memory-blocks,guest-fstrim
+# Whether the unix socket $1 accepts a connection: the file exists before its server
+# listens, so a first command could be refused (connects and closes at once).
+accepts() {
+  perl -MIO::Socket::UNIX -e 'exit(IO::Socket::UNIX->new(Peer => $ARGV[0]) ? 0 : 1)' "$1"
+}
 start_peers() {
   local tag=$1
   target/release/pve-qmp-sim --socket "$work/$tag-sim.qmp" --gen-disk drive-scsi0=16M --rate 64M &
@@ -56,7 +61,7 @@ start_peers() {
     -l "$work/$tag-qga.log" -b "$QGA_BLOCKED" &
   pids+=($!)
   for _ in $(seq 200); do
-    [ -S "$work/$tag-sim.qmp" ] && [ -S "$work/$tag-qemu.qmp" ] && [ -S "$work/$tag.qga" ] &&
+    accepts "$work/$tag-sim.qmp" && accepts "$work/$tag-qemu.qmp" && accepts "$work/$tag.qga" &&
       return 0
     sleep 0.05
   done
