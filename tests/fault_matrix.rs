@@ -11,10 +11,10 @@
 //! signal`), `src/PVE/QMPClient.pm` (`got timeout`) and the seed's compressor check
 //! (`<comp> failed - wrong exit status`).
 
-use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::RefCell;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use std::io::Write;
@@ -29,13 +29,10 @@ use vzdump_qemu::Style;
 
 const VMID: u32 = 100;
 
-/// The caller: keeps the lines; says stop once a signal came if `stop_at_signal`.
+/// The caller: keeps the lines; says stop from `stop_from` on (once the signals came).
 struct Caller {
     lines: RefCell<Vec<String>>,
-    stop_at_signal: bool,
-    signalled: Arc<AtomicBool>,
-    /// Set when a signal was seen by the cancel check.
-    stopped: Cell<bool>,
+    stop_from: Option<Instant>,
 }
 
 impl Host for Caller {
@@ -49,11 +46,7 @@ impl Host for Caller {
         Err("the VM runs".into())
     }
     fn cancelled(&self) -> bool {
-        let stop = self.stop_at_signal && self.signalled.load(Ordering::SeqCst);
-        if stop {
-            self.stopped.set(true);
-        }
-        stop
+        self.stop_from.is_some_and(|at| Instant::now() >= at)
     }
 }
 
@@ -311,11 +304,13 @@ fn run(row: &Row) -> Seen {
         ..Options::default()
     };
     (row.options)(&mut options);
+    // The first signal comes `signals_from_ms` after the start.
     let caller = Caller {
         lines: RefCell::new(Vec::new()),
-        stop_at_signal: row.stop_at_signal,
-        signalled: Arc::new(AtomicBool::new(false)),
-        stopped: Cell::new(false),
+        stop_from: row
+            .signals_from_ms
+            .filter(|_| row.stop_at_signal)
+            .map(|ms| Instant::now() + Duration::from_millis(ms + 20)),
     };
 
     let fds_before = fd_count();
@@ -339,20 +334,9 @@ fn run(row: &Row) -> Seen {
         })
     });
     let done = Arc::new(AtomicBool::new(false));
-    let signals = row.signals_from_ms.map(|ms| {
-        let flag = caller.signalled.clone();
-        flag.store(false, Ordering::SeqCst);
-        // The cancel check learns of the signals through the flag, set with the first one.
-        let sender = repeated_signals(Duration::from_millis(ms), &done);
-        std::thread::spawn({
-            let flag = flag.clone();
-            move || {
-                std::thread::sleep(Duration::from_millis(ms + 20));
-                flag.store(true, Ordering::SeqCst);
-            }
-        });
-        sender
-    });
+    let signals = row
+        .signals_from_ms
+        .map(|ms| repeated_signals(Duration::from_millis(ms), &done));
     let fsize = row.fsize.map(|b| set_limit(libc::RLIMIT_FSIZE, b));
     let nofile = row
         .nofile_headroom
