@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -712,7 +713,7 @@ struct fault_row {
     const char *name;
     const char *flag, *value;   /* one simulator fault, or NULL */
     const char *compressor;     /* run through the shell after it wrote its pid */
-    rlim_t nofile_headroom;     /* RLIMIT_NOFILE above the open descriptors, or 0 */
+    int nofile_headroom;        /* how many descriptors the job may open, or 0 */
     int signals;                /* SIGALRM every 20 ms from 600 ms on */
     int stop_at_signal;         /* the cancel check says stop once a signal came */
     int go_on_check;            /* the peer's signal check lets every signal pass */
@@ -730,6 +731,17 @@ static int open_fds(void)
     if (d)
         closedir(d);
     return n - 1; /* the directory's own descriptor */
+}
+
+/* The RLIMIT_NOFILE under which exactly `n` more descriptors can be opened: the kernel hands
+ * out the lowest free numbers, so the limit is the free slot after `n` of them (counting the
+ * open ones would miss the gaps the environment leaves in the table). */
+static rlim_t limit_leaving_free(int n)
+{
+    int fd = 0;
+    for (;; fd++)
+        if (fcntl(fd, F_GETFD) == -1 && n-- == 0)
+            return (rlim_t)fd;
 }
 
 /* Whether `pid` is a child of this process that was not reaped. */
@@ -772,7 +784,8 @@ static void fault_matrix(const char *work)
          "vma_queue_write: write error - Broken pipe", true},
         {"output file system full", NULL, NULL, "sh -c 'ulimit -f 2048; exec cat'", 0, 0, 0, 0,
          VZDUMP_QEMU_POLL, "vma_queue_write: write error - Broken pipe", true},
-        {"too few descriptors", NULL, NULL, "zstd -q", 1, 0, 0, 0, VZDUMP_QEMU_COMPRESSOR,
+        /* The output file and the pipe's two ends; the third, the pipe's copy, fails. */
+        {"too few descriptors", NULL, NULL, "zstd -q", 3, 0, 0, 0, VZDUMP_QEMU_COMPRESSOR,
          "unable to duplicate compressor pipe - Too many open files (os error 24)", false},
         {"a signal during the loop, the caller stops", "--rate", "4M", "zstd -q", 0, 1, 1, 0,
          VZDUMP_QEMU_INTERRUPTED, "interrupted by signal", true},
@@ -818,7 +831,7 @@ static void fault_matrix(const char *work)
         if (r->nofile_headroom) {
             getrlimit(RLIMIT_NOFILE, &nofile);
             tight = nofile;
-            tight.rlim_cur = (rlim_t)before + r->nofile_headroom;
+            tight.rlim_cur = limit_leaving_free(r->nofile_headroom);
             setrlimit(RLIMIT_NOFILE, &tight);
         }
         signals_seen = 0;
