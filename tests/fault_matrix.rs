@@ -11,15 +11,15 @@
 //! signal`), `src/PVE/QMPClient.pm` (`got timeout`) and the seed's compressor check
 //! (`<comp> failed - wrong exit status`).
 
-use std::cell::RefCell;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use std::io::Write;
 
-use testkit::{repeated_signals, FakePeer, Sim, TempDir};
+use testkit::{signals_once, FakePeer, Sim, TempDir};
 use vzdump_qemu::backup;
 use vzdump_qemu::job::{self, Host, VmaJob};
 use vzdump_qemu::log::Level;
@@ -31,13 +31,17 @@ const VMID: u32 = 100;
 
 /// The caller: keeps the lines; says stop from `stop_from` on (once the signals came).
 struct Caller {
-    lines: RefCell<Vec<String>>,
-    stop_from: Option<Instant>,
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Set when the row's signals begin; the cancel check says stop from then on.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Host for Caller {
     fn log(&self, level: Level, text: &str) {
-        self.lines.borrow_mut().push(format!("{level:?}: {text}"));
+        self.lines
+            .lock()
+            .unwrap()
+            .push(format!("{level:?}: {text}"));
     }
     fn start_vm_paused(&self) -> Result<(), String> {
         Err("the VM runs".into())
@@ -46,7 +50,7 @@ impl Host for Caller {
         Err("the VM runs".into())
     }
     fn cancelled(&self) -> bool {
-        self.stop_from.is_some_and(|at| Instant::now() >= at)
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }
 }
 
@@ -64,8 +68,8 @@ struct Row {
     fsize: Option<u64>,
     /// How many descriptors the job may open: RLIMIT_NOFILE just above that many free numbers.
     nofile_headroom: Option<usize>,
-    /// SIGUSR1 every 20 ms from this point on (ms after the start).
-    signals_from_ms: Option<u64>,
+    /// SIGUSR1 every 20 ms from this point on.
+    signals: Option<SignalsFrom>,
     stop_at_signal: bool,
     /// Kill the compressor (SIGKILL; the test's own grandchild) this long after it started.
     kill_compressor_ms: Option<u64>,
@@ -75,6 +79,18 @@ struct Row {
     cancel: bool,
 }
 
+/// When a row's signals begin: at a point of the job the test observes, not after a time
+/// that a slow machine could overrun.
+#[derive(Clone, Copy)]
+enum SignalsFrom {
+    /// With the job.
+    Start,
+    /// Once the simulator received this command (it records a request before it runs it).
+    Received(&'static str),
+    /// This many ms after the caller was given a line that starts so.
+    Logged(&'static str, u64),
+}
+
 const BASE: Row = Row {
     name: "",
     sim: &[],
@@ -82,7 +98,7 @@ const BASE: Row = Row {
     options: |_| {},
     fsize: None,
     nofile_headroom: None,
-    signals_from_ms: None,
+    signals: None,
     stop_at_signal: false,
     kill_compressor_ms: None,
     error: None,
@@ -179,7 +195,7 @@ fn rows() -> Vec<Row> {
         // The seed's handlers' text, proxmox/qemu-server src/PVE/VZDump/QemuServer.pm.
         Row {
             name: "a signal during the status loop, the caller stops",
-            signals_from_ms: Some(600),
+            signals: Some(SignalsFrom::Received("query-backup")),
             stop_at_signal: true,
             error: Some("interrupted by signal"),
             cancel: true,
@@ -188,7 +204,7 @@ fn rows() -> Vec<Row> {
         Row {
             name: "a signal during the start (replies 300 ms late), the caller stops",
             sim: &["--fault-slow-ms", "300"],
-            signals_from_ms: Some(100),
+            signals: Some(SignalsFrom::Received("backup")),
             stop_at_signal: true,
             error: Some("interrupted by signal"),
             cancel: true,
@@ -197,7 +213,9 @@ fn rows() -> Vec<Row> {
         Row {
             name: "a signal during the compressor wait, the caller stops",
             compressor: "sh -c 'zstd -q; sleep 3'",
-            signals_from_ms: Some(2200),
+            // The loop's last line is the job's last step before the wait; the compressor
+            // then sleeps 3 s.
+            signals: Some(SignalsFrom::Logged("transferred ", 300)),
             stop_at_signal: true,
             error: Some("interrupted by signal"),
             cancel: false,
@@ -206,7 +224,7 @@ fn rows() -> Vec<Row> {
         Row {
             name: "a signal flood during the cancel of a failed job",
             sim: &["--fault-error-at", "30"],
-            signals_from_ms: Some(0),
+            signals: Some(SignalsFrom::Start),
             options: |o| o.on_signal = Some(SignalCheck::never()),
             error: Some("job failed with err -5 - Input/output error"),
             cancel: true,
@@ -214,11 +232,38 @@ fn rows() -> Vec<Row> {
         },
         Row {
             name: "a signal flood, the caller's signal check goes on",
-            signals_from_ms: Some(0),
+            signals: Some(SignalsFrom::Start),
             options: |o| o.on_signal = Some(SignalCheck::never()),
             ..BASE
         },
     ]
+}
+
+/// Whether the job has reached `from`, as the test sees it.
+fn phase_reached(
+    from: SignalsFrom,
+    record: &Path,
+    lines: &Arc<Mutex<Vec<String>>>,
+) -> impl Fn() -> bool + Send + 'static {
+    let (record, lines) = (record.to_path_buf(), lines.clone());
+    let logged_at = Mutex::new(None::<Instant>);
+    move || match from {
+        SignalsFrom::Start => true,
+        // Whole lines only: the simulator may be writing the next one.
+        SignalsFrom::Received(command) => std::fs::read_to_string(&record)
+            .unwrap_or_default()
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|r| r["execute"] == command),
+        SignalsFrom::Logged(start, ms) => {
+            let mut at = logged_at.lock().unwrap();
+            if at.is_none() && lines.lock().unwrap().iter().any(|l| l.contains(start)) {
+                *at = Some(Instant::now());
+            }
+            at.is_some_and(|t| t.elapsed() >= Duration::from_millis(ms))
+        }
+    }
 }
 
 fn fd_count() -> usize {
@@ -318,13 +363,13 @@ fn run(row: &Row) -> Seen {
         ..Options::default()
     };
     (row.options)(&mut options);
-    // The first signal comes `signals_from_ms` after the start.
+    let stop = row
+        .signals
+        .filter(|_| row.stop_at_signal)
+        .map(|_| Arc::new(AtomicBool::new(false)));
     let caller = Caller {
-        lines: RefCell::new(Vec::new()),
-        stop_from: row
-            .signals_from_ms
-            .filter(|_| row.stop_at_signal)
-            .map(|ms| Instant::now() + Duration::from_millis(ms + 20)),
+        lines: Arc::new(Mutex::new(Vec::new())),
+        stop: stop.clone(),
     };
 
     let fds_before = fd_count();
@@ -348,9 +393,19 @@ fn run(row: &Row) -> Seen {
         })
     });
     let done = Arc::new(AtomicBool::new(false));
-    let signals = row
-        .signals_from_ms
-        .map(|ms| repeated_signals(Duration::from_millis(ms), &done));
+    let signals = row.signals.map(|from| {
+        let ready = phase_reached(from, &record, &caller.lines);
+        signals_once(
+            move || {
+                let go = ready();
+                if let (true, Some(stop)) = (go, &stop) {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                go
+            },
+            &done,
+        )
+    });
     let fsize = row.fsize.map(|b| set_limit(libc::RLIMIT_FSIZE, b));
     let nofile = row
         .nofile_headroom
@@ -377,7 +432,7 @@ fn run(row: &Row) -> Seen {
         compressor_left: compressor_pid.is_some_and(is_our_child),
         fds_leaked: fd_count() as isize - fds_before as isize,
         output: std::fs::metadata(&output).map_or(0, |m| m.len()),
-        lines: caller.lines.take(),
+        lines: std::mem::take(&mut *caller.lines.lock().unwrap()),
     };
     seen
 }

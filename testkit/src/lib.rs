@@ -498,6 +498,17 @@ pub fn repeated_signals(
     after: Duration,
     done: &std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> impl Drop {
+    let from = Instant::now() + after;
+    signals_once(move || Instant::now() >= from, done)
+}
+
+/// [`repeated_signals`] from the moment `ready` (asked every 5 ms) first says so: for a
+/// test whose signals must land in a phase it can observe (a request the simulator
+/// recorded, a line logged), whatever the machine's speed.
+pub fn signals_once(
+    ready: impl Fn() -> bool + Send + 'static,
+    done: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> impl Drop {
     use std::sync::atomic::Ordering;
     struct Stop(
         std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -516,7 +527,12 @@ pub fn repeated_signals(
     let me = unsafe { libc::pthread_self() } as usize;
     let flag = done.clone();
     let sender = std::thread::spawn(move || {
-        std::thread::sleep(after);
+        while !ready() {
+            if flag.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         while !flag.load(Ordering::SeqCst) {
             // SAFETY: the target thread is alive until the flag is set.
             unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR1) };
