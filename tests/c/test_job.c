@@ -47,6 +47,8 @@ struct host {
     const char *cancel_on; /* cancel once a line contains this */
     int cancel;
     int on_signal;         /* cancel once a signal arrived (as a C caller's EINTR check) */
+    const char *arm_on;    /* with on_signal: count only signals after a line containing this */
+    int armed, signals_at_arm;
 };
 
 static volatile sig_atomic_t signals_seen;
@@ -72,6 +74,10 @@ static uint32_t on_log(void *userdata, uint32_t level, const char *line)
                                                          : "INFO";
     if (h->cancel_on && strstr(line, h->cancel_on))
         h->cancel = 1;
+    if (h->arm_on && !h->armed && strstr(line, h->arm_on)) {
+        h->armed = 1;
+        h->signals_at_arm = signals_seen;
+    }
     if (h->count < MAX_LINES && asprintf(&h->lines[h->count], "%s: %s", prefix, line) >= 0)
         h->count++;
     return 0;
@@ -80,7 +86,9 @@ static uint32_t on_log(void *userdata, uint32_t level, const char *line)
 static bool on_cancel(void *userdata)
 {
     const struct host *h = userdata;
-    return h->cancel || (h->on_signal && signals_seen > 0);
+    if (h->arm_on && !h->armed)
+        return h->cancel;
+    return h->cancel || (h->on_signal && signals_seen > h->signals_at_arm);
 }
 
 /* The lines that are not progress lines, joined by '|'. */
@@ -825,7 +833,10 @@ static void fault_matrix(const char *work)
         vzdump_qemu_job *job = NULL;
         expect(vzdump_qemu_job_new_vma(peer, job_json, &job, &err), VZDUMP_QEMU_OK, &err, NULL,
                "fault matrix: job");
-        struct host h = {.dir = dir, .on_signal = r->stop_at_signal};
+        /* A stop in the loop: signals before the job started (a slow machine, valgrind) go on. */
+        struct host h = {.dir = dir,
+                         .on_signal = r->stop_at_signal,
+                         .arm_on = r->stop_at_signal ? "started backup task" : NULL};
         struct rlimit nofile = {0, 0}, tight;
         int before = open_fds();
         if (r->nofile_headroom) {
