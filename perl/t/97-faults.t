@@ -54,7 +54,7 @@ sub run_row {
     my $comp = "echo \$\$ > $dir/comp.pid; exec " . ($row{compressor} // 'zstd -q');
     my $plugin = MatrixPlugin->new;
     my $before = fd_count();
-    $row{before}->() if $row{before};
+    $row{before}->($dir) if $row{before};
     my $ok = eval {
         archive_vma($plugin, $task, 100, "$dir/out.vma", $comp,
             start_vm => sub { die "not called\n" }, stop_vm => sub { die "not called\n" });
@@ -96,7 +96,8 @@ my @rows = (
         error => "vma_queue_write: write error - Broken pipe\n", cancel => 1 },
     # The seed's handlers (archive_vma sets them) end the job.
     { name => 'SIGTERM during the status loop', sim => ['--rate', '4M'],
-        before => sub { signal_me('TERM', 0.8) }, after => \&reap_signaller,
+        before => sub { signal_me('TERM', 0.2, 1, "$_[0]/record", 'query-backup') },
+        after => \&reap_signaller,
         error => "interrupted by signal\n", cancel => 1 },
     # A handler that returns lets the job go on (docs/reliability.md, finding 17).
     { name => 'a SIGUSR1 flood with a handler that returns',
@@ -104,17 +105,29 @@ my @rows = (
         after => sub { reap_signaller(); $SIG{USR1} = 'DEFAULT' } },
 );
 
-# A child that sends $sig to this process after $delay seconds, $count times 25 ms apart.
+# A child that sends $sig to this process after $delay seconds, $count times 25 ms apart;
+# with $record, $delay counts from when the simulator recorded a request for $command (it
+# records before it runs one), so that a slow machine cannot move the signal to another step.
 my $signaller;
 sub signal_me {
-    my ($sig, $delay, $count) = @_;
+    my ($sig, $delay, $count, $record, $command) = @_;
     my $parent = $$;
     $signaller = fork() // die "fork - $!\n";
     if (!$signaller) {
+        for (1 .. 6000) {
+            last if !$record || requested($record, $command);
+            select(undef, undef, undef, 0.005);
+        }
         select(undef, undef, undef, $delay);
         for (1 .. ($count // 1)) { kill($sig, $parent); select(undef, undef, undef, 0.025) }
         POSIX::_exit(0);
     }
+}
+sub requested {
+    my ($record, $command) = @_;
+    open(my $fh, '<', $record) or return 0;
+    # Whole lines only: the simulator may be writing the next one.
+    return grep { /\n\z/ && (eval { JSON::PP::decode_json($_)->{execute} } // '') eq $command } <$fh>;
 }
 sub reap_signaller { waitpid($signaller, 0) if $signaller; $signaller = undef }
 
