@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use std::io::Write;
 
-use testkit::{signals_once, FakePeer, Sim, TempDir};
+use testkit::{signals_when, FakePeer, Sim, TempDir};
 use vzdump_qemu::backup;
 use vzdump_qemu::job::{self, Host, VmaJob};
 use vzdump_qemu::log::Level;
@@ -29,7 +29,7 @@ use vzdump_qemu::Style;
 
 const VMID: u32 = 100;
 
-/// The caller: keeps the lines; says stop from `stop_from` on (once the signals came).
+/// The caller: keeps the lines; says stop once the row's signals began (`stop`).
 struct Caller {
     lines: Arc<Mutex<Vec<String>>>,
     /// Set when the row's signals begin; the cancel check says stop from then on.
@@ -87,7 +87,7 @@ enum SignalsFrom {
     Start,
     /// Once the simulator received this command (it records a request before it runs it).
     Received(&'static str),
-    /// This many ms after the caller was given a line that starts so.
+    /// This many ms after the caller was given a line that contains this text.
     Logged(&'static str, u64),
 }
 
@@ -395,7 +395,7 @@ fn run(row: &Row) -> Seen {
     let done = Arc::new(AtomicBool::new(false));
     let signals = row.signals.map(|from| {
         let ready = phase_reached(from, &record, &caller.lines);
-        signals_once(
+        signals_when(
             move || {
                 let go = ready();
                 if let (true, Some(stop)) = (go, &stop) {

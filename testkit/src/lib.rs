@@ -499,13 +499,13 @@ pub fn repeated_signals(
     done: &std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> impl Drop {
     let from = Instant::now() + after;
-    signals_once(move || Instant::now() >= from, done)
+    signals_when(move || Instant::now() >= from, done)
 }
 
 /// [`repeated_signals`] from the moment `ready` (asked every 5 ms) first says so: for a
 /// test whose signals must land in a phase it can observe (a request the simulator
 /// recorded, a line logged), whatever the machine's speed.
-pub fn signals_once(
+pub fn signals_when(
     ready: impl Fn() -> bool + Send + 'static,
     done: &std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> impl Drop {

@@ -792,7 +792,7 @@ static void fault_matrix(const char *work)
          "vma_queue_write: write error - Broken pipe", true},
         {"output file system full", NULL, NULL, "sh -c 'ulimit -f 2048; exec cat'", 0, 0, 0, 0,
          VZDUMP_QEMU_POLL, "vma_queue_write: write error - Broken pipe", true},
-        /* The output file and the pipe's two ends; the third, the pipe's copy, fails. */
+        /* The output file and the pipe's two ends; the fourth, the pipe's copy, fails. */
         {"too few descriptors", NULL, NULL, "zstd -q", 3, 0, 0, 0, VZDUMP_QEMU_COMPRESSOR,
          "unable to duplicate compressor pipe - Too many open files (os error 24)", false},
         {"a signal during the loop, the caller stops", "--rate", "4M", "zstd -q", 0, 1, 1, 0,
