@@ -316,11 +316,10 @@ pending_jump(pTHX)
 static void
 carry_on_jump(pTHX)
 {
-    SV *slot = global_slot(aTHX_ JUMP_KEY);
-    int jump = SvOK(slot) ? (int)SvIV(slot) : 0;
+    int jump = pending_jump(aTHX);
 
     if (jump) {
-        sv_setsv(slot, &PL_sv_undef);
+        sv_setsv(global_slot(aTHX_ JUMP_KEY), &PL_sv_undef);
         JMPENV_JUMP(jump);
     }
 }

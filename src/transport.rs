@@ -23,7 +23,7 @@ use nix::sys::socket::{self, ControlMessage, MsgFlags, UnixAddr};
 use crate::error::{Cause, CommandError, Error, Result, Stage};
 use crate::qmp::Peer;
 use crate::style::Style;
-use crate::wait::{ends_wait, poll_fd, Readiness, SignalCheck, WaitError};
+use crate::wait::{ends_wait, poll_fd, sleep_until_checked, Readiness, SignalCheck, WaitError};
 
 /// Why a send or read on an open stream failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,11 +111,7 @@ impl Stream {
                 }
                 Err(Errno::EAGAIN) if Instant::now() < deadline => {
                     let next = (Instant::now() + Duration::from_millis(10)).min(deadline);
-                    while crate::wait::sleep_until(next).is_err() {
-                        if ends_wait(on_signal.as_ref()) {
-                            return Err(interrupted());
-                        }
-                    }
+                    sleep_until_checked(next, on_signal.as_ref()).map_err(|_| interrupted())?;
                 }
                 Err(Errno::EAGAIN) => return Err(failed(Cause::ConnectTimeout { attempts })),
                 Err(Errno::EINTR) if ends_wait(on_signal.as_ref()) => return Err(interrupted()),

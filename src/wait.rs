@@ -126,6 +126,20 @@ pub fn sleep_until(deadline: Instant) -> std::result::Result<(), Interrupted> {
     }
 }
 
+/// [`sleep_until`] through the signals `check` lets pass: a signal ends the sleep only
+/// when there is no check or it says stop ([`ends_wait`]).
+pub(crate) fn sleep_until_checked(
+    deadline: Instant,
+    check: Option<&SignalCheck>,
+) -> std::result::Result<(), Interrupted> {
+    loop {
+        match sleep_until(deadline) {
+            Err(Interrupted) if !ends_wait(check) => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Sleeps for `duration`; see [`sleep_until`].
 pub fn sleep(duration: Duration) -> std::result::Result<(), Interrupted> {
     sleep_until(Instant::now() + duration)

@@ -12,7 +12,7 @@ use crate::progress::{
     SystemClock,
 };
 use crate::qmp::{Options, Peer};
-use crate::wait::{self, ends_wait, Interrupted, SignalCheck};
+use crate::wait::{self, Interrupted, SignalCheck};
 
 /// `query-backup` on a fresh connection per query, as qemu-server's `mon_cmd`.
 struct Query<'a> {
@@ -42,16 +42,11 @@ impl progress::Clock for PeerClock<'_> {
     }
 
     fn now(&self) -> Instant {
-        Instant::now()
+        SystemClock.now()
     }
 
     fn sleep_until(&mut self, deadline: Instant) -> std::result::Result<(), Interrupted> {
-        loop {
-            match wait::sleep_until(deadline) {
-                Err(Interrupted) if !ends_wait(self.on_signal) => continue,
-                other => return other,
-            }
-        }
+        wait::sleep_until_checked(deadline, self.on_signal)
     }
 }
 
