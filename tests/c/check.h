@@ -1,12 +1,17 @@
 /*
  * The C tests' assertions: CHECK counts passes and failures and prints a failure with its
- * place; expect/expect_exact check a result code and the message the call wrote.
+ * place; expect/expect_exact check a result code and the message the call wrote. And what
+ * the peers' launchers share: accepts, whether a peer listens yet.
  */
 #ifndef VZQ_TEST_CHECK_H
 #define VZQ_TEST_CHECK_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "vzdump_qemu.h"
 
@@ -52,6 +57,21 @@ static inline void expect(vzdump_qemu_result got, vzdump_qemu_result want, char 
         CHECK(err == NULL, "%s: unexpected message '%s'", what, err);
     }
     vzdump_qemu_string_free(err);
+}
+
+/* Whether something accepts connections on the unix socket `path`: a launcher waits for
+ * this, not for the socket file, which exists before its server listens. The connection is
+ * closed at once (QEMU serves one client at a time). */
+static inline bool accepts(const char *path)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+    close(fd);
+    return ok;
 }
 
 /* Prints the tally; the exit status of a test program. */

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -155,7 +154,8 @@ static bool compress_step(int cycle, void *arg)
     return ok;
 }
 
-/* QEMU without a guest, paused, QMP on `socket`, as a child of this process. */
+/* QEMU without a guest, paused, QMP on `socket`, as a child of this process; returns once
+ * it accepts. */
 static pid_t start_qemu(const char *socket)
 {
     char qmp[4200];
@@ -170,9 +170,8 @@ static pid_t start_qemu(const char *socket)
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0)
         return -1;
-    struct stat st;
     for (int i = 0; i < 500; i++) {
-        if (stat(socket, &st) == 0 && S_ISSOCK(st.st_mode))
+        if (accepts(socket))
             return pid;
         struct timespec tick = {0, 20 * 1000 * 1000};
         nanosleep(&tick, NULL);
@@ -202,14 +201,6 @@ int main(int argc, char **argv)
     vzdump_qemu_peer *peer = NULL;
     char *err = NULL;
     expect(vzdump_qemu_peer_new_path(socket, &peer, &err), VZDUMP_QEMU_OK, &err, NULL, "peer");
-    /* QEMU creates the socket just before it listens: wait for the first answer. */
-    for (int i = 0; i < 500 && !query_once(peer, &err); i++) {
-        vzdump_qemu_string_free(err);
-        err = NULL;
-        struct timespec tick = {0, 20 * 1000 * 1000};
-        nanosleep(&tick, NULL);
-    }
-    vzdump_qemu_string_free(err);
 
     int reported = 0;
     soak_peer = peer;

@@ -594,20 +594,6 @@ static void test_sim_backup(const char *sock, const char *dir)
     vzdump_qemu_peer_free(peer);
 }
 
-/* Whether something accepts connections on the unix socket `path` (the connection is
-   closed at once: QEMU serves one client at a time). */
-static bool accepts(const char *path)
-{
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
-    close(fd);
-    return ok;
-}
-
 /* Starts real QEMU as VM `vmid` of run directory `dir` (socket and -pidfile there), as a
    direct child, and waits for the pid file and for the socket to accept (QEMU creates the
    socket file before it listens). Returns its pid, or -1. */

@@ -169,8 +169,7 @@ static pid_t start_qga(const char *dir)
         _exit(127);
     }
     for (int i = 0; i < 400; i++) {
-        struct stat st;
-        if (stat(socket, &st) == 0)
+        if (accepts(socket))
             return pid;
         usleep(10000);
     }
