@@ -154,7 +154,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
     let mut cfg = Config {
         socket: PathBuf::new(),
         disks: Vec::new(),
-        rate: None,
+        rate: cli
+            .rate
+            .as_deref()
+            .map(|rate| positive_size("--rate", rate))
+            .transpose()?,
         package: cli.package,
         version: version("--version", &cli.version)?,
         state: match cli.state.as_str() {
@@ -195,9 +199,6 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Mode, String> {
             write_error_at: opt_percent("--fault-write-error-at", &cli.fault_write_error_at)?,
         },
     };
-    if let Some(rate) = &cli.rate {
-        cfg.rate = Some(positive_size("--rate", rate)?);
-    }
     // Devices in command line order: `--disk` and `--gen-disk` interleaved as given.
     let mut disks: Vec<(usize, DiskSpec)> = Vec::new();
     for (index, v) in indexed(&matches, "disk", &cli.disk) {
@@ -276,9 +277,10 @@ fn clap_error(e: &clap::Error, raw: &[String]) -> String {
     match e.kind() {
         ErrorKind::UnknownArgument => {
             let dumped = raw.iter().any(|a| a.starts_with("--dump-gen-disk"));
-            match dumped && !arg.starts_with('-') {
-                true => format!("unexpected argument '{arg}' after '--dump-gen-disk'"),
-                false => format!("unknown option '{arg}'"),
+            if dumped && !arg.starts_with('-') {
+                format!("unexpected argument '{arg}' after '--dump-gen-disk'")
+            } else {
+                format!("unknown option '{arg}'")
             }
         }
         ErrorKind::InvalidValue if flag == "--dump-gen-disk" => {
